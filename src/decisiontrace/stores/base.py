@@ -1,0 +1,106 @@
+"""The store contract: where finished Run records are kept.
+
+A store receives records as JSON-ready dicts (``Run.model_dump(mode="json")`` shape,
+computed fields included) from the processor's writer thread, in batches, and gives
+back :class:`~decisiontrace.models.Run` and :class:`~decisiontrace.models.RunSummary`
+models to readers. ``load_run`` returns exactly the Run that was saved.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from decisiontrace import _records
+from decisiontrace.models import Run, RunStatus, RunSummary
+
+Record = dict[str, Any]
+
+
+class StoreError(Exception):
+    """A store could not be opened or read (bad URL, corrupt file, unreadable database)."""
+
+
+class RunStore(abc.ABC):
+    """Base class of the run stores.
+
+    Subclasses implement :meth:`save_records`, :meth:`load_record` and
+    :meth:`list_records`; the model-level methods are built on those.
+    ``save_records`` raises on failure: the processor keeps the batch and retries.
+    """
+
+    #: The URL that reopens this store (``sqlite:///...``, ``file:///...``, ``memory://``).
+    url: str
+
+    @abc.abstractmethod
+    def save_records(self, records: Sequence[Record]) -> None:
+        """Insert or replace these run records, all or nothing."""
+
+    @abc.abstractmethod
+    def load_record(self, run_id: str) -> Record | None:
+        """The stored record of ``run_id`` as a dict, or None."""
+
+    @abc.abstractmethod
+    def list_summaries(
+        self,
+        *,
+        goal_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        node_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Summary dicts of matching runs, newest first."""
+
+    def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing open
+        """Release connections and file handles."""
+
+    def save_run(self, run: Run) -> None:
+        """Store one run (insert or replace)."""
+        self.save_records([run.model_dump(mode="json")])
+
+    def load_run(self, run_id: str) -> Run | None:
+        """The run exactly as saved, or None if unknown."""
+        record = self.load_record(run_id)
+        return None if record is None else Run.model_validate(record)
+
+    def load_summary(self, run_id: str) -> RunSummary | None:
+        """The summary of one run, or None if unknown."""
+        record = self.load_record(run_id)
+        if record is None:
+            return None
+        return RunSummary.model_validate(_records.summary_from_record(record))
+
+    def list_runs(
+        self,
+        goal_id: str | None = None,
+        status: RunStatus | str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        *,
+        node_id: str | None = None,
+    ) -> list[RunSummary]:
+        """Summaries of the runs that match every filter given, newest first.
+
+        Args:
+            goal_id: only runs toward this goal.
+            status: only runs with this status (a RunStatus or its value).
+            since: only runs started at or after this time.
+            limit: at most this many.
+            node_id: only runs in which this node made a decision.
+        """
+        status_value = status.value if isinstance(status, RunStatus) else status
+        return [
+            RunSummary.model_validate(summary)
+            for summary in self.list_summaries(
+                goal_id=goal_id, status=status_value, since=since, node_id=node_id, limit=limit
+            )
+        ]
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
