@@ -1,0 +1,47 @@
+"""decisiontrace: an AI agent's decisions as first-class OpenTelemetry telemetry.
+
+A run is a root span, each decision a child span carrying its options and outcome;
+:class:`RunRecordProcessor` rebuilds full :class:`Run` records from the spans and
+stores them (SQLite by default).
+"""
+
+from decisiontrace._context import ContextThreadPoolExecutor, bind_context
+from decisiontrace._version import __version__
+from decisiontrace.log_context import RunContextFilter, install_log_context
+from decisiontrace.models import (
+    Decision,
+    DecisionEvaluation,
+    DecisionType,
+    Option,
+    Outcome,
+    Problem,
+    Run,
+    RunMetrics,
+    RunStatus,
+    RunSummary,
+)
+from decisiontrace.processor import RunRecordProcessor
+from decisiontrace.stores import RunStore, open_store
+from decisiontrace.tracker import DecisionTracker
+
+__all__ = [
+    "ContextThreadPoolExecutor",
+    "Decision",
+    "DecisionEvaluation",
+    "DecisionTracker",
+    "DecisionType",
+    "Option",
+    "Outcome",
+    "Problem",
+    "Run",
+    "RunContextFilter",
+    "RunMetrics",
+    "RunRecordProcessor",
+    "RunStatus",
+    "RunStore",
+    "RunSummary",
+    "__version__",
+    "bind_context",
+    "install_log_context",
+    "open_store",
+]

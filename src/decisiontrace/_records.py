@@ -116,7 +116,9 @@ def decision_line(decision: dict[str, Any]) -> str:
         quality = f" [quality: {float(evaluation.get('outcome_quality', 1.0)):.1f}]"
     chosen = decision.get("chosen_option")
     action = chosen.get("description", "") if chosen else "unknown action"
-    return f"{status} [{decision.get('node_id', '')}] {decision.get('intent', '')} → {action}{quality}"
+    return (
+        f"{status} [{decision.get('node_id', '')}] {decision.get('intent', '')} → {action}{quality}"
+    )
 
 
 def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -128,9 +130,9 @@ def summary_from_record(record: dict[str, Any]) -> dict[str, Any]:
     successes: list[str] = []
     for decision in decisions:
         evaluation = decision.get("evaluation")
-        if not decision.get("was_successful"):
-            key_decisions.append(decision_line(decision))
-        elif evaluation and float(evaluation.get("outcome_quality", 1.0)) > 0.8:
+        if not decision.get("was_successful") or (
+            evaluation and float(evaluation.get("outcome_quality", 1.0)) > 0.8
+        ):
             key_decisions.append(decision_line(decision))
         outcome = decision.get("outcome")
         if decision.get("was_successful") and outcome and outcome.get("summary"):

@@ -110,9 +110,10 @@ class Decision(BaseModel):
     outcome: Outcome | None = None
     evaluation: DecisionEvaluation | None = None
 
-    _drop_computed = model_validator(mode="before")(
-        classmethod(lambda cls, data: _without(_records.DECISION_COMPUTED, data))
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        return _without(_records.DECISION_COMPUTED, data)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -165,9 +166,10 @@ class RunMetrics(BaseModel):
     nodes_executed: list[str] = Field(default_factory=list)
     edges_traversed: list[str] = Field(default_factory=list)
 
-    _drop_computed = model_validator(mode="before")(
-        classmethod(lambda cls, data: _without(_records.METRICS_COMPUTED, data))
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        return _without(_records.METRICS_COMPUTED, data)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -194,9 +196,10 @@ class Run(BaseModel):
     input_data: dict[str, Any] = Field(default_factory=dict)
     output_data: dict[str, Any] = Field(default_factory=dict)
 
-    _drop_computed = model_validator(mode="before")(
-        classmethod(lambda cls, data: _without(_records.RUN_COMPUTED, data))
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        return _without(_records.RUN_COMPUTED, data)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

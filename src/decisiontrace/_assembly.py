@@ -1,0 +1,212 @@
+"""Assembling ended spans into run records, whatever order they arrive in.
+
+Used by the processor's writer thread (spans from the SDK) and by ``rebuild`` (spans
+read from OTLP JSON). Spans are grouped by trace: a run is a root span, so all of its
+decision spans (and the LLM spans under them) share its trace id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from decisiontrace import _codec
+from decisiontrace import semconv as sc
+
+logger = logging.getLogger("decisiontrace")
+
+_TOKEN_KEYS = (
+    (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS),
+    (sc.GEN_AI_USAGE_PROMPT_TOKENS, sc.GEN_AI_USAGE_COMPLETION_TOKENS),
+    (sc.LLM_TOKEN_COUNT_PROMPT, sc.LLM_TOKEN_COUNT_COMPLETION),
+)
+
+
+def token_usage(attributes: Mapping[str, Any] | None) -> int:
+    """Tokens an LLM span reports (GenAI names, their older names, or OpenInference's)."""
+    if not attributes:
+        return 0
+    for input_key, output_key in _TOKEN_KEYS:
+        if input_key in attributes or output_key in attributes:
+            try:
+                return int(attributes.get(input_key) or 0) + int(attributes.get(output_key) or 0)
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
+class PendingRun:
+    """The spans of one trace seen so far."""
+
+    __slots__ = ("decisions", "first_seen", "run", "run_seen", "tokens")
+
+    def __init__(self, now: float) -> None:
+        self.run: _codec.SpanData | None = None
+        self.decisions: dict[int, _codec.SpanData] = {}
+        self.tokens: dict[int, int] = {}
+        self.first_seen = now
+        self.run_seen = 0.0
+
+    def complete(self) -> bool:
+        """The run span has ended and every decision it counted has arrived."""
+        run = self.run
+        if run is None:
+            return False
+        expected = run.attributes.get(sc.RUN_DECISION_COUNT)
+        if expected is None:
+            return True
+        try:
+            return len(self.decisions) >= int(expected)
+        except (TypeError, ValueError):
+            return True
+
+    def counted(self) -> bool:
+        """The run span says how many decisions it had (spans from the tracker do)."""
+        return self.run is not None and sc.RUN_DECISION_COUNT in self.run.attributes
+
+    def record(self, status: str | None = None, reason: str | None = None) -> _codec.Record:
+        """The run record from what has arrived (``status`` overrides, e.g. ``stuck``)."""
+        decisions = [
+            _codec.decision_record(d.attributes, d.start_ns, d.end_ns, self.tokens.get(key, 0))
+            for key, d in self.decisions.items()
+        ]
+        run = self.run
+        if run is None:
+            # The root span was lost: rebuild what the decisions say about their run.
+            first = min(self.decisions.values(), key=lambda d: d.start_ns)
+            attributes: dict[str, Any] = {sc.RUN_ID: first.attributes.get(sc.RUN_ID, "")}
+            record = _codec.run_record(
+                attributes, first.start_ns, None, decisions, [], status=status or "stuck"
+            )
+        else:
+            record = _codec.run_record(
+                run.attributes,
+                run.start_ns,
+                run.end_ns,
+                decisions,
+                _codec.problems_of(run.events),
+                status=status,
+                error=run.error,
+            )
+        if reason is not None:
+            record["end_reason"] = reason
+        return record
+
+
+class RunAssembler:
+    """Collects spans per trace and hands back finished run records.
+
+    Args:
+        late_span_grace: seconds to wait, once a run span has ended, for decision spans
+            it counted but that have not arrived, and to keep a written run that was
+            missing some so that late ones are merged in and the run written again.
+        max_recent: how many such incomplete written runs are kept for late spans.
+    """
+
+    def __init__(self, late_span_grace: float = 5.0, max_recent: int = 1000) -> None:
+        self.late_span_grace = late_span_grace
+        self.max_recent = max_recent
+        self.pending: dict[int, PendingRun] = {}
+        self._recent: OrderedDict[int, tuple[float, PendingRun]] = OrderedDict()
+
+    def _pending_for(self, trace_id: int, now: float) -> PendingRun:
+        pending = self.pending.get(trace_id)
+        if pending is None:
+            recent = self._recent.pop(trace_id, None)
+            pending = recent[1] if recent is not None else PendingRun(now)
+            self.pending[trace_id] = pending
+        return pending
+
+    def add(self, span: _codec.SpanData, now: float | None = None) -> None:
+        """Take one ended span of ours (a run or a decision span)."""
+        now = time.monotonic() if now is None else now
+        kind = span.attributes.get(sc.SPAN_KIND)
+        pending = self._pending_for(span.trace_id, now)
+        if kind == sc.KIND_RUN:
+            pending.run = span
+            pending.run_seen = now
+        elif kind == sc.KIND_DECISION:
+            pending.decisions[span.span_id] = span
+
+    def add_tokens(self, trace_id: int, decision_span_id: int, tokens: int) -> None:
+        """Add an LLM span's token count to the decision span it ran under."""
+        pending = self._pending_for(trace_id, time.monotonic())
+        pending.tokens[decision_span_id] = pending.tokens.get(decision_span_id, 0) + tokens
+
+    def add_tree(self, spans: Iterable[_codec.SpanData]) -> None:
+        """Take every span of some traces at once (OTLP JSON): ours, and LLM spans under
+        our decisions, whose tokens are added to those decisions."""
+        spans = list(spans)
+        parents = {(s.trace_id, s.span_id): s.parent_id for s in spans}
+        decisions = {
+            (s.trace_id, s.span_id)
+            for s in spans
+            if s.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION
+        }
+        for span in spans:
+            if sc.SPAN_KIND in span.attributes:
+                self.add(span)
+                continue
+            tokens = token_usage(span.attributes)
+            if not tokens:
+                continue
+            parent = span.parent_id
+            seen = 0
+            while parent is not None and seen < 256:
+                key = (span.trace_id, parent)
+                if key in decisions:
+                    self.add_tokens(span.trace_id, parent, tokens)
+                    break
+                parent = parents.get(key)
+                seen += 1
+
+    def take_ready(self, *, force: bool = False, now: float | None = None) -> list[_codec.Record]:
+        """Records of the runs that can be written now.
+
+        A run is ready when its span has ended and its decisions are all in, or when
+        the grace period for missing ones has passed, or when ``force`` is set.
+        """
+        now = time.monotonic() if now is None else now
+        ready: list[_codec.Record] = []
+        for trace_id in [t for t, p in self.pending.items() if p.run is not None]:
+            pending = self.pending[trace_id]
+            complete = pending.complete()
+            if not (complete or force or now - pending.run_seen >= self.late_span_grace):
+                continue
+            del self.pending[trace_id]
+            try:
+                ready.append(pending.record())
+            except Exception:
+                logger.exception("decisiontrace: could not assemble run of trace %032x", trace_id)
+                continue
+            if not (complete and pending.counted()):
+                self._remember(trace_id, pending, now)
+        self._expire_recent(now)
+        return ready
+
+    def take_orphans(self, max_age: float, now: float | None = None) -> list[_codec.Record]:
+        """Decisions whose run span never arrived within ``max_age`` seconds: stuck runs."""
+        now = time.monotonic() if now is None else now
+        records = []
+        for trace_id in [
+            t for t, p in self.pending.items() if p.run is None and now - p.first_seen >= max_age
+        ]:
+            pending = self.pending.pop(trace_id)
+            if pending.decisions:  # token counts alone are not a run: just forget them
+                records.append(pending.record(status="stuck", reason="run span never ended"))
+        return records
+
+    def _remember(self, trace_id: int, pending: PendingRun, now: float) -> None:
+        self._recent[trace_id] = (now, pending)
+        while len(self._recent) > self.max_recent:
+            self._recent.popitem(last=False)
+
+    def _expire_recent(self, now: float) -> None:
+        while self._recent:
+            trace_id, (seen, _) = next(iter(self._recent.items()))
+            if now - seen < self.late_span_grace:
+                break
+            del self._recent[trace_id]

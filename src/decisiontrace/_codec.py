@@ -1,0 +1,537 @@
+"""The span model, both ways: record fields to span attributes, and spans back to records.
+
+Encoding runs on the agent's thread, so it builds plain dicts, checks types cheaply,
+and JSON-encodes each structured value exactly once. Decoding builds JSON-ready record
+dicts (the stored form) from any span source: the tracker's live view, ended SDK spans
+in the processor, and spans read back from OTLP JSON. All three use the functions
+below, which is why a rebuilt run equals the live one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from decisiontrace import _records
+from decisiontrace import semconv as sc
+from decisiontrace._jsonsafe import dumps, safe_str
+
+logger = logging.getLogger("decisiontrace")
+
+Attributes = dict[str, Any]
+Record = dict[str, Any]
+
+_DECISION_TYPES = frozenset(
+    (
+        "tool_selection",
+        "parameter_choice",
+        "path_choice",
+        "output_format",
+        "retry_strategy",
+        "delegation",
+        "termination",
+        "custom",
+    )
+)
+_EMPTY_OBJECT = "{}"
+_EMPTY_LIST = "[]"
+
+
+def warn(message: str) -> None:
+    """Log one warning about bad input to a recording call (never raise)."""
+    logger.warning("decisiontrace: %s", message)
+
+
+# --- encoding ------------------------------------------------------------------------
+
+
+def json_attr(value: Any, what: str, empty: str = _EMPTY_OBJECT) -> str:
+    """JSON text of a structured value for an attribute, warning when it had to change."""
+    if value is None:
+        return empty
+    text, problem = dumps(value)
+    if problem is not None:
+        warn(f"{what}: {problem}")
+    return text
+
+
+def json_object_attr(value: Any, what: str) -> str:
+    """Like :func:`json_attr` for fields the schema types as objects (dicts)."""
+    if value is None or (type(value) is dict and not value):
+        return _EMPTY_OBJECT
+    if not isinstance(value, Mapping):
+        warn(f"{what} should be a dict, got {type(value).__name__}; recorded under 'value'")
+        value = {"value": value}
+    return json_attr(value, what)
+
+
+def text(value: Any, what: str) -> str:
+    """A str field: str values pass, others are converted with a warning."""
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    converted = safe_str(value.value if isinstance(value, Enum) else value)
+    if not isinstance(value, Enum):
+        warn(f"{what} should be a str, got {type(value).__name__}; recorded as {converted!r}")
+    return converted
+
+
+def integer(value: Any, what: str) -> int:
+    """An int field: ints pass, numbers are truncated, anything else becomes 0 (warned)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    if isinstance(value, bool):
+        return int(value)
+    try:
+        return int(value)
+    except Exception:
+        warn(f"{what} should be an int, got {safe_str(value)!r}; recorded as 0")
+        return 0
+
+
+def _string_list(values: Any, what: str) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, Sequence | set | frozenset):
+        warn(f"{what} should be a list of str; recorded as a one-item list")
+        return [text(values, what)]
+    return [v if type(v) is str else text(v, what) for v in values]
+
+
+def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
+    """One option dict in stored form, from a dict, an Option model or a plain id."""
+    if type(raw) is not dict:
+        if isinstance(raw, str):
+            return _option_dict(raw, raw, "unknown", {}, [], [], 0.5)
+        dump = getattr(raw, "model_dump", None)
+        if callable(dump):
+            try:
+                raw = dump()
+            except Exception:
+                raw = None
+        if not isinstance(raw, Mapping):
+            option_id = safe_str(raw)
+            warn(f"{where}: option {index} is a {type(raw).__name__}, not a dict or id")
+            return _option_dict(option_id, option_id, "unknown", {}, [], [], 0.5)
+    option_id = raw.get("id")
+    if option_id is None:
+        option_id = f"option_{index}"
+        warn(f"{where}: option {index} has no 'id'; recorded as {option_id!r}")
+    elif type(option_id) is not str:
+        option_id = text(option_id, f"{where}: option {index} id")
+    confidence = raw.get("confidence", 0.5)
+    if type(confidence) is not float:
+        if isinstance(confidence, int) and not isinstance(confidence, bool):
+            confidence = float(confidence)
+        else:
+            warn(
+                f"{where}: option {option_id!r} confidence {safe_str(confidence)!r} is not a number"
+            )
+            confidence = 0.5
+    if not math.isfinite(confidence):
+        warn(f"{where}: option {option_id!r} confidence is not finite; recorded as 0.5")
+        confidence = 0.5
+    params = raw.get("action_params")
+    if params is None:
+        params = {}
+    elif not isinstance(params, Mapping):
+        warn(f"{where}: option {option_id!r} action_params should be a dict")
+        params = {"value": params}
+    return _option_dict(
+        option_id,
+        text(raw.get("description", ""), f"{where}: option {option_id!r} description"),
+        text(raw.get("action_type", "unknown"), f"{where}: option {option_id!r} action_type"),
+        params,
+        _string_list(raw.get("pros"), f"{where}: option {option_id!r} pros"),
+        _string_list(raw.get("cons"), f"{where}: option {option_id!r} cons"),
+        confidence,
+    )
+
+
+def _option_dict(
+    option_id: str,
+    description: str,
+    action_type: str,
+    action_params: Any,
+    pros: list[str],
+    cons: list[str],
+    confidence: float,
+) -> dict[str, Any]:
+    # Key order is the model's field order, so stored JSON matches a pydantic dump.
+    return {
+        "id": option_id,
+        "description": description,
+        "action_type": action_type,
+        "action_params": action_params,
+        "pros": pros,
+        "cons": cons,
+        "confidence": confidence,
+    }
+
+
+def normalize_options(options: Any, where: str) -> list[dict[str, Any]]:
+    """Options in stored form; bad entries are fixed up with one warning each."""
+    if options is None:
+        return []
+    if isinstance(options, Mapping | str):
+        warn(f"{where}: options should be a list; recorded as a one-item list")
+        options = [options]
+    elif not isinstance(options, Sequence):
+        try:
+            options = list(options)
+        except Exception:
+            warn(f"{where}: options should be a list, got {type(options).__name__}")
+            return []
+    return [_option(raw, index, where) for index, raw in enumerate(options)]
+
+
+def decision_type_value(decision_type: Any, where: str) -> str:
+    """The DecisionType value; unknown types become ``custom`` with a warning."""
+    value = decision_type.value if isinstance(decision_type, Enum) else decision_type
+    if value in _DECISION_TYPES:
+        return str(value)
+    warn(f"{where}: unknown decision_type {safe_str(decision_type)!r}; recorded as 'custom'")
+    return "custom"
+
+
+def run_start_attributes(
+    *,
+    run_id: str,
+    goal_id: str,
+    goal_description: str,
+    stream_id: str,
+    execution_id: str,
+    input_data: Any,
+) -> Attributes:
+    """Attributes set on a run span when it starts."""
+    return {
+        sc.SPAN_KIND: sc.KIND_RUN,
+        sc.RUN_ID: run_id,
+        sc.GOAL_ID: goal_id,
+        sc.GOAL_DESCRIPTION: goal_description,
+        sc.STREAM_ID: stream_id,
+        sc.EXECUTION_ID: execution_id,
+        sc.RUN_INPUT: json_object_attr(input_data, "start_run(): input_data"),
+        sc.GEN_AI_OPERATION_NAME: sc.GEN_AI_OPERATION_INVOKE_AGENT,
+        sc.GEN_AI_AGENT_NAME: stream_id,
+        sc.GEN_AI_AGENT_DESCRIPTION: goal_description,
+        sc.GEN_AI_CONVERSATION_ID: execution_id,
+    }
+
+
+def decision_attributes(
+    *,
+    run_id: str,
+    decision_id: str,
+    intent: str,
+    options: list[dict[str, Any]],
+    chosen: str,
+    reasoning: str,
+    node_id: str,
+    decision_type: str,
+    constraints: list[str],
+    context: Any,
+    where: str,
+) -> Attributes:
+    """Attributes set on a decision span when it starts (options already normalized)."""
+    option_ids = [option["id"] for option in options]
+    attributes: Attributes = {
+        sc.SPAN_KIND: sc.KIND_DECISION,
+        sc.RUN_ID: run_id,
+        sc.DECISION_ID: decision_id,
+        sc.DECISION_INTENT: intent,
+        sc.DECISION_TYPE: decision_type,
+        sc.NODE_ID: node_id,
+        sc.DECISION_CHOSEN_ID: chosen,
+        sc.DECISION_REASONING: reasoning,
+        sc.DECISION_CONSTRAINTS: constraints,
+        sc.DECISION_INPUT_CONTEXT: json_object_attr(context, f"{where}: context"),
+        sc.DECISION_OPTIONS: json_attr(options, f"{where}: options", _EMPTY_LIST),
+        sc.DECISION_OPTION_IDS: option_ids,
+        sc.DECISION_OPTION_COUNT: len(options),
+    }
+    if options and chosen not in option_ids:
+        warn(f"{where}: chosen option {chosen!r} is not among the options {option_ids}")
+    for option in options:
+        if option["id"] == chosen:
+            attributes[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
+            break
+    return attributes
+
+
+def outcome_attributes(
+    *,
+    success: bool,
+    result: Any,
+    error: str | None,
+    summary: str,
+    state_changes: Any,
+    tokens_used: int,
+    latency_ms: int,
+    error_type: str | None = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    where: str = "record_outcome()",
+) -> Attributes:
+    """Attributes set on a decision span when its outcome is recorded."""
+    attributes: Attributes = {
+        sc.OUTCOME_SUCCESS: success,
+        sc.OUTCOME_SUMMARY: summary,
+        sc.OUTCOME_TOKENS: tokens_used,
+        sc.OUTCOME_LATENCY_MS: latency_ms,
+    }
+    if result is not None:
+        attributes[sc.OUTCOME_RESULT] = json_attr(result, f"{where}: result", "null")
+    if error is not None:
+        attributes[sc.OUTCOME_ERROR] = error
+    if state_changes:
+        attributes[sc.OUTCOME_STATE_CHANGES] = json_object_attr(
+            state_changes, f"{where}: state_changes"
+        )
+    if not success:
+        attributes[sc.ERROR_TYPE] = error_type or sc.ERROR_TYPE_OTHER
+    if input_tokens is not None:
+        attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+    if output_tokens is not None:
+        attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+    return attributes
+
+
+def problem_attributes(
+    *,
+    problem_id: str,
+    severity: str,
+    description: str,
+    decision_id: str | None,
+    root_cause: str | None,
+    suggested_fix: str | None,
+) -> Attributes:
+    """Attributes of a problem event on the run span (None fields are left out)."""
+    attributes: Attributes = {
+        sc.PROBLEM_ID: problem_id,
+        sc.PROBLEM_SEVERITY: severity,
+        sc.PROBLEM_DESCRIPTION: description,
+    }
+    if decision_id is not None:
+        attributes[sc.PROBLEM_DECISION_ID] = decision_id
+    if root_cause is not None:
+        attributes[sc.PROBLEM_ROOT_CAUSE] = root_cause
+    if suggested_fix is not None:
+        attributes[sc.PROBLEM_SUGGESTED_FIX] = suggested_fix
+    return attributes
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class EventData:
+    """A span event in source-neutral form."""
+
+    name: str
+    time_ns: int
+    attributes: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class SpanData:
+    """An ended (or live) span in source-neutral form: SDK span, live view or OTLP JSON."""
+
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    name: str
+    start_ns: int
+    end_ns: int | None
+    attributes: Mapping[str, Any]
+    events: Sequence[EventData] = field(default_factory=tuple)
+    error: bool = False
+
+
+def _loads(value: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except Exception:
+        return 0
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def decision_record(
+    attributes: Mapping[str, Any],
+    start_ns: int,
+    end_ns: int | None,
+    extra_tokens: int = 0,
+) -> Record:
+    """The stored Decision dict of one decision span."""
+    get = attributes.get
+    options = _loads(get(sc.DECISION_OPTIONS), [])
+    if not isinstance(options, list):
+        options = []
+    chosen_id = str(get(sc.DECISION_CHOSEN_ID, ""))
+    outcome: Record | None = None
+    success = get(sc.OUTCOME_SUCCESS)
+    if success is not None:
+        state_changes = _loads(get(sc.OUTCOME_STATE_CHANGES), {})
+        outcome = {
+            "success": bool(success),
+            "result": _loads(get(sc.OUTCOME_RESULT), None),
+            "error": _opt_str(get(sc.OUTCOME_ERROR)),
+            "state_changes": state_changes if isinstance(state_changes, dict) else {},
+            "tokens_used": _int(get(sc.OUTCOME_TOKENS, 0)) + extra_tokens,
+            "latency_ms": _int(get(sc.OUTCOME_LATENCY_MS, 0)),
+            "summary": str(get(sc.OUTCOME_SUMMARY, "")),
+            "timestamp": _records.ns_to_iso(end_ns if end_ns is not None else start_ns),
+        }
+    evaluation = _loads(get(sc.DECISION_EVALUATION), None)
+    if not isinstance(evaluation, dict):
+        evaluation = None
+    input_context = _loads(get(sc.DECISION_INPUT_CONTEXT), {})
+    was_successful = outcome is not None and outcome["success"]
+    return {
+        "id": str(get(sc.DECISION_ID, "")),
+        "timestamp": _records.ns_to_iso(start_ns),
+        "node_id": str(get(sc.NODE_ID, "unknown")),
+        "intent": str(get(sc.DECISION_INTENT, "")),
+        "decision_type": str(get(sc.DECISION_TYPE, "custom")),
+        "options": options,
+        "chosen_option_id": chosen_id,
+        "reasoning": str(get(sc.DECISION_REASONING, "")),
+        "active_constraints": [str(c) for c in get(sc.DECISION_CONSTRAINTS, ())],
+        "input_context": input_context if isinstance(input_context, dict) else {},
+        "outcome": outcome,
+        "evaluation": evaluation,
+        "chosen_option": _records.chosen_option(options, chosen_id),
+        "was_successful": was_successful,
+        "was_good_decision": _records.was_good_decision(was_successful, evaluation),
+    }
+
+
+def problem_record(attributes: Mapping[str, Any], time_ns: int) -> Record:
+    """The stored Problem dict of one problem event."""
+    get = attributes.get
+    return {
+        "id": str(get(sc.PROBLEM_ID, "")),
+        "severity": str(get(sc.PROBLEM_SEVERITY, "")),
+        "description": str(get(sc.PROBLEM_DESCRIPTION, "")),
+        "root_cause": _opt_str(get(sc.PROBLEM_ROOT_CAUSE)),
+        "decision_id": _opt_str(get(sc.PROBLEM_DECISION_ID)),
+        "timestamp": _records.ns_to_iso(time_ns),
+        "suggested_fix": _opt_str(get(sc.PROBLEM_SUGGESTED_FIX)),
+    }
+
+
+def problems_of(events: Iterable[EventData]) -> list[Record]:
+    """Problem dicts of the problem events among ``events``, in order."""
+    return [problem_record(e.attributes, e.time_ns) for e in events if e.name == sc.PROBLEM_EVENT]
+
+
+def _decision_order(decision: Record) -> tuple[int, str]:
+    decision_id: str = decision["id"]
+    suffix = decision_id[4:] if decision_id.startswith("dec_") else ""
+    return (int(suffix), "") if suffix.isdigit() else (1 << 62, decision["timestamp"])
+
+
+def run_record(
+    attributes: Mapping[str, Any],
+    start_ns: int,
+    end_ns: int | None,
+    decisions: list[Record],
+    problems: list[Record],
+    *,
+    status: str | None = None,
+    error: bool = False,
+) -> Record:
+    """The stored Run dict from a run span's attributes and its decision and problem dicts.
+
+    Args:
+        attributes: the run span's attributes.
+        start_ns: the run span's start time.
+        end_ns: its end time, or None while it runs.
+        decisions: decision dicts (any order; sorted here).
+        problems: problem dicts, in order.
+        status: overrides the status the span carries (stuck/cancelled runs).
+        error: the span's status was ERROR (used when it carries no run status).
+    """
+    get = attributes.get
+    decisions.sort(key=_decision_order)
+    successful = failed = tokens = latency = 0
+    nodes: list[str] = []
+    seen_nodes: set[str] = set()
+    for decision in decisions:
+        node = decision["node_id"]
+        if node not in seen_nodes:
+            seen_nodes.add(node)
+            nodes.append(node)
+        outcome = decision["outcome"]
+        if outcome is not None:
+            if outcome["success"]:
+                successful += 1
+            else:
+                failed += 1
+            tokens += outcome["tokens_used"]
+            latency += outcome["latency_ms"]
+    if status is None:
+        status = get(sc.RUN_STATUS)
+    if status is None:
+        status = "running" if end_ns is None else ("failed" if error else "completed")
+    status = str(status)
+    narrative = str(get(sc.RUN_NARRATIVE, "") or "")
+    if not narrative and end_ns is not None:
+        narrative = _records.narrative(
+            status,
+            len(decisions),
+            successful,
+            failed,
+            [(p["severity"], p["description"]) for p in problems],
+            [d["intent"] for d in decisions if not d["was_successful"]],
+        )
+    input_data = _loads(get(sc.RUN_INPUT), {})
+    output_data = _loads(get(sc.RUN_OUTPUT), {})
+    started = _records.ns_to_datetime(start_ns)
+    completed = None if end_ns is None else _records.ns_to_datetime(end_ns)
+    return {
+        "id": str(get(sc.RUN_ID, "")),
+        "goal_id": str(get(sc.GOAL_ID, "")),
+        "started_at": started.isoformat(),
+        "status": status,
+        "completed_at": None if completed is None else completed.isoformat(),
+        "decisions": decisions,
+        "problems": problems,
+        "metrics": {
+            "total_decisions": len(decisions),
+            "successful_decisions": successful,
+            "failed_decisions": failed,
+            "total_tokens": tokens,
+            "total_latency_ms": latency,
+            "nodes_executed": nodes,
+            "edges_traversed": [str(e) for e in get(sc.RUN_EDGES, ())],
+            "success_rate": _records.success_rate(len(decisions), successful),
+        },
+        "narrative": narrative,
+        "goal_description": str(get(sc.GOAL_DESCRIPTION, "")),
+        "input_data": input_data if isinstance(input_data, dict) else {},
+        "output_data": output_data if isinstance(output_data, dict) else {},
+        "duration_ms": _records.duration_ms(started, completed),
+    }

@@ -1,0 +1,669 @@
+"""The concurrent decision tracker: runs as root spans, decisions as child spans.
+
+The tracker's only job is to emit spans and keep a live view of the runs in flight.
+Storage is the :class:`~decisiontrace.processor.RunRecordProcessor`'s business: it
+rebuilds the records from the spans alone. The live view (``get_run``) decodes the very
+attributes the spans carry, with the same code, so it agrees with the stored record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from decisiontrace import _codec, _records
+from decisiontrace import _context as ctx
+from decisiontrace import semconv as sc
+from decisiontrace._scope import RunScope
+from decisiontrace._version import __version__
+from decisiontrace.models import Decision, DecisionType, Outcome, Run, RunStatus
+
+logger = logging.getLogger("decisiontrace")
+
+_ROOT_CONTEXT = otel_context.Context()
+
+
+class LiveDecision:
+    """A decision in flight: its span and the attributes it was given."""
+
+    __slots__ = ("attributes", "decision_id", "end_ns", "outcome", "span", "start_ns")
+
+    def __init__(self, decision_id: str, span: Span, attributes: _codec.Attributes, start_ns: int):
+        self.decision_id = decision_id
+        self.span = span
+        self.attributes = attributes
+        self.start_ns = start_ns
+        self.end_ns: int | None = None
+        self.outcome: _codec.Attributes | None = None
+
+    def record(self) -> _codec.Record:
+        """The decision as a stored-form dict."""
+        attributes = self.attributes
+        if self.outcome is not None:
+            attributes = {**attributes, **self.outcome}
+        return _codec.decision_record(attributes, self.start_ns, self.end_ns)
+
+
+class LiveRun:
+    """A run in flight: its root span, decisions and problems, and the current node."""
+
+    __slots__ = (
+        "attributes",
+        "context",
+        "current_node",
+        "decisions",
+        "end_attributes",
+        "end_ns",
+        "execution_id",
+        "goal_id",
+        "lock",
+        "problems",
+        "run_id",
+        "span",
+        "start_ns",
+        "trace_id",
+        "tracker",
+    )
+
+    def __init__(
+        self,
+        tracker: DecisionTracker,
+        execution_id: str,
+        run_id: str,
+        goal_id: str,
+        span: Span,
+        attributes: _codec.Attributes,
+        start_ns: int,
+    ):
+        self.tracker = tracker
+        self.execution_id = execution_id
+        self.run_id = run_id
+        self.goal_id = goal_id
+        self.span = span
+        self.trace_id = span.get_span_context().trace_id
+        self.context = trace.set_span_in_context(span, _ROOT_CONTEXT)
+        self.attributes = attributes
+        self.start_ns = start_ns
+        self.end_ns: int | None = None
+        self.end_attributes: _codec.Attributes = {}
+        self.decisions: dict[str, LiveDecision] = {}
+        self.problems: list[tuple[_codec.Attributes, int]] = []
+        self.current_node = "unknown"
+        self.lock = threading.Lock()
+
+    def record(self) -> _codec.Record:
+        """The run as a stored-form dict, decoded from the attributes its spans carry."""
+        with self.lock:
+            decisions = [d.record() for d in self.decisions.values()]
+            problems = [_codec.problem_record(a, t) for a, t in self.problems]
+        return _codec.run_record(
+            {**self.attributes, **self.end_attributes},
+            self.start_ns,
+            self.end_ns,
+            decisions,
+            problems,
+        )
+
+    def view(self) -> Run:
+        """The run as a :class:`Run` model."""
+        return Run.model_validate(self.record())
+
+
+class DecisionTracker:
+    """Records runs and decisions of many concurrent executions as OpenTelemetry spans.
+
+    The API is the original ``StreamDecisionTracker``'s, taken by keyword. Inside
+    ``with tracker.run(...)`` (or after ``start_run`` in the same context) the
+    ``execution_id`` may be left out. Recording calls never raise: bad input logs one
+    warning and records what it can.
+
+    Args:
+        stream_id: the stream this tracker records for (part of every run id).
+        tracer_provider: where spans go; defaults to the global provider. The tracker
+            never installs a provider itself.
+        outcome_aggregator: optional object with ``record_decision(stream_id=,
+            execution_id=, decision=)`` and ``record_outcome(stream_id=, execution_id=,
+            decision_id=, outcome=)``, called as the original calls it.
+
+    Raises:
+        ValueError: ``stream_id`` is empty or not a str, ``tracer_provider`` has no
+            ``get_tracer``, or ``outcome_aggregator`` lacks the two methods.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        outcome_aggregator: Any = None,
+    ) -> None:
+        if not isinstance(stream_id, str) or not stream_id:
+            raise ValueError(f"stream_id must be a non-empty str, got {stream_id!r}")
+        if tracer_provider is not None and not callable(
+            getattr(tracer_provider, "get_tracer", None)
+        ):
+            raise ValueError("tracer_provider must be an OpenTelemetry TracerProvider")
+        if outcome_aggregator is not None and not all(
+            callable(getattr(outcome_aggregator, name, None))
+            for name in ("record_decision", "record_outcome")
+        ):
+            raise ValueError(
+                "outcome_aggregator must have record_decision() and record_outcome() methods"
+            )
+        self.stream_id = stream_id
+        self._tracer = trace.get_tracer(
+            "decisiontrace", __version__, tracer_provider=tracer_provider
+        )
+        self._outcome_aggregator = outcome_aggregator
+        self._runs: dict[str, LiveRun] = {}
+
+    # --- run lifecycle -------------------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        goal_id: str,
+        goal_description: str = "",
+        input_data: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> str:
+        """Start a run (a new trace) and make it current in this context.
+
+        Args:
+            goal_id: the goal being pursued.
+            goal_description: what the goal is, for people.
+            input_data: the run's input.
+            execution_id: identifies the execution; generated when left out.
+
+        Returns:
+            The run id, ``run_{stream}_{YYYYmmdd_HHMMSS}_{8 hex}``, or "" on failure.
+        """
+        try:
+            live = self._start(execution_id, goal_id, goal_description, input_data)
+        except Exception:
+            logger.exception("decisiontrace: start_run failed")
+            return ""
+        ctx.current_run.set(live)  # like the original's set_trace_context: no reset
+        return live.run_id
+
+    def run(
+        self,
+        goal_id: str,
+        goal_description: str = "",
+        input_data: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> RunScope:
+        """A run scoped to a ``with`` or ``async with`` block.
+
+        The run is the current execution and the current span inside the block; it
+        ends on exit, failed (with the exception recorded) if the block raises.
+        """
+        return RunScope(self, goal_id, goal_description, input_data, execution_id)
+
+    def end_run(
+        self,
+        *,
+        success: bool,
+        narrative: str = "",
+        output_data: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+        status: RunStatus | str | None = None,
+    ) -> None:
+        """End a run: close decisions still open, set status and narrative, end its span.
+
+        Args:
+            success: whether the run achieved its goal (completed or failed).
+            narrative: what happened; generated from the run when empty.
+            output_data: the run's output.
+            execution_id: which execution; the current run when left out.
+            status: an explicit status (e.g. ``stuck``, ``cancelled``) overriding success.
+        """
+        try:
+            live = self._resolve(execution_id, "end_run")
+            if live is not None:
+                self._finish(live, success, narrative, output_data, status)
+        except Exception:
+            logger.exception("decisiontrace: end_run failed")
+
+    def set_node(self, node_id: str = "unknown", *, execution_id: str | None = None) -> None:
+        """Set the node that decisions of this execution are attributed to by default."""
+        live = self._resolve(execution_id, "set_node")
+        if live is not None:
+            live.current_node = _codec.text(node_id, "set_node(): node_id")
+
+    def get_run(self, execution_id: str | None = None) -> Run | None:
+        """The live Run of an execution with the decisions recorded so far, or None."""
+        live = self._runs.get(execution_id) if execution_id is not None else self._current()
+        if live is None:
+            return None
+        try:
+            return live.view()
+        except Exception:
+            logger.exception("decisiontrace: get_run failed")
+            return None
+
+    # --- decisions -------------------------------------------------------------------
+
+    def decide(
+        self,
+        *,
+        intent: str,
+        options: list[dict[str, Any]],
+        chosen: str,
+        reasoning: str,
+        node_id: str | None = None,
+        decision_type: DecisionType | str = DecisionType.CUSTOM,
+        constraints: list[str] | None = None,
+        context: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> str:
+        """Record a decision; its span stays open until the outcome is recorded.
+
+        Returns:
+            The decision id (``dec_N``), or "" if there is no such run.
+        """
+        live = self._resolve(execution_id, "decide", intent)
+        if live is None:
+            return ""
+        try:
+            return self._decide(
+                live, intent, options, chosen, reasoning, node_id, decision_type,
+                constraints, context,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("decisiontrace: decide failed")
+            return ""
+
+    def record_outcome(
+        self,
+        *,
+        decision_id: str,
+        success: bool,
+        result: Any = None,
+        error: str | None = None,
+        summary: str = "",
+        state_changes: dict[str, Any] | None = None,
+        tokens_used: int = 0,
+        latency_ms: int = 0,
+        execution_id: str | None = None,
+        error_type: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
+        """Record what happened when a decision was executed, and end its span.
+
+        ``error_type`` (e.g. an exception class name) becomes ``error.type`` on the
+        span; ``input_tokens``/``output_tokens`` become ``gen_ai.usage.*`` and, when
+        ``tokens_used`` is 0, their sum is recorded as ``tokens_used``.
+        """
+        live = self._resolve(execution_id, "record_outcome")
+        if live is None:
+            return
+        try:
+            self._record_outcome(
+                live, decision_id, success, result, error, summary, state_changes,
+                tokens_used, latency_ms, error_type, input_tokens, output_tokens,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("decisiontrace: record_outcome failed")
+
+    def report_problem(
+        self,
+        *,
+        severity: str,
+        description: str,
+        decision_id: str | None = None,
+        root_cause: str | None = None,
+        suggested_fix: str | None = None,
+        execution_id: str | None = None,
+    ) -> str:
+        """Report a problem: an event on the run span. Returns ``prob_N`` or ""."""
+        live = self._resolve(execution_id, "report_problem", f"[{severity}] {description}")
+        if live is None:
+            return ""
+        try:
+            return self._report_problem(
+                live, severity, description, decision_id, root_cause, suggested_fix
+            )
+        except Exception:
+            logger.exception("decisiontrace: report_problem failed")
+            return ""
+
+    def quick_decision(
+        self,
+        *,
+        intent: str,
+        action: str,
+        reasoning: str,
+        node_id: str | None = None,
+        execution_id: str | None = None,
+    ) -> str:
+        """Record a decision with a single option ``"action"`` (action_type ``execute``)."""
+        return self.decide(
+            execution_id=execution_id,
+            intent=intent,
+            options=[{"id": "action", "description": action, "action_type": "execute"}],
+            chosen="action",
+            reasoning=reasoning,
+            node_id=node_id,
+        )
+
+    # --- monitoring --------------------------------------------------------------------
+
+    def get_active_executions(self) -> list[str]:
+        """Execution ids with a run in progress."""
+        return list(self._runs)
+
+    def get_stats(self) -> dict[str, Any]:
+        """``stream_id``, ``active_executions`` and ``execution_ids``."""
+        execution_ids = list(self._runs)
+        return {
+            "stream_id": self.stream_id,
+            "active_executions": len(execution_ids),
+            "execution_ids": execution_ids,
+        }
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _current(self) -> LiveRun | None:
+        live = ctx.current_run.get()
+        if live is not None and live.tracker is self and live.end_ns is None:
+            return live
+        return None
+
+    def _resolve(self, execution_id: str | None, method: str, what: str = "") -> LiveRun | None:
+        if execution_id is None:
+            live = self._current()
+            if live is None:
+                _codec.warn(f"{method} called outside a run and without execution_id {what}")
+            return live
+        live = self._runs.get(execution_id)
+        if live is None:
+            _codec.warn(f"{method} called but no run for execution {execution_id!r} {what}")
+        return live
+
+    def _start(
+        self,
+        execution_id: str | None,
+        goal_id: Any,
+        goal_description: Any,
+        input_data: Any,
+    ) -> LiveRun:
+        start_ns = time.time_ns()
+        if execution_id is None:
+            execution_id = os.urandom(16).hex()
+        else:
+            execution_id = _codec.text(execution_id, "start_run(): execution_id")
+        goal_id = _codec.text(goal_id, "start_run(): goal_id")
+        goal_description = _codec.text(goal_description, "start_run(): goal_description")
+        stamp = _records.ns_to_datetime(start_ns).strftime("%Y%m%d_%H%M%S")
+        run_id = f"run_{self.stream_id}_{stamp}_{os.urandom(4).hex()}"
+        attributes = _codec.run_start_attributes(
+            run_id=run_id,
+            goal_id=goal_id,
+            goal_description=goal_description,
+            stream_id=self.stream_id,
+            execution_id=execution_id,
+            input_data=input_data,
+        )
+        caller = trace.get_current_span().get_span_context()
+        span = self._tracer.start_span(
+            f"{sc.RUN_SPAN_NAME_PREFIX} {self.stream_id}",
+            context=_ROOT_CONTEXT,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            links=[Link(caller)] if caller.is_valid else None,
+            start_time=start_ns,
+        )
+        live = LiveRun(self, execution_id, run_id, goal_id, span, attributes, start_ns)
+        previous = self._runs.get(execution_id)
+        self._runs[execution_id] = live
+        if previous is not None:
+            _codec.warn(
+                f"start_run: execution {execution_id!r} already has run {previous.run_id}; "
+                "that run is ended as cancelled"
+            )
+            self._finish(previous, False, "", None, RunStatus.CANCELLED, remove=False)
+        return live
+
+    def _finish(
+        self,
+        live: LiveRun,
+        success: Any,
+        narrative: Any,
+        output_data: Any,
+        status: RunStatus | str | None,
+        *,
+        remove: bool = True,
+    ) -> None:
+        end_ns = time.time_ns()
+        with live.lock:
+            if live.end_ns is not None:
+                return
+            live.end_ns = end_ns
+            open_decisions = [d for d in live.decisions.values() if d.end_ns is None]
+            outcomes = [d.outcome for d in live.decisions.values()]
+            intents_failed = [
+                str(d.attributes[sc.DECISION_INTENT])
+                for d in live.decisions.values()
+                if d.outcome is None or not d.outcome[sc.OUTCOME_SUCCESS]
+            ]
+            problems = [
+                (str(a[sc.PROBLEM_SEVERITY]), str(a[sc.PROBLEM_DESCRIPTION]))
+                for a, _ in live.problems
+            ]
+            nodes = list(
+                dict.fromkeys(str(d.attributes[sc.NODE_ID]) for d in live.decisions.values())
+            )
+        for decision in open_decisions:
+            decision.end_ns = end_ns
+            decision.span.end(end_time=end_ns)
+        if status is None:
+            status_value = "completed" if success else "failed"
+        else:
+            status_value = _codec.text(status, "end_run(): status")
+            if status_value not in {s.value for s in RunStatus}:
+                _codec.warn(f"end_run(): unknown status {status_value!r}; recorded as 'failed'")
+                status_value = "failed"
+        successful = sum(1 for o in outcomes if o is not None and o[sc.OUTCOME_SUCCESS])
+        failed = sum(1 for o in outcomes if o is not None and not o[sc.OUTCOME_SUCCESS])
+        narrative = _codec.text(narrative, "end_run(): narrative") or _records.narrative(
+            status_value, len(outcomes), successful, failed, problems, intents_failed
+        )
+        end_attributes: _codec.Attributes = {
+            sc.RUN_STATUS: status_value,
+            sc.RUN_NARRATIVE: narrative,
+            sc.RUN_DECISION_COUNT: len(outcomes),
+            sc.RUN_SUCCESS_COUNT: successful,
+            sc.RUN_FAILURE_COUNT: failed,
+            sc.RUN_TOTAL_TOKENS: sum(o[sc.OUTCOME_TOKENS] for o in outcomes if o is not None),
+            sc.RUN_PROBLEM_COUNT: len(problems),
+            sc.RUN_NODES: nodes,
+        }
+        if output_data:
+            end_attributes[sc.RUN_OUTPUT] = _codec.json_object_attr(
+                output_data, "end_run(): output_data"
+            )
+        live.end_attributes = end_attributes
+        span = live.span
+        span.set_attributes(end_attributes)
+        if status_value in ("failed", "stuck"):
+            span.set_status(Status(StatusCode.ERROR, f"run {status_value}"))
+        span.end(end_time=end_ns)
+        if remove and self._runs.get(live.execution_id) is live:
+            del self._runs[live.execution_id]
+        if ctx.current_run.get() is live:
+            ctx.current_run.set(None)
+
+    def _decide(
+        self,
+        live: LiveRun,
+        intent: Any,
+        options: Any,
+        chosen: Any,
+        reasoning: Any,
+        node_id: Any,
+        decision_type: Any,
+        constraints: Any,
+        context: Any,
+    ) -> str:
+        start_ns = time.time_ns()
+        where = "decide()"
+        intent = intent if type(intent) is str else _codec.text(intent, f"{where}: intent")
+        normalized = _codec.normalize_options(options, where)
+        if node_id is None:
+            node_id = ctx.current_node.get() or live.current_node
+        elif type(node_id) is not str:
+            node_id = _codec.text(node_id, f"{where}: node_id")
+        decision_type = (
+            decision_type.value
+            if type(decision_type) is DecisionType
+            else _codec.decision_type_value(decision_type, where)
+        )
+        with live.lock:
+            if live.end_ns is not None:
+                _codec.warn(f"{where} called for run {live.run_id} after it ended: {intent}")
+                return ""
+            decision_id = f"dec_{len(live.decisions)}"
+            attributes = _codec.decision_attributes(
+                run_id=live.run_id,
+                decision_id=decision_id,
+                intent=intent,
+                options=normalized,
+                chosen=chosen if type(chosen) is str else _codec.text(chosen, f"{where}: chosen"),
+                reasoning=reasoning
+                if type(reasoning) is str
+                else _codec.text(reasoning, f"{where}: reasoning"),
+                node_id=node_id,
+                decision_type=decision_type,
+                constraints=_codec._string_list(constraints, f"{where}: constraints"),
+                context=context,
+                where=where,
+            )
+            current = trace.get_current_span().get_span_context()
+            parent = None if current.trace_id == live.trace_id else live.context
+            span = self._tracer.start_span(
+                f"{sc.DECISION_SPAN_NAME_PREFIX} {intent}",
+                context=parent,
+                attributes=attributes,
+                start_time=start_ns,
+            )
+            live.decisions[decision_id] = LiveDecision(decision_id, span, attributes, start_ns)
+        if self._outcome_aggregator is not None:
+            decision = Decision.model_validate(_codec.decision_record(attributes, start_ns, None))
+            self._notify(
+                "record_decision",
+                stream_id=self.stream_id,
+                execution_id=live.execution_id,
+                decision=decision,
+            )
+        return decision_id
+
+    def _record_outcome(
+        self,
+        live: LiveRun,
+        decision_id: Any,
+        success: Any,
+        result: Any,
+        error: Any,
+        summary: Any,
+        state_changes: Any,
+        tokens_used: Any,
+        latency_ms: Any,
+        error_type: Any,
+        input_tokens: Any,
+        output_tokens: Any,
+    ) -> None:
+        end_ns = time.time_ns()
+        where = "record_outcome()"
+        decision = live.decisions.get(decision_id)
+        if decision is None:
+            _codec.warn(f"{where}: run {live.run_id} has no decision {decision_id!r}")
+            return
+        if type(success) is not bool:
+            _codec.warn(f"{where}: success should be a bool, got {type(success).__name__}")
+            success = bool(success)
+        if input_tokens is not None:
+            input_tokens = _codec.integer(input_tokens, f"{where}: input_tokens")
+        if output_tokens is not None:
+            output_tokens = _codec.integer(output_tokens, f"{where}: output_tokens")
+        tokens = _codec.integer(tokens_used, f"{where}: tokens_used")
+        if not tokens and (input_tokens or output_tokens):
+            tokens = (input_tokens or 0) + (output_tokens or 0)
+        attributes = _codec.outcome_attributes(
+            success=success,
+            result=result,
+            error=None if error is None else _codec.text(error, f"{where}: error"),
+            summary=_codec.text(summary, f"{where}: summary"),
+            state_changes=state_changes,
+            tokens_used=tokens,
+            latency_ms=_codec.integer(latency_ms, f"{where}: latency_ms"),
+            error_type=None if error_type is None else _codec.text(error_type, "error_type"),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            where=where,
+        )
+        with live.lock:
+            if decision.outcome is not None or decision.end_ns is not None:
+                _codec.warn(f"{where}: decision {decision_id} of {live.run_id} already ended")
+                return
+            decision.outcome = attributes
+            decision.end_ns = end_ns
+        span = decision.span
+        span.set_attributes(attributes)
+        if not success:
+            span.set_status(Status(StatusCode.ERROR, attributes.get(sc.OUTCOME_ERROR)))
+        span.end(end_time=end_ns)
+        if self._outcome_aggregator is not None:
+            record = _codec.decision_record({**decision.attributes, **attributes}, 0, end_ns)
+            self._notify(
+                "record_outcome",
+                stream_id=self.stream_id,
+                execution_id=live.execution_id,
+                decision_id=decision_id,
+                outcome=Outcome.model_validate(record["outcome"]),
+            )
+
+    def _report_problem(
+        self,
+        live: LiveRun,
+        severity: Any,
+        description: Any,
+        decision_id: Any,
+        root_cause: Any,
+        suggested_fix: Any,
+    ) -> str:
+        time_ns = time.time_ns()
+        where = "report_problem()"
+        with live.lock:
+            if live.end_ns is not None:
+                _codec.warn(f"{where} called for run {live.run_id} after it ended")
+                return ""
+            problem_id = f"prob_{len(live.problems)}"
+            attributes = _codec.problem_attributes(
+                problem_id=problem_id,
+                severity=_codec.text(severity, f"{where}: severity"),
+                description=_codec.text(description, f"{where}: description"),
+                decision_id=None if decision_id is None else _codec.text(decision_id, where),
+                root_cause=None if root_cause is None else _codec.text(root_cause, where),
+                suggested_fix=None if suggested_fix is None else _codec.text(suggested_fix, where),
+            )
+            live.problems.append((attributes, time_ns))
+            live.span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
+        return problem_id
+
+    def _notify(self, method: str, **kwargs: Any) -> None:
+        """Call the outcome aggregator, fenced off: its errors are logged, not raised."""
+        hook: Callable[..., Any] = getattr(self._outcome_aggregator, method)
+        try:
+            hook(**kwargs)
+        except Exception:
+            logger.exception("decisiontrace: outcome_aggregator.%s raised", method)
