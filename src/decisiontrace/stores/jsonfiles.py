@@ -1,0 +1,378 @@
+"""Runs as JSON files, in the directory layout the original framework reads.
+
+::
+
+    {directory}/
+      runs/{run_id}.json                    the record, indented
+      summaries/{run_id}.json               its RunSummary
+      indexes/by_goal/{goal_id}.json        run ids of each goal
+      indexes/by_status/{status}.json       run ids of each status
+      indexes/by_node/{node_id}.json        run ids in which each node decided
+
+Every file is replaced atomically (temporary file, fsync, rename), so a reader sees
+the old file or the new one, never half of one. Index updates are read-modify-write,
+serialized by a thread lock and, across processes, by ``flock`` on ``{directory}/.lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from decisiontrace import _records
+from decisiontrace.stores.base import Record, RunStore, StoreError
+from decisiontrace.stores.memory import (
+    newest_first_key,
+    record_matches,
+    record_node_ids,
+    since_text,
+)
+
+logger = logging.getLogger("decisiontrace")
+
+_RUNS = "runs"
+_SUMMARIES = "summaries"
+_BY_GOAL = os.path.join("indexes", "by_goal")
+_BY_STATUS = os.path.join("indexes", "by_status")
+_BY_NODE = os.path.join("indexes", "by_node")
+_LOCK_FILE = ".lock"
+# A file name must fit in NAME_MAX (255 bytes) with ".json" and a temp-file affix.
+_MAX_KEY_BYTES = 200
+
+# (index folder, key) -> run ids to add, run ids to remove
+_IndexChanges = dict[tuple[str, str], tuple[list[str], set[str]]]
+
+
+def _unsafe_reason(key: object) -> str | None:
+    """Why ``key`` cannot be a file name inside the store, or None if it can."""
+    if not isinstance(key, str) or not key:
+        return "empty or not a string"
+    if "/" in key or "\\" in key or "\x00" in key:
+        return "contains a path separator or NUL"
+    # With separators excluded, ".." can only escape as the whole name, and a leading
+    # dot would also hide the file from the framework's *.json globbing.
+    if key.startswith("."):
+        return "is '..' or starts with a dot"
+    try:
+        if len(os.fsencode(key)) > _MAX_KEY_BYTES:
+            return "too long for a file name"
+    except UnicodeError:
+        return "not encodable as a file name"
+    return None
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename."""
+    folder, name = os.path.split(path)
+    # Not ending in .json, so readers globbing *.json never see a half-written file;
+    # os.open with 0o666 lets the umask decide permissions, as a plain open() would.
+    temp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _fsync_directory(folder: str) -> None:
+    """Make renames in ``folder`` durable (best effort: not every OS allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class JSONFilesStore(RunStore):
+    """Runs stored as JSON files that the original framework's ``FileStorage`` reads.
+
+    Ids that would escape the directory (path separators, ``..``, NUL, a leading dot)
+    are refused: such a record is skipped with a warning and the rest of the batch is
+    saved. Safe for several threads and processes on one machine.
+
+    Args:
+        directory: the storage folder; created if missing.
+
+    Raises:
+        StoreError: the folder cannot be created or is not a folder.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        given = os.fspath(directory)
+        if not given:
+            raise ValueError("directory must name a folder, got ''")
+        self.directory = Path(given)
+        self.url = Path(os.path.abspath(given)).as_uri()
+        # Containment is checked against the real path, so a symlinked store still works.
+        self._root = os.path.realpath(given)
+        self._lock = threading.Lock()
+        try:
+            for folder in (_RUNS, _SUMMARIES, _BY_GOAL, _BY_STATUS, _BY_NODE):
+                os.makedirs(os.path.join(self._root, folder), exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot use {given} as a run folder ({exc.strerror or exc}); "
+                "choose a writable directory"
+            ) from exc
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def _path(self, folder: str, key: str) -> str | None:
+        """``{root}/{folder}/{key}.json`` if ``key`` is safe and the path stays inside."""
+        if _unsafe_reason(key) is not None:
+            return None
+        parent = os.path.join(self._root, folder)
+        path = os.path.join(parent, key + ".json")
+        # realpath also catches a planted symlink that points outside the folder.
+        if os.path.dirname(os.path.realpath(path)) != os.path.realpath(parent):
+            return None
+        return path
+
+    def _refusal(self, record: Record) -> str | None:
+        """Why ``record`` cannot be saved here, or None."""
+        if not isinstance(record, dict):
+            return "not a dict"
+        keys: list[tuple[str, str, object]] = [
+            ("run id", _RUNS, record.get("id")),
+            ("goal id", _BY_GOAL, record.get("goal_id")),
+            ("status", _BY_STATUS, record.get("status", "running")),
+        ]
+        keys += [("node id", _BY_NODE, node) for node in record_node_ids(record)]
+        for label, folder, key in keys:
+            reason = _unsafe_reason(key)
+            if reason is None and self._path(folder, str(key)) is None:
+                reason = "leaves the store folder"
+            if reason is not None:
+                return f"{label} {key!r} {reason}"
+        return None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the thread lock and the cross-process ``flock`` of this folder."""
+        with self._lock:
+            fd = os.open(os.path.join(self._root, _LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    # -- RunStore ------------------------------------------------------------------------
+
+    def save_records(self, records: Sequence[Record]) -> None:
+        """Write these records, their summaries and the index entries.
+
+        A record whose ids would escape the folder is skipped with a warning. Files are
+        written only after the whole batch serialized, so a record JSON cannot represent
+        saves nothing; an I/O error part-way leaves whole files only, and saving the
+        batch again completes it.
+
+        Raises:
+            TypeError: a record holds a value JSON cannot represent (nothing is saved).
+            OSError: a file could not be written.
+        """
+        prepared: dict[str, tuple[Record, str, str]] = {}
+        for record in records:
+            refusal = self._refusal(record)
+            if refusal is not None:
+                logger.warning("not saving run %r: %s", _run_id_of(record), refusal)
+                continue
+            run_id = record["id"]
+            prepared[run_id] = (
+                record,
+                json.dumps(record, indent=2, ensure_ascii=False),
+                json.dumps(_records.summary_from_record(record), indent=2, ensure_ascii=False),
+            )
+        if not prepared:
+            return
+        with self._locked():
+            changes: _IndexChanges = {}
+            for run_id, (record, record_text, summary_text) in prepared.items():
+                # Read the keys it had before it is overwritten, to drop stale entries.
+                old = self._read_quietly(run_id)
+                _plan_index_changes(changes, run_id, old, record)
+                _write_atomically(self._must_path(_RUNS, run_id), record_text)
+                _write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
+            for (folder, key), (added, removed) in changes.items():
+                self._update_index(folder, key, added, removed)
+            for folder in (_RUNS, _SUMMARIES, _BY_GOAL, _BY_STATUS, _BY_NODE):
+                _fsync_directory(os.path.join(self._root, folder))
+
+    def load_record(self, run_id: str) -> Record | None:
+        """The stored record of ``run_id``, or None.
+
+        Raises:
+            StoreError: the run's file is not valid JSON.
+        """
+        path = self._path(_RUNS, run_id)
+        if path is None:
+            return None  # no run can have been saved under an unsafe id
+        record = _read_json(path)
+        if record is not None and not isinstance(record, dict):
+            raise StoreError(f"{path} does not hold a run record; repair or delete it")
+        return record
+
+    def list_summaries(
+        self,
+        *,
+        goal_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        node_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Summary dicts of matching runs, newest first (by ``started_at``).
+
+        The indexes narrow the candidates; each candidate's record decides, so an index
+        left stale by another writer cannot produce a wrong answer. A corrupt run file is
+        skipped with a warning.
+        """
+        since_iso = None if since is None else since_text(since)
+        matching: list[Record] = []
+        for run_id in self._candidates(goal_id, status, node_id):
+            path = self._path(_RUNS, run_id)
+            if path is None:
+                continue
+            try:
+                record = _read_json(path)
+            except StoreError as exc:
+                logger.warning("skipping a run: %s", exc)
+                continue
+            if record is not None and record_matches(
+                record, goal_id=goal_id, status=status, since=since_iso, node_id=node_id
+            ):
+                matching.append(record)
+        matching.sort(key=newest_first_key, reverse=True)
+        if limit is not None:
+            matching = matching[: max(limit, 0)]
+        summaries: list[Record] = [_records.summary_from_record(record) for record in matching]
+        return summaries
+
+    def __repr__(self) -> str:
+        return f"JSONFilesStore({os.fspath(self.directory)!r})"
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _must_path(self, folder: str, key: str) -> str:
+        path = self._path(folder, key)
+        if path is None:  # _refusal() checked every key already
+            raise ValueError(f"unsafe key {key!r}")
+        return path
+
+    def _read_quietly(self, run_id: str) -> Record | None:
+        """The stored record, or None if missing or unreadable."""
+        try:
+            record = _read_json(self._must_path(_RUNS, run_id))
+        except StoreError:
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _update_index(self, folder: str, key: str, added: list[str], removed: set[str]) -> None:
+        """Read-modify-write one index file (the caller holds the locks)."""
+        path = self._must_path(folder, key)
+        try:
+            current = _read_json(path)
+        except StoreError:
+            logger.warning("rewriting corrupt index %s", path)
+            current = None
+        run_ids: list[str] = list(current) if isinstance(current, list) else []
+        updated = [run_id for run_id in run_ids if run_id not in removed]
+        present = set(updated)
+        for run_id in added:
+            if run_id not in present:
+                updated.append(run_id)
+                present.add(run_id)
+        if updated != run_ids or current is None:
+            _write_atomically(path, json.dumps(updated, indent=2, ensure_ascii=False))
+
+    def _candidates(
+        self, goal_id: str | None, status: str | None, node_id: str | None
+    ) -> list[str]:
+        """Run ids worth reading: the intersection of the indexes asked for, else all runs."""
+        selected: set[str] | None = None
+        for folder, key in ((_BY_GOAL, goal_id), (_BY_STATUS, status), (_BY_NODE, node_id)):
+            if key is None:
+                continue
+            path = self._path(folder, key)
+            if path is None:
+                return []  # no run can have been saved under an unsafe key
+            try:
+                listed = _read_json(path)
+            except StoreError:
+                logger.warning("index %s is corrupt; scanning every run", path)
+                return self._all_run_ids()
+            run_ids = {str(run_id) for run_id in listed} if isinstance(listed, list) else set()
+            selected = run_ids if selected is None else selected & run_ids
+        return self._all_run_ids() if selected is None else sorted(selected)
+
+    def _all_run_ids(self) -> list[str]:
+        with os.scandir(os.path.join(self._root, _RUNS)) as entries:
+            return [
+                entry.name[: -len(".json")]
+                for entry in entries
+                if entry.name.endswith(".json") and not entry.name.startswith(".")
+            ]
+
+
+def _plan_index_changes(
+    changes: _IndexChanges, run_id: str, old: Record | None, new: Record
+) -> None:
+    """Add ``run_id`` to the new record's indexes and remove it from ones it left."""
+    new_keys = _index_keys(new)
+    for folder_key in new_keys:
+        added, removed = changes.setdefault(folder_key, ([], set()))
+        added.append(run_id)
+        removed.discard(run_id)
+    if old is None:
+        return
+    for folder_key in _index_keys(old) - new_keys:
+        added, removed = changes.setdefault(folder_key, ([], set()))
+        if run_id in added:
+            added.remove(run_id)
+        removed.add(run_id)
+
+
+def _index_keys(record: Record) -> set[tuple[str, str]]:
+    """The (index folder, key) pairs a record is listed under; unsafe keys left out."""
+    keys: list[tuple[str, object]] = [
+        (_BY_GOAL, record.get("goal_id")),
+        (_BY_STATUS, record.get("status", "running")),
+    ]
+    keys += [(_BY_NODE, node_id) for node_id in record_node_ids(record)]
+    return {
+        (folder, key) for folder, key in keys if isinstance(key, str) and not _unsafe_reason(key)
+    }
+
+
+def _read_json(path: str) -> Any:
+    """The parsed file, None if missing; StoreError naming the file if it is not JSON."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path} is not valid JSON ({exc}); repair or delete it") from exc
+
+
+def _run_id_of(record: object) -> object:
+    return record.get("id") if isinstance(record, dict) else None
+
+
+__all__ = ["JSONFilesStore"]

@@ -1,0 +1,146 @@
+"""An in-process store, and the record filters the file-based stores share.
+
+:class:`MemoryStore` keeps records for the life of the process: it is what tests and
+demos use when nothing should touch the disk. The helpers below define what the
+``list_summaries`` filters mean on a record dict, so every store filters alike.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from decisiontrace import _records
+from decisiontrace.stores.base import Record, RunStore
+
+
+def record_node_ids(record: Record) -> list[str]:
+    """Node ids of a record: ``metrics.nodes_executed`` then decision nodes, first seen first.
+
+    Both sources are read because a record assembled elsewhere may list a deciding
+    node in only one of them; the node filter means "a node that made a decision".
+    """
+    seen: dict[str, None] = {}
+    metrics = record.get("metrics") or {}
+    for node_id in metrics.get("nodes_executed") or ():
+        seen.setdefault(node_id, None)
+    for decision in record.get("decisions") or ():
+        node_id = decision.get("node_id")
+        if node_id is not None:
+            seen.setdefault(node_id, None)
+    return list(seen)
+
+
+def since_text(since: datetime) -> str:
+    """``since`` as the ISO text records hold: naive local time.
+
+    Records stamp ``started_at`` with ``datetime.now()``, so an aware ``since`` is
+    converted to local time and stripped of its zone; ISO text then compares in time order.
+    """
+    if since.tzinfo is not None and since.utcoffset() is not None:
+        since = since.astimezone().replace(tzinfo=None)
+    return since.isoformat()
+
+
+def record_matches(
+    record: Record,
+    *,
+    goal_id: str | None,
+    status: str | None,
+    since: str | None,
+    node_id: str | None,
+) -> bool:
+    """True when ``record`` passes every filter given (``since`` as :func:`since_text`)."""
+    if goal_id is not None and record.get("goal_id") != goal_id:
+        return False
+    if status is not None and record.get("status", "running") != status:
+        return False
+    if since is not None:
+        started_at = record.get("started_at")
+        if not isinstance(started_at, str) or started_at < since:
+            return False
+    return node_id is None or node_id in record_node_ids(record)
+
+
+def newest_first_key(record: Record) -> tuple[str, str]:
+    """Sort key for newest-first order: ``started_at`` text, then run id to break ties."""
+    started_at = record.get("started_at")
+    return (started_at if isinstance(started_at, str) else "", str(record.get("id", "")))
+
+
+class MemoryStore(RunStore):
+    """Runs kept in a dict for the life of the process.
+
+    Records are stored as JSON text, so a record that a file store could not save
+    fails here too, and every record handed out is a fresh copy. Thread-safe.
+
+    Example:
+        >>> store = MemoryStore()
+        >>> store.load_record("run_unknown") is None
+        True
+    """
+
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._texts: dict[str, str] = {}
+
+    def save_records(self, records: Sequence[Record]) -> None:
+        """Insert or replace these records, all or nothing.
+
+        Raises:
+            TypeError: a record holds a value JSON cannot represent (nothing is saved).
+        """
+        # Serialize the whole batch before touching the dict, so a bad record saves nothing.
+        texts = {
+            str(record["id"]): json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+            for record in records
+        }
+        with self._lock:
+            self._texts.update(texts)
+
+    def load_record(self, run_id: str) -> Record | None:
+        """A fresh copy of the stored record, or None."""
+        with self._lock:
+            text = self._texts.get(run_id)
+        if text is None:
+            return None
+        record: Record = json.loads(text)
+        return record
+
+    def list_summaries(
+        self,
+        *,
+        goal_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        node_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Summary dicts of matching runs, newest first."""
+        with self._lock:
+            texts = list(self._texts.values())
+        since_iso = None if since is None else since_text(since)
+        matching = [
+            record
+            for record in (json.loads(text) for text in texts)
+            if record_matches(
+                record, goal_id=goal_id, status=status, since=since_iso, node_id=node_id
+            )
+        ]
+        matching.sort(key=newest_first_key, reverse=True)
+        if limit is not None:
+            matching = matching[: max(limit, 0)]
+        summaries: list[Record] = [_records.summary_from_record(record) for record in matching]
+        return summaries
+
+    def clear(self) -> None:
+        """Forget every run."""
+        with self._lock:
+            self._texts.clear()
+
+
+__all__ = ["MemoryStore"]
