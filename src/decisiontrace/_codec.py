@@ -378,6 +378,12 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def decoded_options(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The option dicts a decision span carries."""
+    options = _loads(attributes.get(sc.DECISION_OPTIONS), [])
+    return [o for o in options if isinstance(o, dict)] if isinstance(options, list) else []
+
+
 def decision_record(
     attributes: Mapping[str, Any],
     start_ns: int,
@@ -386,9 +392,7 @@ def decision_record(
 ) -> Record:
     """The stored Decision dict of one decision span."""
     get = attributes.get
-    options = _loads(get(sc.DECISION_OPTIONS), [])
-    if not isinstance(options, list):
-        options = []
+    options = decoded_options(attributes)
     chosen_id = str(get(sc.DECISION_CHOSEN_ID, ""))
     outcome: Record | None = None
     success = get(sc.OUTCOME_SUCCESS)
@@ -477,8 +481,8 @@ def run_record(
     get = attributes.get
     decisions.sort(key=_decision_order)
     successful = failed = tokens = latency = 0
-    nodes: list[str] = []
-    seen_nodes: set[str] = set()
+    nodes = [str(n) for n in get(sc.RUN_NODES, ())]
+    seen_nodes = set(nodes)
     for decision in decisions:
         node = decision["node_id"]
         if node not in seen_nodes:

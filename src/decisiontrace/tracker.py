@@ -65,6 +65,7 @@ class LiveRun:
         "execution_id",
         "goal_id",
         "lock",
+        "nodes",
         "problems",
         "run_id",
         "span",
@@ -97,15 +98,23 @@ class LiveRun:
         self.decisions: dict[str, LiveDecision] = {}
         self.problems: list[tuple[_codec.Attributes, int]] = []
         self.current_node = "unknown"
+        self.nodes: list[str] = []
         self.lock = threading.Lock()
+
+    def note_node(self, node_id: str) -> None:
+        """Count ``node_id`` as executed in this run (first-seen order)."""
+        with self.lock:
+            if node_id not in self.nodes:
+                self.nodes.append(node_id)
 
     def record(self) -> _codec.Record:
         """The run as a stored-form dict, decoded from the attributes its spans carry."""
         with self.lock:
             decisions = [d.record() for d in self.decisions.values()]
             problems = [_codec.problem_record(a, t) for a, t in self.problems]
+            nodes = list(self.nodes)
         return _codec.run_record(
-            {**self.attributes, **self.end_attributes},
+            {**self.attributes, sc.RUN_NODES: nodes, **self.end_attributes},
             self.start_ns,
             self.end_ns,
             decisions,
@@ -164,6 +173,8 @@ class DecisionTracker:
         )
         self._outcome_aggregator = outcome_aggregator
         self._runs: dict[str, LiveRun] = {}
+        # The single-run tracker of the original framework names runs without a stream.
+        self._run_id_prefix = f"run_{stream_id}_"
 
     # --- run lifecycle -------------------------------------------------------------
 
@@ -405,7 +416,7 @@ class DecisionTracker:
         goal_id = _codec.text(goal_id, "start_run(): goal_id")
         goal_description = _codec.text(goal_description, "start_run(): goal_description")
         stamp = _records.ns_to_datetime(start_ns).strftime("%Y%m%d_%H%M%S")
-        run_id = f"run_{self.stream_id}_{stamp}_{os.urandom(4).hex()}"
+        run_id = f"{self._run_id_prefix}{stamp}_{os.urandom(4).hex()}"
         attributes = _codec.run_start_attributes(
             run_id=run_id,
             goal_id=goal_id,
@@ -460,9 +471,7 @@ class DecisionTracker:
                 (str(a[sc.PROBLEM_SEVERITY]), str(a[sc.PROBLEM_DESCRIPTION]))
                 for a, _ in live.problems
             ]
-            nodes = list(
-                dict.fromkeys(str(d.attributes[sc.NODE_ID]) for d in live.decisions.values())
-            )
+            nodes = list(live.nodes)
         for decision in open_decisions:
             decision.end_ns = end_ns
             decision.span.end(end_time=end_ns)
@@ -533,6 +542,8 @@ class DecisionTracker:
                 _codec.warn(f"{where} called for run {live.run_id} after it ended: {intent}")
                 return ""
             decision_id = f"dec_{len(live.decisions)}"
+            if node_id not in live.nodes:
+                live.nodes.append(node_id)
             attributes = _codec.decision_attributes(
                 run_id=live.run_id,
                 decision_id=decision_id,
@@ -631,6 +642,36 @@ class DecisionTracker:
                 decision_id=decision_id,
                 outcome=Outcome.model_validate(record["outcome"]),
             )
+
+    def _set_choice(
+        self, live: LiveRun, decision_id: str, chosen: Any, reasoning: Any = None
+    ) -> None:
+        """Set the chosen option (and reasoning) of a decision still open.
+
+        For decorators, which learn the choice only when the function returns.
+        """
+        decision = live.decisions.get(decision_id)
+        if decision is None or decision.end_ns is not None:
+            return
+        where = "decision"
+        chosen = chosen if type(chosen) is str else _codec.text(chosen, f"{where}: chosen")
+        update: _codec.Attributes = {sc.DECISION_CHOSEN_ID: chosen}
+        if reasoning is not None:
+            update[sc.DECISION_REASONING] = _codec.text(reasoning, f"{where}: reasoning")
+        option_ids = decision.attributes.get(sc.DECISION_OPTION_IDS) or []
+        if option_ids and chosen not in option_ids:
+            _codec.warn(f"{where}: chosen option {chosen!r} is not among the options {option_ids}")
+        options = _codec.decoded_options(decision.attributes)
+        for option in options:
+            if option.get("id") == chosen:
+                update[sc.DECISION_CHOSEN_CONFIDENCE] = option.get("confidence", 0.5)
+                break
+        with live.lock:
+            attributes = {**decision.attributes, **update}
+            if sc.DECISION_CHOSEN_CONFIDENCE not in update:
+                attributes.pop(sc.DECISION_CHOSEN_CONFIDENCE, None)
+            decision.attributes = attributes
+        decision.span.set_attributes(update)
 
     def _report_problem(
         self,
