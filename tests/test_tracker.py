@@ -509,3 +509,24 @@ def test_the_tracker_never_installs_a_global_provider() -> None:
     dt.DecisionTracker("s")
     assert trace.get_tracer_provider() is before
     assert not isinstance(before, TracerProvider)
+
+
+def test_a_nested_run_hands_the_context_back_to_the_outer_run(pipeline: Pipeline) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+    with tracker.run("outer") as outer:
+        with tracker.run("inner") as inner:
+            tracker.quick_decision(intent="in inner", action="a", reasoning="r")
+        tracker.quick_decision(intent="in outer", action="a", reasoning="r")
+    pipeline.flush()
+    stored_outer = pipeline.store.load_run(outer.run_id)
+    stored_inner = pipeline.store.load_run(inner.run_id)
+    assert stored_outer is not None and stored_inner is not None
+    assert [d.intent for d in stored_outer.decisions] == ["in outer"]
+    assert [d.intent for d in stored_inner.decisions] == ["in inner"]
+    outer_trace = next(
+        s.context.trace_id for s in pipeline.spans() if s.context and s.name == "decision in outer"
+    )
+    inner_trace = next(
+        s.context.trace_id for s in pipeline.spans() if s.context and s.name == "decision in inner"
+    )
+    assert outer_trace != inner_trace  # each run is its own trace

@@ -515,7 +515,7 @@ def run_record(
     output_data = _loads(get(sc.RUN_OUTPUT), {})
     started = _records.ns_to_datetime(start_ns)
     completed = None if end_ns is None else _records.ns_to_datetime(end_ns)
-    return {
+    record: Record = {
         "id": str(get(sc.RUN_ID, "")),
         "goal_id": str(get(sc.GOAL_ID, "")),
         "started_at": started.isoformat(),
@@ -539,3 +539,9 @@ def run_record(
         "output_data": output_data if isinstance(output_data, dict) else {},
         "duration_ms": _records.duration_ms(started, completed),
     }
+    reason = get(sc.RUN_END_REASON)
+    if reason is not None:
+        # Why a run ended without end_run (stuck, cancelled): an extra field, which the
+        # schema allows, so people can tell a lost run from a failed one.
+        record["end_reason"] = str(reason)
+    return record
