@@ -342,3 +342,27 @@ def test_a_store_url_is_opened(tmp_path: Any) -> None:
     processor.shutdown()
     with pytest.raises(ValueError, match="accepted forms"):
         dt.RunRecordProcessor("ftp://nowhere")
+
+
+def test_listeners_see_each_assembled_run_once_and_cannot_break_writes(
+    setup: tuple[TracerProvider, dt.RunRecordProcessor, MemoryStore],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider, processor, store = setup
+    seen: list[str] = []
+
+    def broken(records: list[Record]) -> None:
+        raise RuntimeError("listener bug")
+
+    processor.add_listener(lambda records: seen.extend(r["id"] for r in records))
+    processor.add_listener(broken)
+    tracker = dt.DecisionTracker("s", tracer_provider=provider)
+    run_ids = []
+    for _ in range(3):
+        with tracker.run("g") as run:
+            tracker.quick_decision(intent="i", action="a", reasoning="r")
+        run_ids.append(run.run_id)
+    assert processor.force_flush(5000)
+    assert sorted(seen) == sorted(run_ids)
+    assert len(store.list_runs()) == 3
+    assert sum("listener failed" in r.getMessage() for r in caplog.records) == 1

@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -117,6 +118,7 @@ class RunRecordProcessor(SpanProcessor):
         self._assembler = RunAssembler(late_span_grace=late_span_grace)
         self._reset_state()
         self._shutdown = False
+        self._listeners: list[Callable[[list[_codec.Record]], None]] = []
         self._logged: set[str] = set()
         self.dropped_spans = 0
         self.dropped_runs = 0
@@ -138,6 +140,12 @@ class RunRecordProcessor(SpanProcessor):
         self._thread: threading.Thread | None = None
         self._failing_since: float | None = None
         self._retry_at = 0.0
+
+    def add_listener(self, listener: Callable[[list[_codec.Record]], None]) -> None:
+        """Call ``listener(records)`` on the writer thread with each batch of assembled
+        run records (JSON-ready dicts), before they are written. Used for metrics; a
+        listener that raises is logged once and does not stop the write."""
+        self._listeners.append(listener)
 
     # --- SpanProcessor: the agent's thread -------------------------------------------
 
@@ -285,6 +293,11 @@ class RunRecordProcessor(SpanProcessor):
         records.extend(assembler.take_orphans(self._run_timeout, now))
         self._expire_open_runs()
         if records:
+            for listener in self._listeners:
+                try:
+                    listener(records)
+                except Exception:
+                    self._log_once(f"listener {listener!r}", "listener failed")
             self._unwritten.extend(records)
             overflow = len(self._unwritten) - self._max_unwritten
             if overflow > 0:
