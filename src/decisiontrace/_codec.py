@@ -9,13 +9,14 @@ below, which is why a rebuilt run equals the live one.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from pydantic_core import from_json
 
 from decisiontrace import _records
 from decisiontrace import semconv as sc
@@ -100,15 +101,49 @@ def integer(value: Any, what: str) -> int:
 def _string_list(values: Any, what: str) -> list[str]:
     if values is None:
         return []
+    if type(values) is list and all(type(v) is str for v in values):
+        return values
     if isinstance(values, str) or not isinstance(values, Sequence | set | frozenset):
         warn(f"{what} should be a list of str; recorded as a one-item list")
         return [text(values, what)]
     return [v if type(v) is str else text(v, what) for v in values]
 
 
+_STR = str
+_FLOAT = float
+
+
 def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
     """One option dict in stored form, from a dict, an Option model or a plain id."""
-    if type(raw) is not dict:
+    if type(raw) is dict:
+        # Fast path: a well-formed option dict, the common case on the hot path.
+        option_id = raw.get("id")
+        description = raw.get("description", "")
+        action_type = raw.get("action_type", "unknown")
+        params = raw.get("action_params")
+        pros = raw.get("pros")
+        cons = raw.get("cons")
+        confidence = raw.get("confidence", 0.5)
+        if (
+            type(option_id) is _STR
+            and type(description) is _STR
+            and type(action_type) is _STR
+            and (params is None or type(params) is dict)
+            and (pros is None or (type(pros) is list and all(type(p) is _STR for p in pros)))
+            and (cons is None or (type(cons) is list and all(type(c) is _STR for c in cons)))
+            and type(confidence) is _FLOAT
+            and math.isfinite(confidence)
+        ):
+            return {
+                "id": option_id,
+                "description": description,
+                "action_type": action_type,
+                "action_params": {} if params is None else params,
+                "pros": [] if pros is None else pros,
+                "cons": [] if cons is None else cons,
+                "confidence": confidence,
+            }
+    else:
         if isinstance(raw, str):
             return _option_dict(raw, raw, "unknown", {}, [], [], 0.5)
         dump = getattr(raw, "model_dump", None)
@@ -362,7 +397,9 @@ def _loads(value: Any, default: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        # pydantic-core's parser: the same values as json.loads, about twice as fast,
+        # and this runs for every structured attribute of every stored decision.
+        return from_json(value)
     except ValueError:
         return value
 

@@ -8,6 +8,7 @@ rate) has exactly one implementation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,9 +32,21 @@ def ns_to_datetime(time_ns: int) -> datetime:
     return datetime.fromtimestamp(seconds) + timedelta(microseconds=rest // 1000)
 
 
+@functools.lru_cache(maxsize=4096)
+def _second_iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds).isoformat()
+
+
 def ns_to_iso(time_ns: int) -> str:
-    """ISO 8601 text of :func:`ns_to_datetime`, as pydantic writes it."""
-    return ns_to_datetime(time_ns).isoformat()
+    """ISO 8601 text of :func:`ns_to_datetime` (``datetime.isoformat``'s form).
+
+    Converting to local time is the slow part, and the decisions of a run mostly fall
+    in a few seconds, so the text of each second is cached.
+    """
+    seconds, rest = divmod(int(time_ns), _EPOCH_NS)
+    micros = rest // 1000
+    prefix = _second_iso(seconds)
+    return f"{prefix}.{micros:06d}" if micros else prefix
 
 
 def duration_ms(started_at: datetime, completed_at: datetime | None) -> int:

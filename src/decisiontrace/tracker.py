@@ -9,7 +9,7 @@ attributes the spans carry, with the same code, so it agrees with the stored rec
 from __future__ import annotations
 
 import logging
-import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -410,13 +410,14 @@ class DecisionTracker:
     ) -> LiveRun:
         start_ns = time.time_ns()
         if execution_id is None:
-            execution_id = os.urandom(16).hex()
+            execution_id = f"{random.getrandbits(128):032x}"
         else:
             execution_id = _codec.text(execution_id, "start_run(): execution_id")
         goal_id = _codec.text(goal_id, "start_run(): goal_id")
         goal_description = _codec.text(goal_description, "start_run(): goal_description")
         stamp = _records.ns_to_datetime(start_ns).strftime("%Y%m%d_%H%M%S")
-        run_id = f"{self._run_id_prefix}{stamp}_{os.urandom(4).hex()}"
+        # random (not os.urandom, a slow syscall on some VMs): reseeded in forked children.
+        run_id = f"{self._run_id_prefix}{stamp}_{random.getrandbits(32):08x}"
         attributes = _codec.run_start_attributes(
             run_id=run_id,
             goal_id=goal_id,
