@@ -204,12 +204,6 @@ def test_compat_start_run_sets_the_log_context_like_set_trace_context(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RunContextFilter takes trace_id/span_id from whatever span is current, so "
-    "after compat start_run inside an unrelated span (e.g. an HTTP request span) a record "
-    "carries the run's run_id but the request's trace_id; the run span is a new root trace",
-)
 def test_compat_run_ids_in_logs_stay_consistent_inside_an_ambient_span(
     pipeline: Pipeline, collector: Collector
 ) -> None:

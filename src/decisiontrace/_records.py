@@ -37,6 +37,16 @@ def _second_iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds).isoformat()
 
 
+@functools.lru_cache(maxsize=64)
+def _second_stamp(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y%m%d_%H%M%S")
+
+
+def ns_to_stamp(time_ns: int) -> str:
+    """``YYYYmmdd_HHMMSS`` in local time, as run ids carry it."""
+    return _second_stamp(int(time_ns) // _EPOCH_NS)
+
+
 def ns_to_iso(time_ns: int) -> str:
     """ISO 8601 text of :func:`ns_to_datetime` (``datetime.isoformat``'s form).
 

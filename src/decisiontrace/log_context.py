@@ -30,10 +30,12 @@ class RunContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         live = ctx.current_run.get()
         span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
+        if span_context.is_valid and (live is None or span_context.trace_id == live.trace_id):
             record.trace_id = format(span_context.trace_id, "032x")
             record.span_id = format(span_context.span_id, "016x")
         elif live is not None:
+            # The current span belongs to another trace (e.g. the request that started
+            # the run): the run is its own trace, so report the run span's ids.
             run_context = live.span.get_span_context()
             record.trace_id = format(run_context.trace_id, "032x")
             record.span_id = format(run_context.span_id, "016x")

@@ -415,7 +415,7 @@ class DecisionTracker:
             execution_id = _codec.text(execution_id, "start_run(): execution_id")
         goal_id = _codec.text(goal_id, "start_run(): goal_id")
         goal_description = _codec.text(goal_description, "start_run(): goal_description")
-        stamp = _records.ns_to_datetime(start_ns).strftime("%Y%m%d_%H%M%S")
+        stamp = _records.ns_to_stamp(start_ns)
         # random (not os.urandom, a slow syscall on some VMs): reseeded in forked children.
         run_id = f"{self._run_id_prefix}{stamp}_{random.getrandbits(32):08x}"
         attributes = _codec.run_start_attributes(

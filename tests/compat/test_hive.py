@@ -1150,11 +1150,6 @@ def test_single_run_calls_without_a_run_warn_and_return_empty(
     assert list((tmp_path / "s" / "runs").iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: single-run DecisionTracker.start_run resets the node to 'unknown'; the "
-    "original Runtime (and StreamRuntimeAdapter) keep a node set before start_run",
-)
 def test_single_run_node_set_before_start_run_is_kept(tmp_path: Path) -> None:
     tracker = DecisionTracker(tmp_path / "s")
     tracker.set_node("entry")

@@ -17,6 +17,7 @@ Unless a ``tracer_provider`` is given, each tracker records through a private
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +33,9 @@ from decisiontrace.stores import JSONFilesStore, RunStore, open_store
 from decisiontrace.tracker import DecisionTracker as _CoreTracker
 
 T = TypeVar("T")
+logger = logging.getLogger("decisiontrace")
+#: How long the single-run tracker's end_run waits for its run to be written.
+_END_RUN_FLUSH_MS = 5_000
 Storage = RunStore | str | os.PathLike[str]
 
 __all__ = ["DecisionTracker", "StreamDecisionTracker", "StreamRuntimeAdapter"]
@@ -217,6 +221,11 @@ class StreamDecisionTracker:
         return self._tracker.get_stats()
 
     # === ADDITIONS ===
+
+    def close(self) -> None:
+        """Flush and stop the private provider (its writer thread); no-op otherwise."""
+        if self._processor is not None:
+            self._provider.shutdown()  # type: ignore[attr-defined]
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every ended run is in storage (private provider only)."""
@@ -416,7 +425,6 @@ class DecisionTracker:
         input_data: dict[str, Any] | None = None,
     ) -> str:
         """Start a run; returns ``run_{YYYYmmdd_HHMMSS}_{8 hex}``."""
-        self._current_node = "unknown"
         return self._tracker.start_run(
             execution_id=self._EXECUTION_ID,
             goal_id=goal_id,
@@ -437,8 +445,16 @@ class DecisionTracker:
             narrative=narrative,
             output_data=output_data,
         )
+        if self._processor is not None and not self._processor.force_flush(_END_RUN_FLUSH_MS):
+            logger.error(
+                "decisiontrace: run not yet written to %s; it stays queued and is retried",
+                self._storage.url,
+            )
+
+    def close(self) -> None:
+        """Flush and stop the private provider (its writer thread); no-op otherwise."""
         if self._processor is not None:
-            self._processor.force_flush()
+            self._provider.shutdown()  # type: ignore[attr-defined]
 
     def set_node(self, node_id: str) -> None:
         """Set the node later decisions are attributed to."""
