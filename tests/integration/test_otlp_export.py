@@ -11,6 +11,8 @@ import gzip
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -403,3 +405,47 @@ def test_export_ratio_zero_exports_only_runs_that_went_wrong_but_stores_all(
     }
     completed = store.load_run(ok[0])
     assert completed is not None and completed.status == RunStatus.COMPLETED
+
+
+# --- the example ------------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "export_otlp.py"
+
+
+def run_example(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(variables, DECISIONTRACE_STORE=f"sqlite:///{tmp_path / 'example.db'}")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_example_exports_to_the_endpoint_in_the_standard_variables(
+    http_receiver: Receiver, tmp_path: Path
+) -> None:
+    done = run_example(
+        tmp_path,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT=http_receiver.endpoint,
+        OTEL_SERVICE_NAME="example-agent",
+    )
+    spans = http_receiver.received.spans()
+    run_ids = {s["attributes"][sc.RUN_ID] for s in spans}
+    assert len(run_ids) == 3
+    assert all(run_id in done.stdout for run_id in run_ids)
+    assert {s["resource"]["service.name"] for s in spans} == {"example-agent"}
+    assert metrics.DECISIONS in http_receiver.received.metric_names()
+
+
+def test_the_example_prints_to_the_console_without_an_endpoint(tmp_path: Path) -> None:
+    done = run_example(tmp_path, OTEL_TRACES_EXPORTER="console")
+    assert '"name": "invoke_agent support-agent"' in done.stdout
+    assert f'"name": "{metrics.RUNS}"' in done.stdout
+    assert done.stdout.count(": completed") == 2 and done.stdout.count(": failed") == 1
