@@ -366,3 +366,59 @@ def test_listeners_see_each_assembled_run_once_and_cannot_break_writes(
     assert sorted(seen) == sorted(run_ids)
     assert len(store.list_runs()) == 3
     assert sum("listener failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_sqlite_keeps_the_span_form_and_loads_exactly_the_live_run(
+    tmp_path: Any, run_schema: dict[str, Any]
+) -> None:
+    import jsonschema
+
+    from decisiontrace.stores import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    processor = dt.RunRecordProcessor(store)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracker = dt.DecisionTracker("s", tracer_provider=provider)
+    with tracker.run("goal", input_data={"q": "é"}) as run:
+        ok = tracker.decide(
+            intent="first",
+            options=[{"id": "a", "description": "Do A", "action_type": "t", "confidence": 0.7}],
+            chosen="a",
+            reasoning="r",
+            node_id="n1",
+            context={"k": [1, 2]},
+        )
+        tracker.record_outcome(decision_id=ok, success=True, result={"x": 1}, summary="did A")
+        bad = tracker.decide(
+            intent="second",
+            options=[{"id": "b", "description": "Do B", "action_type": "t"}],
+            chosen="b",
+            reasoning="r",
+            node_id="n2",
+        )
+        tracker.report_problem(severity="critical", description="boom", decision_id=bad)
+        tracker.record_outcome(decision_id=bad, success=False, error="nope")
+        run.success = False
+    assert processor.force_flush(5000)
+    stored = store.load_run(run.run_id)
+    assert stored == run.get_run()
+    assert stored is not None
+    jsonschema.validate(json.loads(stored.model_dump_json()), run_schema)
+    [summary] = store.list_runs(node_id="n2")
+    assert summary.model_dump() == {
+        "run_id": run.run_id,
+        "goal_id": "goal",
+        "status": dt.RunStatus.FAILED,
+        "duration_ms": stored.duration_ms,
+        "decision_count": 2,
+        "success_rate": 0.5,
+        "problem_count": 1,
+        "narrative": stored.narrative,
+        "key_decisions": ["✗ [n2] second → Do B"],
+        "critical_problems": ["boom"],
+        "warnings": [],
+        "successes": ["did A"],
+    }
+    assert dt.RunSummary.from_run(stored) == summary
+    provider.shutdown()

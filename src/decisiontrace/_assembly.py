@@ -39,9 +39,15 @@ def token_usage(attributes: Mapping[str, Any] | None) -> int:
 
 
 class PendingRun:
-    """The spans of one trace seen so far."""
+    """The spans of one trace seen so far; once complete, an assembled run.
 
-    __slots__ = ("decisions", "first_seen", "run", "run_seen", "tokens")
+    An assembled run can be turned into its full record (:meth:`record`), a light
+    record for indexes and summaries (:meth:`record` with ``light``), or its compact
+    span form (:meth:`compact`), which a store may keep instead of the record and turn
+    back into exactly the same record with :func:`record_from_compact`.
+    """
+
+    __slots__ = ("decisions", "first_seen", "reason", "run", "run_seen", "status", "tokens")
 
     def __init__(self, now: float) -> None:
         self.run: _codec.SpanData | None = None
@@ -49,6 +55,8 @@ class PendingRun:
         self.tokens: dict[int, int] = {}
         self.first_seen = now
         self.run_seen = 0.0
+        self.status: str | None = None  # overrides the span's (stuck runs)
+        self.reason: str | None = None
 
     def complete(self) -> bool:
         """The run span has ended and every decision it counted has arrived."""
@@ -67,10 +75,12 @@ class PendingRun:
         """The run span says how many decisions it had (spans from the tracker do)."""
         return self.run is not None and sc.RUN_DECISION_COUNT in self.run.attributes
 
-    def record(self, status: str | None = None, reason: str | None = None) -> _codec.Record:
-        """The run record from what has arrived (``status`` overrides, e.g. ``stuck``)."""
+    def record(self, *, light: bool = False) -> _codec.Record:
+        """The run record from what has arrived (see :func:`_codec.decision_record`)."""
         decisions = [
-            _codec.decision_record(d.attributes, d.start_ns, d.end_ns, self.tokens.get(key, 0))
+            _codec.decision_record(
+                d.attributes, d.start_ns, d.end_ns, self.tokens.get(key, 0), light=light
+            )
             for key, d in self.decisions.items()
         ]
         run = self.run
@@ -79,7 +89,7 @@ class PendingRun:
             first = min(self.decisions.values(), key=lambda d: d.start_ns)
             attributes: dict[str, Any] = {sc.RUN_ID: first.attributes.get(sc.RUN_ID, "")}
             record = _codec.run_record(
-                attributes, first.start_ns, None, decisions, [], status=status or "stuck"
+                attributes, first.start_ns, None, decisions, [], status=self.status or "stuck"
             )
         else:
             record = _codec.run_record(
@@ -88,12 +98,58 @@ class PendingRun:
                 run.end_ns,
                 decisions,
                 _codec.problems_of(run.events),
-                status=status,
+                status=self.status,
                 error=run.error,
             )
-        if reason is not None:
-            record["end_reason"] = reason
+        if self.reason is not None:
+            record["end_reason"] = self.reason
         return record
+
+    def compact(self) -> dict[str, Any]:
+        """The run's spans as JSON-ready data: cheap to write, decoded again on read."""
+        run = self.run
+        return {
+            "format": COMPACT_FORMAT,
+            "run": None
+            if run is None
+            else [
+                run.start_ns,
+                run.end_ns,
+                run.attributes,
+                [[e.name, e.time_ns, e.attributes] for e in run.events],
+                run.error,
+            ],
+            "decisions": [
+                [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0)]
+                for key, d in self.decisions.items()
+            ],
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+#: Marks the compact span form of a run (see :meth:`PendingRun.compact`).
+COMPACT_FORMAT = "decisiontrace.spans/1"
+
+
+def record_from_compact(data: Mapping[str, Any]) -> _codec.Record:
+    """The full run record of a run kept in compact span form."""
+    pending = PendingRun(0.0)
+    run = data.get("run")
+    if run is not None:
+        start, end, attributes, events, error = run
+        pending.run = _codec.SpanData(
+            0, 0, None, "", start, end, attributes,
+            [_codec.EventData(name, time_ns, attrs) for name, time_ns, attrs in events],
+            bool(error),
+        )  # fmt: skip
+    for index, (start, end, attributes, tokens) in enumerate(data.get("decisions", ())):
+        pending.decisions[index] = _codec.SpanData(0, index, None, "", start, end, attributes)
+        if tokens:
+            pending.tokens[index] = tokens
+    pending.status = data.get("status")
+    pending.reason = data.get("reason")
+    return pending.record()
 
 
 class RunAssembler:
@@ -164,40 +220,45 @@ class RunAssembler:
                 seen += 1
 
     def take_ready(self, *, force: bool = False, now: float | None = None) -> list[_codec.Record]:
-        """Records of the runs that can be written now.
+        """Records of the runs that can be written now (see :meth:`take_ready_runs`)."""
+        return _records_of(self.take_ready_runs(force=force, now=now))
+
+    def take_orphans(self, max_age: float, now: float | None = None) -> list[_codec.Record]:
+        """Records of stuck runs (see :meth:`take_orphan_runs`)."""
+        return _records_of(self.take_orphan_runs(max_age, now))
+
+    def take_ready_runs(self, *, force: bool = False, now: float | None = None) -> list[PendingRun]:
+        """The assembled runs that can be written now.
 
         A run is ready when its span has ended and its decisions are all in, or when
         the grace period for missing ones has passed, or when ``force`` is set.
         """
         now = time.monotonic() if now is None else now
-        ready: list[_codec.Record] = []
+        ready: list[PendingRun] = []
         for trace_id in [t for t, p in self.pending.items() if p.run is not None]:
             pending = self.pending[trace_id]
             complete = pending.complete()
             if not (complete or force or now - pending.run_seen >= self.late_span_grace):
                 continue
             del self.pending[trace_id]
-            try:
-                ready.append(pending.record())
-            except Exception:
-                logger.exception("decisiontrace: could not assemble run of trace %032x", trace_id)
-                continue
+            ready.append(pending)
             if not (complete and pending.counted()):
                 self._remember(trace_id, pending, now)
         self._expire_recent(now)
         return ready
 
-    def take_orphans(self, max_age: float, now: float | None = None) -> list[_codec.Record]:
+    def take_orphan_runs(self, max_age: float, now: float | None = None) -> list[PendingRun]:
         """Decisions whose run span never arrived within ``max_age`` seconds: stuck runs."""
         now = time.monotonic() if now is None else now
-        records = []
+        orphans = []
         for trace_id in [
             t for t, p in self.pending.items() if p.run is None and now - p.first_seen >= max_age
         ]:
             pending = self.pending.pop(trace_id)
             if pending.decisions:  # token counts alone are not a run: just forget them
-                records.append(pending.record(status="stuck", reason="run span never ended"))
-        return records
+                pending.status, pending.reason = "stuck", "run span never ended"
+                orphans.append(pending)
+        return orphans
 
     def _remember(self, trace_id: int, pending: PendingRun, now: float) -> None:
         self._recent[trace_id] = (now, pending)
@@ -210,3 +271,13 @@ class RunAssembler:
             if now - seen < self.late_span_grace:
                 break
             del self._recent[trace_id]
+
+
+def _records_of(runs: list[PendingRun]) -> list[_codec.Record]:
+    records = []
+    for run in runs:
+        try:
+            records.append(run.record())
+        except Exception:
+            logger.exception("decisiontrace: could not assemble a run")
+    return records

@@ -405,6 +405,8 @@ def _loads(value: Any, default: Any) -> Any:
         return default
     if not isinstance(value, str):
         return value
+    if value == _EMPTY_OBJECT:  # the common empty context / state changes
+        return {}
     try:
         # pydantic-core's parser: the same values as json.loads, about twice as fast,
         # and this runs for every structured attribute of every stored decision.
@@ -435,11 +437,21 @@ def decision_record(
     start_ns: int,
     end_ns: int | None,
     extra_tokens: int = 0,
+    *,
+    light: bool = False,
 ) -> Record:
-    """The stored Decision dict of one decision span."""
+    """The stored Decision dict of one decision span.
+
+    With ``light``, the large JSON fields (options, input context, result, state
+    changes) are not decoded and timestamps are left empty: enough for metrics and
+    summaries, at a fraction of the cost. ``chosen_option`` is still decoded for
+    decisions that did not succeed or were evaluated, which summaries name.
+    """
     get = attributes.get
-    options = decoded_options(attributes)
     chosen_id = str(get(sc.DECISION_CHOSEN_ID, ""))
+    if light:
+        return _light_decision_record(attributes, chosen_id, extra_tokens)
+    options = decoded_options(attributes)
     outcome: Record | None = None
     success = get(sc.OUTCOME_SUCCESS)
     if success is not None:
@@ -473,6 +485,41 @@ def decision_record(
         "outcome": outcome,
         "evaluation": evaluation,
         "chosen_option": _records.chosen_option(options, chosen_id),
+        "was_successful": was_successful,
+        "was_good_decision": _records.was_good_decision(was_successful, evaluation),
+    }
+
+
+def _light_decision_record(
+    attributes: Mapping[str, Any], chosen_id: str, extra_tokens: int
+) -> Record:
+    get = attributes.get
+    success = get(sc.OUTCOME_SUCCESS)
+    outcome: Record | None = None
+    if success is not None:
+        outcome = {
+            "success": bool(success),
+            "tokens_used": _int(get(sc.OUTCOME_TOKENS, 0)) + extra_tokens,
+            "latency_ms": _int(get(sc.OUTCOME_LATENCY_MS, 0)),
+            "summary": str(get(sc.OUTCOME_SUMMARY, "")),
+        }
+    was_successful = outcome is not None and outcome["success"]
+    evaluation = _loads(get(sc.DECISION_EVALUATION), None)
+    if not isinstance(evaluation, dict):
+        evaluation = None
+    chosen = None
+    if not was_successful or evaluation is not None:
+        chosen = _records.chosen_option(decoded_options(attributes), chosen_id)
+    return {
+        "id": str(get(sc.DECISION_ID, "")),
+        "timestamp": "",
+        "node_id": str(get(sc.NODE_ID, "unknown")),
+        "intent": str(get(sc.DECISION_INTENT, "")),
+        "decision_type": str(get(sc.DECISION_TYPE, "custom")),
+        "chosen_option_id": chosen_id,
+        "outcome": outcome,
+        "evaluation": evaluation,
+        "chosen_option": chosen,
         "was_successful": was_successful,
         "was_good_decision": _records.was_good_decision(was_successful, evaluation),
     }

@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -26,7 +26,7 @@ from opentelemetry.trace import StatusCode
 
 from decisiontrace import _codec
 from decisiontrace import semconv as sc
-from decisiontrace._assembly import RunAssembler, token_usage
+from decisiontrace._assembly import PendingRun, RunAssembler, token_usage
 from decisiontrace.stores import RunStore, open_store
 
 logger = logging.getLogger("decisiontrace")
@@ -47,6 +47,25 @@ class _Tokens:
         self.tokens = tokens
 
 
+def _attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict.
+
+    ``span.attributes`` is a read-only proxy over the SDK's ``BoundedAttributes``, whose
+    every lookup runs Python code (~0.7 µs); decoding a decision does about twenty. Once
+    a span has ended its attributes no longer change, so the writer reads the dict
+    underneath when the SDK has one, and copies through the public API otherwise.
+    """
+    return _plain(getattr(span, "_attributes", None) or span.attributes)
+
+
+def _plain(attributes: Any) -> dict[str, Any]:
+    """A plain dict of an SDK attributes mapping (``BoundedAttributes`` or a proxy)."""
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return dict(attributes or {})
+
+
 def span_data(span: ReadableSpan) -> _codec.SpanData:
     """An SDK span in the source-neutral form the codec decodes."""
     context = span.context
@@ -59,9 +78,9 @@ def span_data(span: ReadableSpan) -> _codec.SpanData:
         name=span.name,
         start_ns=span.start_time or 0,
         end_ns=span.end_time,
-        attributes=span.attributes or {},
+        attributes=_attributes_of(span),
         events=[
-            _codec.EventData(event.name, event.timestamp, event.attributes or {})
+            _codec.EventData(event.name, event.timestamp, _plain(event.attributes))
             for event in span.events
         ],
         error=span.status.status_code is StatusCode.ERROR,
@@ -133,7 +152,7 @@ class RunRecordProcessor(SpanProcessor):
         self._subtree: dict[int, int] = {}
         # trace id -> open run span (to store runs that never end as stuck/cancelled)
         self._open_runs: dict[int, Span] = {}
-        self._unwritten: list[_codec.Record] = []
+        self._unwritten: list[PendingRun] = []
         self._flush_requests: list[threading.Event] = []
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -289,16 +308,13 @@ class RunRecordProcessor(SpanProcessor):
                 assembler.add(item.data, now)
             else:
                 assembler.add(span_data(item), now)
-        records = assembler.take_ready(force=force, now=now)
-        records.extend(assembler.take_orphans(self._run_timeout, now))
+        runs = assembler.take_ready_runs(force=force, now=now)
+        runs.extend(assembler.take_orphan_runs(self._run_timeout, now))
         self._expire_open_runs()
-        if records:
-            for listener in self._listeners:
-                try:
-                    listener(records)
-                except Exception:
-                    self._log_once(f"listener {listener!r}", "listener failed")
-            self._unwritten.extend(records)
+        if runs:
+            if self._listeners:
+                self._notify_listeners(runs)
+            self._unwritten.extend(runs)
             overflow = len(self._unwritten) - self._max_unwritten
             if overflow > 0:
                 del self._unwritten[:overflow]
@@ -311,10 +327,28 @@ class RunRecordProcessor(SpanProcessor):
         if self._unwritten and (force or now >= self._retry_at):
             self._write()
 
+    def _notify_listeners(self, runs: list[PendingRun]) -> None:
+        records = []
+        for run in runs:
+            try:
+                records.append(run.record())
+            except Exception:
+                self._log_once("assemble", "could not assemble a run")
+        for listener in self._listeners:
+            try:
+                listener(records)
+            except Exception:
+                self._log_once(f"listener {listener!r}", "listener failed")
+
     def _write(self) -> None:
         batch = self._unwritten
         try:
-            self.store.save_records(batch)
+            self.store.save_assembled(batch)
+        except (TypeError, ValueError):
+            # Some run cannot be encoded: no retry will fix it. Write the others one by
+            # one and drop (and count) the ones that fail this way.
+            self._write_one_by_one(batch)
+            return
         except Exception as error:
             now = time.monotonic()
             if self._failing_since is None:
@@ -332,6 +366,19 @@ class RunRecordProcessor(SpanProcessor):
         if self._failing_since is not None:
             logger.warning("decisiontrace: the store is writable again; waiting runs written")
             self._failing_since = None
+
+    def _write_one_by_one(self, batch: list[PendingRun]) -> None:
+        kept: list[PendingRun] = []
+        for run in batch:
+            try:
+                self.store.save_assembled([run])
+            except (TypeError, ValueError):
+                self.dropped_runs += 1
+                self._log_once("unencodable", "a run could not be encoded and was dropped")
+            except Exception:
+                kept.append(run)
+        self.written_runs += len(batch) - len(kept) - self.dropped_runs
+        self._unwritten = kept
 
     def _expire_open_runs(self) -> None:
         """Runs open longer than ``run_timeout`` are stored as stuck (and forgotten)."""

@@ -125,7 +125,7 @@ def test_columns_hold_compact_json_summary_and_nodes(store: SQLiteStore, db_path
         '["classifier","responder"]',
         json.dumps(EXAMPLE, separators=(",", ":"), ensure_ascii=False),
         json.dumps(EXAMPLE_SUMMARY, separators=(",", ":"), ensure_ascii=False),
-        SCHEMA_VERSION,
+        1,  # a row holding a run record (2: a run kept in compact span form)
     )
 
 

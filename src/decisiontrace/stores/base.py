@@ -11,12 +11,22 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from decisiontrace import _records
 from decisiontrace.models import Run, RunStatus, RunSummary
 
 Record = dict[str, Any]
+
+
+class AssembledRun(Protocol):
+    """A run the processor assembled from spans (``_assembly.PendingRun``)."""
+
+    def record(self, *, light: bool = False) -> Record:
+        """The full record; with ``light``, without the large JSON fields."""
+
+    def compact(self) -> dict[str, Any]:
+        """The run's spans as JSON-ready data (see ``_assembly.record_from_compact``)."""
 
 
 class StoreError(Exception):
@@ -53,6 +63,14 @@ class RunStore(abc.ABC):
         limit: int | None = None,
     ) -> list[Record]:
         """Summary dicts of matching runs, newest first."""
+
+    def save_assembled(self, runs: Sequence[AssembledRun]) -> None:
+        """Store runs the processor assembled from spans, all or nothing.
+
+        The default writes their full records; a store may keep a cheaper form, as long
+        as :meth:`load_run` gives back exactly the same Run.
+        """
+        self.save_records([run.record() for run in runs])
 
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing open
         """Release connections and file handles."""
