@@ -530,3 +530,33 @@ def test_a_nested_run_hands_the_context_back_to_the_outer_run(pipeline: Pipeline
         s.context.trace_id for s in pipeline.spans() if s.context and s.name == "decision in inner"
     )
     assert outer_trace != inner_trace  # each run is its own trace
+
+
+def test_a_run_nobody_records_skips_encoding_but_keeps_ids_and_the_live_view(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No SDK: the global no-op provider. Nothing is stored or exported, so nothing is
+    # encoded (not even the bad option below is looked at), but agent code works.
+    tracker = dt.DecisionTracker("s")
+    with tracker.run("g") as run:
+        first = tracker.decide(
+            intent="i", options=[{"no": "id"}], chosen="a", reasoning="r", node_id="n"
+        )
+        tracker.record_outcome(decision_id=first, success=False, tokens_used=3)
+        second = tracker.quick_decision(intent="j", action="x", reasoning="r")
+        live = run.get_run()
+    assert (first, second) == ("dec_0", "dec_1")
+    assert "has no 'id'" not in caplog.text
+    assert live is not None
+    assert [(d.intent, d.node_id, d.chosen_option_id) for d in live.decisions] == [
+        ("i", "n", "a"),
+        ("j", "unknown", "action"),
+    ]
+    assert live.decisions[0].outcome is not None
+    assert live.decisions[0].outcome.success is False
+    assert live.decisions[0].options == []
+    final = run.get_run()
+    assert final is not None
+    assert final.status == dt.RunStatus.COMPLETED
+    assert final.metrics.failed_decisions == 1
+    assert final.metrics.total_tokens == 3

@@ -67,6 +67,7 @@ class LiveRun:
         "lock",
         "nodes",
         "problems",
+        "recording",
         "run_id",
         "span",
         "start_ns",
@@ -90,6 +91,9 @@ class LiveRun:
         self.goal_id = goal_id
         self.span = span
         self.trace_id = span.get_span_context().trace_id
+        # False without an SDK, or when a sampler dropped the run: then nothing will
+        # store or export it, and decisions skip the encoding work (see _decide_unrecorded).
+        self.recording = span.is_recording()
         self.context = trace.set_span_in_context(span, _ROOT_CONTEXT)
         self.attributes = attributes
         self.start_ns = start_ns
@@ -528,6 +532,8 @@ class DecisionTracker:
         start_ns = time.time_ns()
         where = "decide()"
         intent = intent if type(intent) is str else _codec.text(intent, f"{where}: intent")
+        if not live.recording:
+            return self._decide_unrecorded(live, intent, chosen, node_id, start_ns)
         normalized = _codec.normalize_options(options, where)
         if node_id is None:
             node_id = ctx.current_node.get() or live.current_node
@@ -579,6 +585,31 @@ class DecisionTracker:
             )
         return decision_id
 
+    def _decide_unrecorded(
+        self, live: LiveRun, intent: str, chosen: Any, node_id: Any, start_ns: int
+    ) -> str:
+        """A decision in a run that is not recorded: an id and the live essentials only.
+
+        The decision's "span" is the run's own non-recording span, so code that makes
+        it current (decorators) keeps propagating the run's trace context.
+        """
+        if node_id is None:
+            node_id = ctx.current_node.get() or live.current_node
+        with live.lock:
+            if live.end_ns is not None:
+                return ""
+            decision_id = f"dec_{len(live.decisions)}"
+            attributes: _codec.Attributes = {
+                sc.DECISION_ID: decision_id,
+                sc.DECISION_INTENT: intent,
+                sc.NODE_ID: node_id if type(node_id) is str else str(node_id),
+                sc.DECISION_CHOSEN_ID: chosen if type(chosen) is str else str(chosen),
+            }
+            live.decisions[decision_id] = LiveDecision(decision_id, live.span, attributes, start_ns)
+            if attributes[sc.NODE_ID] not in live.nodes:
+                live.nodes.append(attributes[sc.NODE_ID])
+        return decision_id
+
     def _record_outcome(
         self,
         live: LiveRun,
@@ -603,6 +634,15 @@ class DecisionTracker:
         if type(success) is not bool:
             _codec.warn(f"{where}: success should be a bool, got {type(success).__name__}")
             success = bool(success)
+        if not live.recording:
+            with live.lock:
+                if decision.outcome is None and decision.end_ns is None:
+                    decision.outcome = {
+                        sc.OUTCOME_SUCCESS: success,
+                        sc.OUTCOME_TOKENS: tokens_used if type(tokens_used) is int else 0,
+                    }
+                    decision.end_ns = end_ns
+            return
         if input_tokens is not None:
             input_tokens = _codec.integer(input_tokens, f"{where}: input_tokens")
         if output_tokens is not None:
