@@ -7,6 +7,8 @@ stores them (SQLite by default).
 
 from decisiontrace._context import ContextThreadPoolExecutor, bind_context
 from decisiontrace._version import __version__
+from decisiontrace.decorators import agent, decision, default_tracker, node, set_default_tracker
+from decisiontrace.instrumentor import DecisionInstrumentor
 from decisiontrace.log_context import RunContextFilter, install_log_context
 from decisiontrace.models import (
     Decision,
@@ -28,6 +30,7 @@ __all__ = [
     "ContextThreadPoolExecutor",
     "Decision",
     "DecisionEvaluation",
+    "DecisionInstrumentor",
     "DecisionTracker",
     "DecisionType",
     "Option",
@@ -41,7 +44,12 @@ __all__ = [
     "RunStore",
     "RunSummary",
     "__version__",
+    "agent",
     "bind_context",
+    "decision",
+    "default_tracker",
     "install_log_context",
+    "node",
     "open_store",
+    "set_default_tracker",
 ]
