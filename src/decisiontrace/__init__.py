@@ -22,7 +22,11 @@ from decisiontrace.models import (
     RunStatus,
     RunSummary,
 )
+from decisiontrace._redact import configure_redaction
 from decisiontrace.processor import RunRecordProcessor
+from decisiontrace.rebuild import RebuildResult, rebuild
+from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor
+from decisiontrace.setup import Telemetry, configure
 from decisiontrace.stores import RunStore, open_store
 from decisiontrace.tracker import DecisionTracker
 
@@ -33,9 +37,12 @@ __all__ = [
     "DecisionInstrumentor",
     "DecisionTracker",
     "DecisionType",
+    "KeepEveryRunSampler",
+    "KeepFailedRunsProcessor",
     "Option",
     "Outcome",
     "Problem",
+    "RebuildResult",
     "Run",
     "RunContextFilter",
     "RunMetrics",
@@ -43,13 +50,17 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "RunSummary",
+    "Telemetry",
     "__version__",
     "agent",
     "bind_context",
+    "configure",
+    "configure_redaction",
     "decision",
     "default_tracker",
     "install_log_context",
     "node",
     "open_store",
+    "rebuild",
     "set_default_tracker",
 ]

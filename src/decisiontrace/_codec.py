@@ -21,6 +21,7 @@ from pydantic_core import from_json
 from decisiontrace import _records
 from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import dumps, safe_str
+from decisiontrace._redact import redact_json, redact_text
 
 logger = logging.getLogger("decisiontrace")
 
@@ -58,7 +59,7 @@ def json_attr(value: Any, what: str, empty: str = _EMPTY_OBJECT) -> str:
     text, problem = dumps(value)
     if problem is not None:
         warn(f"{what}: {problem}")
-    return text
+    return redact_json(text)
 
 
 def json_object_attr(value: Any, what: str) -> str:
@@ -295,7 +296,7 @@ def decision_attributes(
         sc.DECISION_TYPE: decision_type,
         sc.NODE_ID: node_id,
         sc.DECISION_CHOSEN_ID: chosen,
-        sc.DECISION_REASONING: reasoning,
+        sc.DECISION_REASONING: redact_text(reasoning) if reasoning else reasoning,
         sc.DECISION_CONSTRAINTS: constraints,
         sc.DECISION_INPUT_CONTEXT: json_object_attr(context, f"{where}: context"),
         sc.DECISION_OPTIONS: json_attr(options, f"{where}: options", _EMPTY_LIST),
@@ -328,14 +329,14 @@ def outcome_attributes(
     """Attributes set on a decision span when its outcome is recorded."""
     attributes: Attributes = {
         sc.OUTCOME_SUCCESS: success,
-        sc.OUTCOME_SUMMARY: summary,
+        sc.OUTCOME_SUMMARY: redact_text(summary) if summary else summary,
         sc.OUTCOME_TOKENS: tokens_used,
         sc.OUTCOME_LATENCY_MS: latency_ms,
     }
     if result is not None:
         attributes[sc.OUTCOME_RESULT] = json_attr(result, f"{where}: result", "null")
     if error is not None:
-        attributes[sc.OUTCOME_ERROR] = error
+        attributes[sc.OUTCOME_ERROR] = redact_text(error)
     if state_changes:
         attributes[sc.OUTCOME_STATE_CHANGES] = json_object_attr(
             state_changes, f"{where}: state_changes"
@@ -362,14 +363,14 @@ def problem_attributes(
     attributes: Attributes = {
         sc.PROBLEM_ID: problem_id,
         sc.PROBLEM_SEVERITY: severity,
-        sc.PROBLEM_DESCRIPTION: description,
+        sc.PROBLEM_DESCRIPTION: redact_text(description),
     }
     if decision_id is not None:
         attributes[sc.PROBLEM_DECISION_ID] = decision_id
     if root_cause is not None:
-        attributes[sc.PROBLEM_ROOT_CAUSE] = root_cause
+        attributes[sc.PROBLEM_ROOT_CAUSE] = redact_text(root_cause)
     if suggested_fix is not None:
-        attributes[sc.PROBLEM_SUGGESTED_FIX] = suggested_fix
+        attributes[sc.PROBLEM_SUGGESTED_FIX] = redact_text(suggested_fix)
     return attributes
 
 

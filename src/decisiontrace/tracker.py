@@ -22,6 +22,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from decisiontrace import _codec, _records
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
+from decisiontrace._redact import redact_text
 from decisiontrace._scope import RunScope
 from decisiontrace._version import __version__
 from decisiontrace.models import Decision, DecisionType, Outcome, Run, RunStatus
@@ -489,7 +490,9 @@ class DecisionTracker:
                 status_value = "failed"
         successful = sum(1 for o in outcomes if o is not None and o[sc.OUTCOME_SUCCESS])
         failed = sum(1 for o in outcomes if o is not None and not o[sc.OUTCOME_SUCCESS])
-        narrative = _codec.text(narrative, "end_run(): narrative") or _records.narrative(
+        narrative = redact_text(
+            _codec.text(narrative, "end_run(): narrative")
+        ) or _records.narrative(
             status_value, len(outcomes), successful, failed, problems, intents_failed
         )
         end_attributes: _codec.Attributes = {
