@@ -6,6 +6,7 @@ stores them (SQLite by default).
 """
 
 from decisiontrace._context import ContextThreadPoolExecutor, bind_context
+from decisiontrace._redact import configure_redaction
 from decisiontrace._version import __version__
 from decisiontrace.decorators import agent, decision, default_tracker, node, set_default_tracker
 from decisiontrace.instrumentor import DecisionInstrumentor
@@ -22,7 +23,6 @@ from decisiontrace.models import (
     RunStatus,
     RunSummary,
 )
-from decisiontrace._redact import configure_redaction
 from decisiontrace.processor import RunRecordProcessor
 from decisiontrace.rebuild import RebuildResult, rebuild
 from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor
