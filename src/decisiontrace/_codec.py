@@ -52,12 +52,12 @@ def warn(message: str) -> None:
 # --- encoding ------------------------------------------------------------------------
 
 
-def json_attr(value: Any, what: str, empty: str = _EMPTY_OBJECT) -> str:
+def json_attr(value: Any, what: str, empty: str = _EMPTY_OBJECT, *, quiet: bool = False) -> str:
     """JSON text of a structured value for an attribute, warning when it had to change."""
     if value is None:
         return empty
     text, problem = dumps(value)
-    if problem is not None:
+    if problem is not None and not quiet:
         warn(f"{what}: {problem}")
     return redact_json(text)
 
@@ -303,7 +303,8 @@ def decision_attributes(
         sc.DECISION_OPTION_IDS: option_ids,
         sc.DECISION_OPTION_COUNT: len(options),
     }
-    if options and chosen not in option_ids:
+    if options and chosen and chosen not in option_ids:
+        # "" means "not decided yet" (decorators set the choice with the outcome).
         warn(f"{where}: chosen option {chosen!r} is not among the options {option_ids}")
     for option in options:
         if option["id"] == chosen:
@@ -325,8 +326,13 @@ def outcome_attributes(
     input_tokens: int | None = None,
     output_tokens: int | None = None,
     where: str = "record_outcome()",
+    quiet: bool = False,
 ) -> Attributes:
-    """Attributes set on a decision span when its outcome is recorded."""
+    """Attributes set on a decision span when its outcome is recorded.
+
+    ``quiet``: don't warn when the result had to be converted or truncated (it was
+    captured from a decorated function, not handed over).
+    """
     attributes: Attributes = {
         sc.OUTCOME_SUCCESS: success,
         sc.OUTCOME_SUMMARY: redact_text(summary) if summary else summary,
@@ -334,7 +340,7 @@ def outcome_attributes(
         sc.OUTCOME_LATENCY_MS: latency_ms,
     }
     if result is not None:
-        attributes[sc.OUTCOME_RESULT] = json_attr(result, f"{where}: result", "null")
+        attributes[sc.OUTCOME_RESULT] = json_attr(result, f"{where}: result", "null", quiet=quiet)
     if error is not None:
         attributes[sc.OUTCOME_ERROR] = redact_text(error)
     if state_changes:

@@ -20,7 +20,6 @@ a generator finalized in another context (garbage collection, asyncio's
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
 import threading
@@ -95,32 +94,6 @@ def set_default_tracker(tracker: DecisionTracker | None) -> None:
         raise TypeError(f"tracker must be a DecisionTracker or None, got {type(tracker).__name__}")
     with _default_lock:
         _default = tracker
-
-
-# --- warnings the decorators make expected --------------------------------------------------
-
-#: True while a decorator records something whose codec warnings it expects.
-_decorator_recording: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "decisiontrace_decorator_recording", default=False
-)
-# A decorator learns the chosen option only when the function returns, so it opens the
-# decision with chosen="" (which decide() would warn about); and it captures whatever
-# the function returns, so converting or truncating that result is expected, not bad
-# input. Those warnings are meant for hand-written calls and are dropped for ours.
-_EXPECTED = ("chosen option '' is not among the options", "record_outcome(): result: ")
-
-
-class _ExpectedWarningFilter(logging.Filter):
-    """Drops the codec warnings listed in ``_EXPECTED`` while a decorator is recording."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not _decorator_recording.get():
-            return True
-        message = record.getMessage()
-        return not any(fragment in message for fragment in _EXPECTED)
-
-
-logger.addFilter(_ExpectedWarningFilter())
 
 
 # --- decoration-time helpers ----------------------------------------------------------------
@@ -859,20 +832,15 @@ class _DecisionSpec:
                 options = self._spec_call("options", self.options_fn, *call_args, **(kwargs or {}))
                 if options is _FAILED:
                     options = []
-            token = _decorator_recording.set(True) if options else None
-            try:
-                return live.tracker.decide(
-                    execution_id=live.execution_id,
-                    intent=self.intent,
-                    options=options,
-                    chosen="",
-                    reasoning=self.reasoning_text,
-                    node_id=node_id,
-                    decision_type=self.decision_type,
-                )
-            finally:
-                if token is not None:
-                    _decorator_recording.reset(token)
+            return live.tracker.decide(
+                execution_id=live.execution_id,
+                intent=self.intent,
+                options=options,
+                chosen="",  # not known until the function returns
+                reasoning=self.reasoning_text,
+                node_id=node_id,
+                decision_type=self.decision_type,
+            )
         except Exception:
             logger.exception("decisiontrace: @decision %s could not open a decision", self.qualname)
             return ""
@@ -883,8 +851,9 @@ class _DecisionSpec:
         """Record a successful outcome: choice and reasoning from the result, tokens."""
         tokens = 0
         input_tokens = output_tokens = None
+        chosen: Any = None
+        reasoning: Any = None
         try:
-            chosen: Any = None
             if self.chosen_fn is not None:
                 chosen = self._spec_call("chosen", self.chosen_fn, result)
                 if chosen is _FAILED:
@@ -903,19 +872,10 @@ class _DecisionSpec:
                         "the result is not one of the option ids and no chosen= was given; "
                         "the chosen option is left empty",
                     )
-            reasoning: Any = None
             if self.reasoning_fn is not None:
                 reasoning = self._spec_call("reasoning", self.reasoning_fn, result)
                 if reasoning is _FAILED:
                     reasoning = None
-            if chosen is not None:
-                live.tracker._set_choice(live, decision_id, chosen, reasoning)
-            elif reasoning is not None:
-                token = _decorator_recording.set(True)
-                try:
-                    live.tracker._set_choice(live, decision_id, "", reasoning)
-                finally:
-                    _decorator_recording.reset(token)
             if self.tokens_fn is not None:
                 counted = self._spec_call("tokens", self.tokens_fn, result)
                 if type(counted) is int:
@@ -946,6 +906,8 @@ class _DecisionSpec:
             tokens=tokens,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            chosen=chosen,
+            reasoning=reasoning,
         )
 
     def _failed(self, live: LiveRun, decision_id: str, exc: BaseException, elapsed_ns: int) -> None:
@@ -972,15 +934,15 @@ class _DecisionSpec:
         tokens: int = 0,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        chosen: Any = None,
+        reasoning: Any = None,
     ) -> None:
-        """Record the outcome and end the span; never raises."""
-        plain = result is None or type(result) in (str, int, bool)
-        token = None if plain else _decorator_recording.set(True)
+        """Record the outcome (with the choice, now known) and end the span; never raises."""
         try:
-            live.tracker.record_outcome(
-                execution_id=live.execution_id,
-                decision_id=decision_id,
-                success=success,
+            live.tracker._record_outcome(
+                live,
+                decision_id,
+                success,
                 result=result,
                 error=error,
                 error_type=error_type,
@@ -989,14 +951,14 @@ class _DecisionSpec:
                 latency_ms=elapsed_ns // 1_000_000,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                chosen=chosen,
+                reasoning=reasoning,
+                quiet=True,  # the result was captured, so converting it is expected
             )
         except Exception:
             logger.exception(
                 "decisiontrace: @decision %s: recording the outcome failed", self.qualname
             )
-        finally:
-            if token is not None:
-                _decorator_recording.reset(token)
 
 
 class _DecisionDecorator(_Decorator):

@@ -35,13 +35,21 @@ _ROOT_CONTEXT = otel_context.Context()
 class LiveDecision:
     """A decision in flight: its span and the attributes it was given."""
 
-    __slots__ = ("attributes", "decision_id", "end_ns", "outcome", "span", "start_ns")
+    __slots__ = ("attributes", "decision_id", "end_ns", "options", "outcome", "span", "start_ns")
 
-    def __init__(self, decision_id: str, span: Span, attributes: _codec.Attributes, start_ns: int):
+    def __init__(
+        self,
+        decision_id: str,
+        span: Span,
+        attributes: _codec.Attributes,
+        start_ns: int,
+        options: list[dict[str, Any]] | None = None,
+    ):
         self.decision_id = decision_id
         self.span = span
         self.attributes = attributes
         self.start_ns = start_ns
+        self.options = options  # normalized, so a late choice needs no JSON decoding
         self.end_ns: int | None = None
         self.outcome: _codec.Attributes | None = None
 
@@ -313,20 +321,26 @@ class DecisionTracker:
         error_type: str | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        chosen: str | None = None,
+        reasoning: str | None = None,
     ) -> None:
         """Record what happened when a decision was executed, and end its span.
 
         ``error_type`` (e.g. an exception class name) becomes ``error.type`` on the
         span; ``input_tokens``/``output_tokens`` become ``gen_ai.usage.*`` and, when
-        ``tokens_used`` is 0, their sum is recorded as ``tokens_used``.
+        ``tokens_used`` is 0, their sum is recorded as ``tokens_used``. ``chosen`` and
+        ``reasoning``, when given, set the decision's choice now (for choices known only
+        once the action ran).
         """
         live = self._resolve(execution_id, "record_outcome")
         if live is None:
             return
         try:
             self._record_outcome(
-                live, decision_id, success, result, error, summary, state_changes,
-                tokens_used, latency_ms, error_type, input_tokens, output_tokens,
+                live, decision_id, success, result=result, error=error, summary=summary,
+                state_changes=state_changes, tokens_used=tokens_used, latency_ms=latency_ms,
+                error_type=error_type, input_tokens=input_tokens, output_tokens=output_tokens,
+                chosen=chosen, reasoning=reasoning,
             )  # fmt: skip
         except Exception:
             logger.exception("decisiontrace: record_outcome failed")
@@ -577,7 +591,9 @@ class DecisionTracker:
                 attributes=attributes,
                 start_time=start_ns,
             )
-            live.decisions[decision_id] = LiveDecision(decision_id, span, attributes, start_ns)
+            live.decisions[decision_id] = LiveDecision(
+                decision_id, span, attributes, start_ns, normalized
+            )
         if self._outcome_aggregator is not None:
             decision = Decision.model_validate(_codec.decision_record(attributes, start_ns, None))
             self._notify(
@@ -618,16 +634,25 @@ class DecisionTracker:
         live: LiveRun,
         decision_id: Any,
         success: Any,
-        result: Any,
-        error: Any,
-        summary: Any,
-        state_changes: Any,
-        tokens_used: Any,
-        latency_ms: Any,
-        error_type: Any,
-        input_tokens: Any,
-        output_tokens: Any,
+        *,
+        result: Any = None,
+        error: Any = None,
+        summary: Any = "",
+        state_changes: Any = None,
+        tokens_used: Any = 0,
+        latency_ms: Any = 0,
+        error_type: Any = None,
+        input_tokens: Any = None,
+        output_tokens: Any = None,
+        chosen: Any = None,
+        reasoning: Any = None,
+        quiet: bool = False,
     ) -> None:
+        """Record an outcome (and a late choice) and end the decision span.
+
+        ``quiet``: the result was captured, not handed over (decorators), so converting
+        or truncating it is expected and not warned about.
+        """
         end_ns = time.time_ns()
         where = "record_outcome()"
         decision = live.decisions.get(decision_id)
@@ -656,6 +681,7 @@ class DecisionTracker:
         attributes = _codec.outcome_attributes(
             success=success,
             result=result,
+            quiet=quiet,
             error=None if error is None else _codec.text(error, f"{where}: error"),
             summary=_codec.text(summary, f"{where}: summary"),
             state_changes=state_changes,
@@ -666,14 +692,22 @@ class DecisionTracker:
             output_tokens=output_tokens,
             where=where,
         )
+        choice = None
+        if chosen is not None or reasoning is not None:
+            choice = self._choice(decision, chosen, reasoning)
         with live.lock:
             if decision.outcome is not None or decision.end_ns is not None:
                 _codec.warn(f"{where}: decision {decision_id} of {live.run_id} already ended")
                 return
+            if choice:
+                updated = {**decision.attributes, **choice}
+                if sc.DECISION_CHOSEN_ID in choice and sc.DECISION_CHOSEN_CONFIDENCE not in choice:
+                    updated.pop(sc.DECISION_CHOSEN_CONFIDENCE, None)
+                decision.attributes = updated
             decision.outcome = attributes
             decision.end_ns = end_ns
         span = decision.span
-        span.set_attributes(attributes)
+        span.set_attributes({**attributes, **choice} if choice else attributes)
         if not success:
             span.set_status(Status(StatusCode.ERROR, attributes.get(sc.OUTCOME_ERROR)))
         span.end(end_time=end_ns)
@@ -687,35 +721,28 @@ class DecisionTracker:
                 outcome=Outcome.model_validate(record["outcome"]),
             )
 
-    def _set_choice(
-        self, live: LiveRun, decision_id: str, chosen: Any, reasoning: Any = None
-    ) -> None:
-        """Set the chosen option (and reasoning) of a decision still open.
-
-        For decorators, which learn the choice only when the function returns.
-        """
-        decision = live.decisions.get(decision_id)
-        if decision is None or decision.end_ns is not None:
-            return
-        where = "decision"
-        chosen = chosen if type(chosen) is str else _codec.text(chosen, f"{where}: chosen")
-        update: _codec.Attributes = {sc.DECISION_CHOSEN_ID: chosen}
+    @staticmethod
+    def _choice(decision: LiveDecision, chosen: Any, reasoning: Any) -> _codec.Attributes:
+        """Attributes that set a decision's choice (and reasoning) after it started."""
+        where = "record_outcome()"
+        update: _codec.Attributes = {}
         if reasoning is not None:
-            update[sc.DECISION_REASONING] = _codec.text(reasoning, f"{where}: reasoning")
-        option_ids = decision.attributes.get(sc.DECISION_OPTION_IDS) or []
-        if option_ids and chosen not in option_ids:
-            _codec.warn(f"{where}: chosen option {chosen!r} is not among the options {option_ids}")
-        options = _codec.decoded_options(decision.attributes)
+            text = reasoning if type(reasoning) is str else _codec.text(reasoning, where)
+            update[sc.DECISION_REASONING] = redact_text(text) if text else text
+        if chosen is None:
+            return update
+        chosen = chosen if type(chosen) is str else _codec.text(chosen, f"{where}: chosen")
+        update[sc.DECISION_CHOSEN_ID] = chosen
+        options = decision.options or ()
         for option in options:
-            if option.get("id") == chosen:
-                update[sc.DECISION_CHOSEN_CONFIDENCE] = option.get("confidence", 0.5)
+            if option["id"] == chosen:
+                update[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
                 break
-        with live.lock:
-            attributes = {**decision.attributes, **update}
-            if sc.DECISION_CHOSEN_CONFIDENCE not in update:
-                attributes.pop(sc.DECISION_CHOSEN_CONFIDENCE, None)
-            decision.attributes = attributes
-        decision.span.set_attributes(update)
+        else:
+            if options and chosen:
+                ids = [option["id"] for option in options]
+                _codec.warn(f"{where}: chosen option {chosen!r} is not among the options {ids}")
+        return update
 
     def _report_problem(
         self,
