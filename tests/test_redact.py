@@ -153,3 +153,17 @@ def test_bad_rules_raise_value_error() -> None:
 def test_plain_values_pass_untouched_and_cheaply() -> None:
     text = json.dumps({"query": "how do I reset my account", "n": 3, "tags": ["a"]})
     assert _redact.redact_json(text) is text
+
+
+def test_texts_remembered_as_clean_never_hide_a_later_secret() -> None:
+    clean = json.dumps({"query": "status of order 42"})
+    assert _redact.redact_json(clean) is clean
+    assert _redact.redact_json(clean) is clean  # now from the clean cache
+    leaky = json.dumps({"query": "status of order 42", "token": "t0p"})
+    assert json.loads(_redact.redact_json(leaky)) == {
+        "query": "status of order 42",
+        "token": REDACTED,
+    }
+    assert _redact.redact_text("plain words") == "plain words"
+    assert _redact.redact_text("plain words") == "plain words"
+    assert _redact.redact_text("use Bearer abcdefghijkl now") == f"use {REDACTED} now"

@@ -67,6 +67,37 @@ DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
 
 Callback = Callable[[str, str], str]
 
+#: Lower-case fragments at least one of which every default pattern's match contains.
+#: Scanning for these literals is linear; the exact patterns run only on a hit.
+_DEFAULT_MARKERS: tuple[str, ...] = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "credential",
+    "cookie",
+    "session",
+    "signature",
+    "bearer",
+    "basic",
+    "sk-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat",
+    "xox",
+    "akia",
+    "eyj",
+    "-----begin",
+)
+#: Texts found clean are remembered (agents encode the same option lists and contexts
+#: over and over), up to this many characters in all.
+_CLEAN_CACHE_CHARS = 256 * 1024
+
 
 @dataclass
 class Redactor:
@@ -88,7 +119,9 @@ class Redactor:
     callback: Callback | None = None
     _key: re.Pattern[str] = field(init=False, repr=False)
     _value: re.Pattern[str] = field(init=False, repr=False)
-    _trigger: re.Pattern[str] = field(init=False, repr=False)
+    _extra: re.Pattern[str] | None = field(init=False, repr=False, default=None)
+    _clean: dict[str, None] = field(init=False, repr=False, default_factory=dict)
+    _clean_chars: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         try:
@@ -98,19 +131,39 @@ class Redactor:
             raise ValueError(f"invalid redaction pattern: {error}") from error
         if self.callback is not None and not callable(self.callback):
             raise ValueError("callback must be callable(path, text) -> text")
-        # A key in JSON text is a quoted string followed by a colon; the trigger finds
-        # sensitive keys and values in one pass over the encoded text.
-        self._trigger = re.compile(
-            rf'"[^"]*(?:{self._key.pattern})[^"]*"\s*:|{self._value.pattern}', re.I
-        )
+        # Patterns beyond the defaults have no known literal markers: they are searched
+        # as they are (key patterns anywhere in the text, a superset of key positions).
+        extra = [p for p in self.key_patterns if p not in DEFAULT_KEY_PATTERNS]
+        extra += [p for p in self.value_patterns if p not in DEFAULT_VALUE_PATTERNS]
+        if extra:
+            self._extra = re.compile("|".join(f"(?:{p})" for p in extra), re.I)
+
+    def _may_hold_secrets(self, text: str) -> bool:
+        """False when no pattern can match ``text`` (cheap; may say True wrongly)."""
+        lowered = text.lower()
+        for marker in _DEFAULT_MARKERS:
+            if marker in lowered:
+                return True
+        return self._extra is not None and self._extra.search(text) is not None
+
+    def _remember_clean(self, text: str) -> None:
+        if self._clean_chars + len(text) > _CLEAN_CACHE_CHARS:
+            self._clean.clear()
+            self._clean_chars = 0
+        self._clean[text] = None
+        self._clean_chars += len(text)
 
     def json_text(self, text: str) -> str:
         """Redact encoded JSON text; returns it unchanged when nothing matches."""
         if not self.enabled:
             return text
         try:
-            if self.callback is None and self._trigger.search(text) is None:
-                return text
+            if self.callback is None:
+                if text in self._clean:
+                    return text
+                if not self._may_hold_secrets(text):
+                    self._remember_clean(text)
+                    return text
             return to_json(self._walk(from_json(text), "")).decode()
         except Exception:
             _log_failure()
@@ -121,7 +174,13 @@ class Redactor:
         if not self.enabled:
             return value
         try:
-            redacted = self._value.sub(REDACTED, value)
+            if self.callback is None and value in self._clean:
+                return value
+            redacted = value
+            if self._may_hold_secrets(value):
+                redacted = self._value.sub(REDACTED, value)
+            elif self.callback is None:
+                self._remember_clean(value)
             if self.callback is not None:
                 redacted = self.callback("", redacted)
             return redacted
@@ -139,7 +198,7 @@ class Redactor:
             return [self._walk(item, f"{path}[{index}]") for index, item in enumerate(value)]
         if isinstance(value, str):
             redacted = self._value.sub(REDACTED, value)
-            if redacted and redacted[0] in "{[" and self._trigger.search(redacted):
+            if redacted and redacted[0] in "{[" and self._may_hold_secrets(redacted):
                 redacted = self._nested_json(redacted, path)
             if self.callback is not None:
                 redacted = self.callback(path, redacted)
