@@ -375,17 +375,17 @@ class StreamRuntimeAdapter:
         )
 
 
-class DecisionTracker:
+class DecisionTracker(StreamRuntimeAdapter):
     """The original single-run tracker: one run at a time, saved as JSON files.
 
-    ``end_run`` returns once ``storage_path/runs/{run_id}.json`` is written.
+    It is the adapter's view of the one execution (``""``) of a private stream, whose
+    runs are named ``run_{YYYYmmdd_HHMMSS}_{8 hex}``; ``end_run`` returns once
+    ``storage_path/runs/{run_id}.json`` is written.
 
     Args:
         storage_path: directory for the original's JSON-files layout (created if missing).
         tracer_provider: optional; see the module docstring.
     """
-
-    _EXECUTION_ID = ""
 
     def __init__(
         self,
@@ -394,43 +394,11 @@ class DecisionTracker:
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         Path(storage_path).mkdir(parents=True, exist_ok=True)
-        self._storage = JSONFilesStore(storage_path)
-        self._processor: RunRecordProcessor | None = None
-        if tracer_provider is None:
-            tracer_provider, self._processor = _private_provider(self._storage)
-        self._provider = tracer_provider
-        self._tracker = _CoreTracker("single", tracer_provider=tracer_provider)
-        self._tracker._run_id_prefix = "run_"
-        self._current_node = "unknown"
-
-    @property
-    def storage(self) -> RunStore:
-        """The store runs are written to."""
-        return self._storage
-
-    @property
-    def execution_id(self) -> str:
-        """Always "": the single-run tracker has no executions."""
-        return self._EXECUTION_ID
-
-    @property
-    def current_run(self) -> Run | None:
-        """The run in progress, or None."""
-        return self._tracker.get_run(self._EXECUTION_ID)
-
-    def start_run(
-        self,
-        goal_id: str,
-        goal_description: str = "",
-        input_data: dict[str, Any] | None = None,
-    ) -> str:
-        """Start a run; returns ``run_{YYYYmmdd_HHMMSS}_{8 hex}``."""
-        return self._tracker.start_run(
-            execution_id=self._EXECUTION_ID,
-            goal_id=goal_id,
-            goal_description=goal_description,
-            input_data=input_data,
+        stream = StreamDecisionTracker(
+            "single", JSONFilesStore(storage_path), tracer_provider=tracer_provider
         )
+        stream._tracker._run_id_prefix = "run_"
+        super().__init__(stream, "")
 
     def end_run(
         self,
@@ -439,109 +407,17 @@ class DecisionTracker:
         output_data: dict[str, Any] | None = None,
     ) -> None:
         """End the run and write it to ``storage_path/runs/{run_id}.json`` before returning."""
-        self._tracker.end_run(
-            execution_id=self._EXECUTION_ID,
-            success=success,
-            narrative=narrative,
-            output_data=output_data,
-        )
-        if self._processor is not None and not self._processor.force_flush(_END_RUN_FLUSH_MS):
+        super().end_run(success, narrative, output_data)
+        processor = self._runtime._processor
+        if processor is not None and not processor.force_flush(_END_RUN_FLUSH_MS):
             logger.error(
                 "decisiontrace: run not yet written to %s; it stays queued and is retried",
-                self._storage.url,
+                self.storage.url,
             )
 
     def close(self) -> None:
         """Flush and stop the private provider (its writer thread); no-op otherwise."""
-        if self._processor is not None:
-            self._provider.shutdown()  # type: ignore[attr-defined]
-
-    def set_node(self, node_id: str) -> None:
-        """Set the node later decisions are attributed to."""
-        self._current_node = node_id
-        self._tracker.set_node(node_id, execution_id=self._EXECUTION_ID)
-
-    def decide(
-        self,
-        intent: str,
-        options: list[dict[str, Any]],
-        chosen: str,
-        reasoning: str,
-        node_id: str | None = None,
-        decision_type: DecisionType = DecisionType.CUSTOM,
-        constraints: list[str] | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> str:
-        """Record a decision; returns its id, or "" if no run is in progress."""
-        return self._tracker.decide(
-            execution_id=self._EXECUTION_ID,
-            intent=intent,
-            options=options,
-            chosen=chosen,
-            reasoning=reasoning,
-            node_id=node_id or self._current_node,
-            decision_type=decision_type,
-            constraints=constraints,
-            context=context,
-        )
-
-    def record_outcome(
-        self,
-        decision_id: str,
-        success: bool,
-        result: Any = None,
-        error: str | None = None,
-        summary: str = "",
-        state_changes: dict[str, Any] | None = None,
-        tokens_used: int = 0,
-        latency_ms: int = 0,
-    ) -> None:
-        """Record the outcome of a decision."""
-        self._tracker.record_outcome(
-            execution_id=self._EXECUTION_ID,
-            decision_id=decision_id,
-            success=success,
-            result=result,
-            error=error,
-            summary=summary,
-            state_changes=state_changes,
-            tokens_used=tokens_used,
-            latency_ms=latency_ms,
-        )
-
-    def report_problem(
-        self,
-        severity: str,
-        description: str,
-        decision_id: str | None = None,
-        root_cause: str | None = None,
-        suggested_fix: str | None = None,
-    ) -> str:
-        """Report a problem; returns its id, or "" if no run is in progress."""
-        return self._tracker.report_problem(
-            execution_id=self._EXECUTION_ID,
-            severity=severity,
-            description=description,
-            decision_id=decision_id,
-            root_cause=root_cause,
-            suggested_fix=suggested_fix,
-        )
-
-    def quick_decision(
-        self,
-        intent: str,
-        action: str,
-        reasoning: str,
-        node_id: str | None = None,
-    ) -> str:
-        """Record a decision with the single option ``"action"``."""
-        return self._tracker.quick_decision(
-            execution_id=self._EXECUTION_ID,
-            intent=intent,
-            action=action,
-            reasoning=reasoning,
-            node_id=node_id or self._current_node,
-        )
+        self._runtime.close()
 
     def decide_and_execute(
         self,
@@ -562,8 +438,8 @@ class DecisionTracker:
         try:
             result = executor()
         except Exception as error:
-            self._tracker.record_outcome(
-                execution_id=self._EXECUTION_ID,
+            self._runtime._tracker.record_outcome(
+                execution_id=self.execution_id,
                 decision_id=decision_id,
                 success=False,
                 error=str(error),
