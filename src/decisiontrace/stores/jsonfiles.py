@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from decisiontrace import _records
-from decisiontrace.stores.base import Record, RunStore, StoreError
-from decisiontrace.stores.memory import (
+from decisiontrace.stores._filters import (
     newest_first_key,
     record_matches,
     record_node_ids,
     since_text,
 )
+from decisiontrace.stores.base import Record, RunStore, StoreError
 
 logger = logging.getLogger("decisiontrace")
 

@@ -24,8 +24,8 @@ from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from decisiontrace import _records
 from decisiontrace._assembly import record_from_compact
+from decisiontrace.stores._filters import record_node_ids, since_text
 from decisiontrace.stores.base import AssembledRun, Record, RunStore, StoreError
-from decisiontrace.stores.memory import record_node_ids, since_text
 
 logger = logging.getLogger("decisiontrace")
 
