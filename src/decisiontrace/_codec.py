@@ -10,241 +10,31 @@ below, which is why a rebuilt run equals the live one.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from pydantic_core import from_json
 
 from decisiontrace import _records
 from decisiontrace import semconv as sc
-from decisiontrace._jsonsafe import dumps, safe_str
-from decisiontrace._redact import redact_json, redact_text
+from decisiontrace._normalize import (
+    EMPTY_LIST,
+    EMPTY_OBJECT,
+    json_attr,
+    json_object_attr,
+    normalize_options,  # noqa: F401 - still imported from here by decorators; moving
+    warn,
+)
+from decisiontrace._redact import redact_text
 
 logger = logging.getLogger("decisiontrace")
 
 Attributes = dict[str, Any]
 Record = dict[str, Any]
 
-_DECISION_TYPES = frozenset(
-    (
-        "tool_selection",
-        "parameter_choice",
-        "path_choice",
-        "output_format",
-        "retry_strategy",
-        "delegation",
-        "termination",
-        "custom",
-    )
-)
-_EMPTY_OBJECT = "{}"
-_EMPTY_LIST = "[]"
-
-
-def warn(message: str) -> None:
-    """Log one warning about bad input to a recording call (never raise)."""
-    logger.warning("decisiontrace: %s", message)
-
 
 # --- encoding ------------------------------------------------------------------------
-
-
-def json_attr(value: Any, what: str, empty: str = _EMPTY_OBJECT, *, quiet: bool = False) -> str:
-    """JSON text of a structured value for an attribute, warning when it had to change."""
-    if value is None:
-        return empty
-    text, problem = dumps(value)
-    if problem is not None and not quiet:
-        warn(f"{what}: {problem}")
-    return redact_json(text)
-
-
-def json_object_attr(value: Any, what: str) -> str:
-    """Like :func:`json_attr` for fields the schema types as objects (dicts)."""
-    if value is None or (type(value) is dict and not value):
-        return _EMPTY_OBJECT
-    if not isinstance(value, Mapping):
-        warn(f"{what} should be a dict, got {type(value).__name__}; recorded under 'value'")
-        value = {"value": value}
-    return json_attr(value, what)
-
-
-def text(value: Any, what: str) -> str:
-    """A str field: str values pass, others are converted with a warning."""
-    if type(value) is str:
-        return value
-    if value is None:
-        return ""
-    converted = safe_str(value.value if isinstance(value, Enum) else value)
-    if not isinstance(value, Enum):
-        warn(f"{what} should be a str, got {type(value).__name__}; recorded as {converted!r}")
-    return converted
-
-
-def integer(value: Any, what: str) -> int:
-    """An int field: ints pass, numbers are truncated, anything else becomes 0 (warned)."""
-    if type(value) is int:
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    if isinstance(value, bool):
-        return int(value)
-    try:
-        return int(value)
-    except Exception:
-        warn(f"{what} should be an int, got {safe_str(value)!r}; recorded as 0")
-        return 0
-
-
-def _string_list(values: Any, what: str) -> list[str]:
-    if values is None:
-        return []
-    if type(values) is list and all(type(v) is str for v in values):
-        return values
-    if isinstance(values, str) or not isinstance(values, Sequence | set | frozenset):
-        warn(f"{what} should be a list of str; recorded as a one-item list")
-        return [text(values, what)]
-    return [v if type(v) is str else text(v, what) for v in values]
-
-
-_STR = str
-_FLOAT = float
-_isfinite = math.isfinite
-
-
-def _all_str(values: list[Any]) -> bool:
-    # A plain loop: all() over a generator costs more for these short lists.
-    for value in values:  # noqa: SIM110
-        if type(value) is not _STR:
-            return False
-    return True
-
-
-def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
-    """One option dict in stored form, from a dict, an Option model or a plain id."""
-    if type(raw) is dict:
-        # Fast path: a well-formed option dict, the common case on the hot path.
-        option_id = raw.get("id")
-        description = raw.get("description", "")
-        action_type = raw.get("action_type", "unknown")
-        params = raw.get("action_params")
-        pros = raw.get("pros")
-        cons = raw.get("cons")
-        confidence = raw.get("confidence", 0.5)
-        if (
-            type(option_id) is _STR
-            and type(description) is _STR
-            and type(action_type) is _STR
-            and (params is None or type(params) is dict)
-            and (not pros or (type(pros) is list and _all_str(pros)))
-            and (not cons or (type(cons) is list and _all_str(cons)))
-            and type(confidence) is _FLOAT
-            and _isfinite(confidence)
-        ):
-            return {
-                "id": option_id,
-                "description": description,
-                "action_type": action_type,
-                "action_params": {} if params is None else params,
-                "pros": pros or [],
-                "cons": cons or [],
-                "confidence": confidence,
-            }
-    else:
-        if isinstance(raw, str):
-            return _option_dict(raw, raw, "unknown", {}, [], [], 0.5)
-        dump = getattr(raw, "model_dump", None)
-        if callable(dump):
-            try:
-                raw = dump()
-            except Exception:
-                raw = None
-        if not isinstance(raw, Mapping):
-            option_id = safe_str(raw)
-            warn(f"{where}: option {index} is a {type(raw).__name__}, not a dict or id")
-            return _option_dict(option_id, option_id, "unknown", {}, [], [], 0.5)
-    option_id = raw.get("id")
-    if option_id is None:
-        option_id = f"option_{index}"
-        warn(f"{where}: option {index} has no 'id'; recorded as {option_id!r}")
-    elif type(option_id) is not str:
-        option_id = text(option_id, f"{where}: option {index} id")
-    confidence = raw.get("confidence", 0.5)
-    if type(confidence) is not float:
-        if isinstance(confidence, int) and not isinstance(confidence, bool):
-            confidence = float(confidence)
-        else:
-            warn(
-                f"{where}: option {option_id!r} confidence {safe_str(confidence)!r} is not a number"
-            )
-            confidence = 0.5
-    if not math.isfinite(confidence):
-        warn(f"{where}: option {option_id!r} confidence is not finite; recorded as 0.5")
-        confidence = 0.5
-    params = raw.get("action_params")
-    if params is None:
-        params = {}
-    elif not isinstance(params, Mapping):
-        warn(f"{where}: option {option_id!r} action_params should be a dict")
-        params = {"value": params}
-    return _option_dict(
-        option_id,
-        text(raw.get("description", ""), f"{where}: option {option_id!r} description"),
-        text(raw.get("action_type", "unknown"), f"{where}: option {option_id!r} action_type"),
-        params,
-        _string_list(raw.get("pros"), f"{where}: option {option_id!r} pros"),
-        _string_list(raw.get("cons"), f"{where}: option {option_id!r} cons"),
-        confidence,
-    )
-
-
-def _option_dict(
-    option_id: str,
-    description: str,
-    action_type: str,
-    action_params: Any,
-    pros: list[str],
-    cons: list[str],
-    confidence: float,
-) -> dict[str, Any]:
-    # Key order is the model's field order, so stored JSON matches a pydantic dump.
-    return {
-        "id": option_id,
-        "description": description,
-        "action_type": action_type,
-        "action_params": action_params,
-        "pros": pros,
-        "cons": cons,
-        "confidence": confidence,
-    }
-
-
-def normalize_options(options: Any, where: str) -> list[dict[str, Any]]:
-    """Options in stored form; bad entries are fixed up with one warning each."""
-    if options is None:
-        return []
-    if isinstance(options, Mapping | str):
-        warn(f"{where}: options should be a list; recorded as a one-item list")
-        options = [options]
-    elif not isinstance(options, Sequence):
-        try:
-            options = list(options)
-        except Exception:
-            warn(f"{where}: options should be a list, got {type(options).__name__}")
-            return []
-    return [_option(raw, index, where) for index, raw in enumerate(options)]
-
-
-def decision_type_value(decision_type: Any, where: str) -> str:
-    """The DecisionType value; unknown types become ``custom`` with a warning."""
-    value = decision_type.value if isinstance(decision_type, Enum) else decision_type
-    if value in _DECISION_TYPES:
-        return str(value)
-    warn(f"{where}: unknown decision_type {safe_str(decision_type)!r}; recorded as 'custom'")
-    return "custom"
 
 
 def run_start_attributes(
@@ -299,7 +89,7 @@ def decision_attributes(
         sc.DECISION_REASONING: redact_text(reasoning) if reasoning else reasoning,
         sc.DECISION_CONSTRAINTS: constraints,
         sc.DECISION_INPUT_CONTEXT: json_object_attr(context, f"{where}: context"),
-        sc.DECISION_OPTIONS: json_attr(options, f"{where}: options", _EMPTY_LIST),
+        sc.DECISION_OPTIONS: json_attr(options, f"{where}: options", EMPTY_LIST),
         sc.DECISION_OPTION_IDS: option_ids,
         sc.DECISION_OPTION_COUNT: len(options),
     }
@@ -412,7 +202,7 @@ def _loads(value: Any, default: Any) -> Any:
         return default
     if not isinstance(value, str):
         return value
-    if value == _EMPTY_OBJECT:  # the common empty context / state changes
+    if value == EMPTY_OBJECT:  # the common empty context / state changes
         return {}
     try:
         # pydantic-core's parser: the same values as json.loads, about twice as fast,

@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
-from decisiontrace import _codec, _records
+from decisiontrace import _codec, _normalize, _records
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
 from decisiontrace._redact import redact_text
@@ -261,7 +261,7 @@ class DecisionTracker:
         """Set the node that decisions of this execution are attributed to by default."""
         live = self._resolve(execution_id, "set_node")
         if live is not None:
-            live.current_node = _codec.text(node_id, "set_node(): node_id")
+            live.current_node = _normalize.text(node_id, "set_node(): node_id")
 
     def get_run(self, execution_id: str | None = None) -> Run | None:
         """The live Run of an execution with the decisions recorded so far, or None."""
@@ -413,11 +413,11 @@ class DecisionTracker:
         if execution_id is None:
             live = self._current()
             if live is None:
-                _codec.warn(f"{method} called outside a run and without execution_id {what}")
+                _normalize.warn(f"{method} called outside a run and without execution_id {what}")
             return live
         live = self._runs.get(execution_id)
         if live is None:
-            _codec.warn(f"{method} called but no run for execution {execution_id!r} {what}")
+            _normalize.warn(f"{method} called but no run for execution {execution_id!r} {what}")
         return live
 
     def _start(
@@ -431,9 +431,9 @@ class DecisionTracker:
         if execution_id is None:
             execution_id = f"{random.getrandbits(128):032x}"
         else:
-            execution_id = _codec.text(execution_id, "start_run(): execution_id")
-        goal_id = _codec.text(goal_id, "start_run(): goal_id")
-        goal_description = _codec.text(goal_description, "start_run(): goal_description")
+            execution_id = _normalize.text(execution_id, "start_run(): execution_id")
+        goal_id = _normalize.text(goal_id, "start_run(): goal_id")
+        goal_description = _normalize.text(goal_description, "start_run(): goal_description")
         stamp = _records.ns_to_stamp(start_ns)
         # random (not os.urandom, a slow syscall on some VMs): reseeded in forked children.
         run_id = f"{self._run_id_prefix}{stamp}_{random.getrandbits(32):08x}"
@@ -458,7 +458,7 @@ class DecisionTracker:
         previous = self._runs.get(execution_id)
         self._runs[execution_id] = live
         if previous is not None:
-            _codec.warn(
+            _normalize.warn(
                 f"start_run: execution {execution_id!r} already has run {previous.run_id}; "
                 "that run is ended as cancelled"
             )
@@ -498,14 +498,14 @@ class DecisionTracker:
         if status is None:
             status_value = "completed" if success else "failed"
         else:
-            status_value = _codec.text(status, "end_run(): status")
+            status_value = _normalize.text(status, "end_run(): status")
             if status_value not in {s.value for s in RunStatus}:
-                _codec.warn(f"end_run(): unknown status {status_value!r}; recorded as 'failed'")
+                _normalize.warn(f"end_run(): unknown status {status_value!r}; recorded as 'failed'")
                 status_value = "failed"
         successful = sum(1 for o in outcomes if o is not None and o[sc.OUTCOME_SUCCESS])
         failed = sum(1 for o in outcomes if o is not None and not o[sc.OUTCOME_SUCCESS])
         narrative = redact_text(
-            _codec.text(narrative, "end_run(): narrative")
+            _normalize.text(narrative, "end_run(): narrative")
         ) or _records.narrative(
             status_value, len(outcomes), successful, failed, problems, intents_failed
         )
@@ -520,7 +520,7 @@ class DecisionTracker:
             sc.RUN_NODES: nodes,
         }
         if output_data:
-            end_attributes[sc.RUN_OUTPUT] = _codec.json_object_attr(
+            end_attributes[sc.RUN_OUTPUT] = _normalize.json_object_attr(
                 output_data, "end_run(): output_data"
             )
         live.end_attributes = end_attributes
@@ -548,22 +548,22 @@ class DecisionTracker:
     ) -> str:
         start_ns = time.time_ns()
         where = "decide()"
-        intent = intent if type(intent) is str else _codec.text(intent, f"{where}: intent")
+        intent = intent if type(intent) is str else _normalize.text(intent, f"{where}: intent")
         if not live.recording:
             return self._decide_unrecorded(live, intent, chosen, node_id, start_ns)
-        normalized = _codec.normalize_options(options, where)
+        normalized = _normalize.normalize_options(options, where)
         if node_id is None:
             node_id = ctx.current_node.get() or live.current_node
         elif type(node_id) is not str:
-            node_id = _codec.text(node_id, f"{where}: node_id")
+            node_id = _normalize.text(node_id, f"{where}: node_id")
         decision_type = (
             decision_type.value
             if type(decision_type) is DecisionType
-            else _codec.decision_type_value(decision_type, where)
+            else _normalize.decision_type_value(decision_type, where)
         )
         with live.lock:
             if live.end_ns is not None:
-                _codec.warn(f"{where} called for run {live.run_id} after it ended: {intent}")
+                _normalize.warn(f"{where} called for run {live.run_id} after it ended: {intent}")
                 return ""
             decision_id = f"dec_{len(live.decisions)}"
             if node_id not in live.nodes:
@@ -573,13 +573,15 @@ class DecisionTracker:
                 decision_id=decision_id,
                 intent=intent,
                 options=normalized,
-                chosen=chosen if type(chosen) is str else _codec.text(chosen, f"{where}: chosen"),
+                chosen=chosen
+                if type(chosen) is str
+                else _normalize.text(chosen, f"{where}: chosen"),
                 reasoning=reasoning
                 if type(reasoning) is str
-                else _codec.text(reasoning, f"{where}: reasoning"),
+                else _normalize.text(reasoning, f"{where}: reasoning"),
                 node_id=node_id,
                 decision_type=decision_type,
-                constraints=_codec._string_list(constraints, f"{where}: constraints"),
+                constraints=_normalize.string_list(constraints, f"{where}: constraints"),
                 context=context,
                 where=where,
             )
@@ -657,10 +659,10 @@ class DecisionTracker:
         where = "record_outcome()"
         decision = live.decisions.get(decision_id)
         if decision is None:
-            _codec.warn(f"{where}: run {live.run_id} has no decision {decision_id!r}")
+            _normalize.warn(f"{where}: run {live.run_id} has no decision {decision_id!r}")
             return
         if type(success) is not bool:
-            _codec.warn(f"{where}: success should be a bool, got {type(success).__name__}")
+            _normalize.warn(f"{where}: success should be a bool, got {type(success).__name__}")
             success = bool(success)
         if not live.recording:
             with live.lock:
@@ -672,22 +674,22 @@ class DecisionTracker:
                     decision.end_ns = end_ns
             return
         if input_tokens is not None:
-            input_tokens = _codec.integer(input_tokens, f"{where}: input_tokens")
+            input_tokens = _normalize.integer(input_tokens, f"{where}: input_tokens")
         if output_tokens is not None:
-            output_tokens = _codec.integer(output_tokens, f"{where}: output_tokens")
-        tokens = _codec.integer(tokens_used, f"{where}: tokens_used")
+            output_tokens = _normalize.integer(output_tokens, f"{where}: output_tokens")
+        tokens = _normalize.integer(tokens_used, f"{where}: tokens_used")
         if not tokens and (input_tokens or output_tokens):
             tokens = (input_tokens or 0) + (output_tokens or 0)
         attributes = _codec.outcome_attributes(
             success=success,
             result=result,
             quiet=quiet,
-            error=None if error is None else _codec.text(error, f"{where}: error"),
-            summary=_codec.text(summary, f"{where}: summary"),
+            error=None if error is None else _normalize.text(error, f"{where}: error"),
+            summary=_normalize.text(summary, f"{where}: summary"),
             state_changes=state_changes,
             tokens_used=tokens,
-            latency_ms=_codec.integer(latency_ms, f"{where}: latency_ms"),
-            error_type=None if error_type is None else _codec.text(error_type, "error_type"),
+            latency_ms=_normalize.integer(latency_ms, f"{where}: latency_ms"),
+            error_type=None if error_type is None else _normalize.text(error_type, "error_type"),
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             where=where,
@@ -697,7 +699,7 @@ class DecisionTracker:
             choice = self._choice(decision, chosen, reasoning)
         with live.lock:
             if decision.outcome is not None or decision.end_ns is not None:
-                _codec.warn(f"{where}: decision {decision_id} of {live.run_id} already ended")
+                _normalize.warn(f"{where}: decision {decision_id} of {live.run_id} already ended")
                 return
             if choice:
                 updated = {**decision.attributes, **choice}
@@ -727,11 +729,11 @@ class DecisionTracker:
         where = "record_outcome()"
         update: _codec.Attributes = {}
         if reasoning is not None:
-            text = reasoning if type(reasoning) is str else _codec.text(reasoning, where)
+            text = reasoning if type(reasoning) is str else _normalize.text(reasoning, where)
             update[sc.DECISION_REASONING] = redact_text(text) if text else text
         if chosen is None:
             return update
-        chosen = chosen if type(chosen) is str else _codec.text(chosen, f"{where}: chosen")
+        chosen = chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen")
         update[sc.DECISION_CHOSEN_ID] = chosen
         options = decision.options or ()
         for option in options:
@@ -741,7 +743,7 @@ class DecisionTracker:
         else:
             if options and chosen:
                 ids = [option["id"] for option in options]
-                _codec.warn(f"{where}: chosen option {chosen!r} is not among the options {ids}")
+                _normalize.warn(f"{where}: chosen option {chosen!r} is not among the options {ids}")
         return update
 
     def _report_problem(
@@ -757,16 +759,18 @@ class DecisionTracker:
         where = "report_problem()"
         with live.lock:
             if live.end_ns is not None:
-                _codec.warn(f"{where} called for run {live.run_id} after it ended")
+                _normalize.warn(f"{where} called for run {live.run_id} after it ended")
                 return ""
             problem_id = f"prob_{len(live.problems)}"
             attributes = _codec.problem_attributes(
                 problem_id=problem_id,
-                severity=_codec.text(severity, f"{where}: severity"),
-                description=_codec.text(description, f"{where}: description"),
-                decision_id=None if decision_id is None else _codec.text(decision_id, where),
-                root_cause=None if root_cause is None else _codec.text(root_cause, where),
-                suggested_fix=None if suggested_fix is None else _codec.text(suggested_fix, where),
+                severity=_normalize.text(severity, f"{where}: severity"),
+                description=_normalize.text(description, f"{where}: description"),
+                decision_id=None if decision_id is None else _normalize.text(decision_id, where),
+                root_cause=None if root_cause is None else _normalize.text(root_cause, where),
+                suggested_fix=None
+                if suggested_fix is None
+                else _normalize.text(suggested_fix, where),
             )
             live.problems.append((attributes, time_ns))
             live.span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
