@@ -20,25 +20,15 @@ from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    DEFAULT_OFF,
-    DEFAULT_ON,
-    ParentBasedTraceIdRatio,
-    Sampler,
-    TraceIdRatioBased,
-)
 from opentelemetry.util.types import AttributeValue
 
+from decisiontrace import _otel_env
+from decisiontrace._otel_env import PROTOCOLS
 from decisiontrace.metrics import RunMetrics
 from decisiontrace.processor import RunRecordProcessor
 from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor
@@ -46,11 +36,6 @@ from decisiontrace.stores import RunStore
 
 logger = logging.getLogger("decisiontrace")
 
-EXPORTERS = ("otlp", "console", "none")
-PROTOCOLS = ("grpc", "http/protobuf")
-# What the Python SDK picks for "otlp" when no protocol variable is set.
-_DEFAULT_PROTOCOL = "grpc"
-_SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
 
 _lock = threading.Lock()
 _active: Telemetry | None = None
@@ -136,40 +121,6 @@ def _remaining(deadline: float) -> int:
 # --- argument and environment checks ------------------------------------------------------
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
-def _exporter_names(value: str, source: str, allowed: tuple[str, ...] = EXPORTERS) -> list[str]:
-    names = [part.strip().lower() for part in value.split(",") if part.strip()]
-    for name in names:
-        if name not in allowed:
-            raise ValueError(
-                f"{source}: unknown exporter {name!r}; use one of {', '.join(allowed)}"
-            )
-    return [name for name in names if name != "none"]
-
-
-def _protocol(explicit: str | None, signal: str) -> str:
-    for value, source in (
-        (explicit, "protocol"),
-        (
-            _env(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"),
-            f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL",
-        ),
-        (_env("OTEL_EXPORTER_OTLP_PROTOCOL"), "OTEL_EXPORTER_OTLP_PROTOCOL"),
-    ):
-        if value is not None:
-            if value not in PROTOCOLS:
-                raise ValueError(
-                    f"{source}: unsupported OTLP protocol {value!r}; "
-                    f"use one of {', '.join(PROTOCOLS)}"
-                )
-            return value
-    return _DEFAULT_PROTOCOL
-
-
 def _check_arguments(
     *,
     service_name: Any,
@@ -191,7 +142,7 @@ def _check_arguments(
         if value is not None:
             if not isinstance(value, str):
                 raise ValueError(f"{name} must be a str such as 'otlp', got {value!r}")
-            _exporter_names(value, name)
+            _otel_env.exporter_names(value, name)
     if endpoint is not None:
         if not isinstance(endpoint, str) or not endpoint.strip():
             raise ValueError(f"endpoint must be a non-empty URL, got {endpoint!r}")
@@ -217,93 +168,6 @@ def _check_arguments(
         raise ValueError("tracer_provider must be an opentelemetry.sdk.trace.TracerProvider")
     if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
         raise ValueError("meter_provider must be an OpenTelemetry MeterProvider")
-
-
-def _env_sampler() -> Sampler | None:
-    """The sampler OTEL_TRACES_SAMPLER / _ARG name, read as the SDK reads them."""
-    name = _env("OTEL_TRACES_SAMPLER")
-    if name is None:
-        return None
-    name = name.lower()
-    fixed = {
-        "always_on": ALWAYS_ON,
-        "always_off": ALWAYS_OFF,
-        "parentbased_always_on": DEFAULT_ON,
-        "parentbased_always_off": DEFAULT_OFF,
-    }
-    if name in fixed:
-        return fixed[name]
-    if name not in ("traceidratio", "parentbased_traceidratio"):
-        logger.warning("decisiontrace: unknown OTEL_TRACES_SAMPLER %r; exporting every trace", name)
-        return None
-    try:
-        rate = float(_env("OTEL_TRACES_SAMPLER_ARG") or "")
-        return TraceIdRatioBased(rate) if name == "traceidratio" else ParentBasedTraceIdRatio(rate)
-    except (TypeError, ValueError):
-        logger.warning(
-            "decisiontrace: OTEL_TRACES_SAMPLER_ARG is not a ratio from 0 to 1; using 1.0"
-        )
-        return None
-
-
-# --- exporters ------------------------------------------------------------------------
-
-
-def _signal_url(endpoint: str, signal: str) -> str:
-    """OTLP/HTTP: a base endpoint plus the signal's path, as for OTEL_EXPORTER_OTLP_ENDPOINT."""
-    return endpoint.rstrip("/") + _SIGNAL_PATHS[signal]
-
-
-def _otlp_options(
-    endpoint: str | None,
-    headers: Mapping[str, str] | None,
-    timeout: float | None,
-    signal: str,
-    protocol: str,
-) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if endpoint is not None:
-        options["endpoint"] = endpoint if protocol == "grpc" else _signal_url(endpoint, signal)
-    if headers is not None:
-        options["headers"] = dict(headers)
-    if timeout is not None:
-        options["timeout"] = float(timeout)
-    return options
-
-
-def _span_exporter(name: str, protocol: str, options: dict[str, Any]) -> SpanExporter:
-    if name == "console":
-        return ConsoleSpanExporter()
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
-
-        return GrpcSpanExporter(**options)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter(**options)
-
-
-def _metric_exporter(name: str, protocol: str, options: dict[str, Any]) -> MetricExporter:
-    if name == "console":
-        return ConsoleMetricExporter()
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        return GrpcMetricExporter(**options)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter(**options)
-
-
-# --- configure ------------------------------------------------------------------------------
 
 
 def configure(
@@ -396,25 +260,29 @@ def configure(
         current = trace.get_tracer_provider()
         owns_tracer_provider = tracer_provider is None and not isinstance(current, TracerProvider)
         if owns_tracer_provider:
-            span_exporters = _exporter_names(
-                exporter or _env("OTEL_TRACES_EXPORTER") or "otlp",
+            span_exporters = _otel_env.exporter_names(
+                exporter or _otel_env.env("OTEL_TRACES_EXPORTER") or "otlp",
                 "exporter" if exporter else "OTEL_TRACES_EXPORTER",
             )
         else:
-            span_exporters = _exporter_names(exporter, "exporter") if exporter else []
-        metric_source = metrics_exporter or _env("OTEL_METRICS_EXPORTER")
+            span_exporters = _otel_env.exporter_names(exporter, "exporter") if exporter else []
+        metric_source = metrics_exporter or _otel_env.env("OTEL_METRICS_EXPORTER")
         metric_exporters = (
-            _exporter_names(
+            _otel_env.exporter_names(
                 metric_source, "metrics_exporter" if metrics_exporter else "OTEL_METRICS_EXPORTER"
             )
             if metric_source
             else list(span_exporters)
         )
         trace_protocol = (
-            _protocol(protocol, "traces") if "otlp" in span_exporters else _DEFAULT_PROTOCOL
+            _otel_env.protocol(protocol, "traces")
+            if "otlp" in span_exporters
+            else _otel_env.DEFAULT_PROTOCOL
         )
         metric_protocol = (
-            _protocol(protocol, "metrics") if "otlp" in metric_exporters else _DEFAULT_PROTOCOL
+            _otel_env.protocol(protocol, "metrics")
+            if "otlp" in metric_exporters
+            else _otel_env.DEFAULT_PROTOCOL
         )
 
         processor = RunRecordProcessor(store)
@@ -429,7 +297,7 @@ def configure(
             provider = current
         else:
             if sampler is None:
-                env_sampler = _env_sampler()
+                env_sampler = _otel_env.env_sampler()
                 sampler = KeepEveryRunSampler(export_sampler=env_sampler) if env_sampler else None
             provider = TracerProvider(resource=resource, sampler=sampler or KeepEveryRunSampler())
         if not owns_tracer_provider:
@@ -448,9 +316,11 @@ def configure(
                     "place keeps its own resource and sampler",
                     ", ".join(ignored),
                 )
-        trace_options = _otlp_options(endpoint, headers, export_timeout, "traces", trace_protocol)
+        trace_options = _otel_env.otlp_options(
+            endpoint, headers, export_timeout, "traces", trace_protocol
+        )
         span_processors = [
-            KeepFailedRunsProcessor(_span_exporter(name, trace_protocol, trace_options))
+            KeepFailedRunsProcessor(_otel_env.span_exporter(name, trace_protocol, trace_options))
             for name in span_exporters
         ]
         # The run processor first: it stores the run before export processors see it.
@@ -465,12 +335,12 @@ def configure(
             if isinstance(global_meter_provider, MeterProvider):
                 metrics_provider = global_meter_provider
             elif metric_exporters:
-                metric_options = _otlp_options(
+                metric_options = _otel_env.otlp_options(
                     endpoint, headers, export_timeout, "metrics", metric_protocol
                 )
                 readers: list[MetricReader] = [
                     PeriodicExportingMetricReader(
-                        _metric_exporter(name, metric_protocol, metric_options)
+                        _otel_env.metric_exporter(name, metric_protocol, metric_options)
                     )
                     for name in metric_exporters
                 ]
