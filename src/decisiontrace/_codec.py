@@ -23,8 +23,10 @@ from decisiontrace._normalize import (
     EMPTY_OBJECT,
     json_attr,
     json_object_attr,
-    normalize_options,  # noqa: F401 - still imported from here by decorators; moving
     warn,
+)
+from decisiontrace._normalize import (
+    normalize_options as normalize_options,  # re-export: decorators still import it here
 )
 from decisiontrace._redact import redact_text
 
