@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 
 import wrapt
 
-from decisiontrace.decorators import _DecisionDecorator, _Decorator, _NodeDecorator
+from decisiontrace.decorators._decision import DecisionDecorator as _DecisionDecorator
+from decisiontrace.decorators._kinds import Decorator as _Decorator
+from decisiontrace.decorators._node import NodeDecorator as _NodeDecorator
 from decisiontrace.tracker import DecisionTracker
 
 __all__ = ["DecisionInstrumentor"]
