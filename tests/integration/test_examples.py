@@ -48,3 +48,29 @@ def test_concurrent_example_keeps_every_execution_apart(tmp_path: Path) -> None:
     summaries = open_store(url).list_runs()
     assert len(summaries) == 140
     assert {s.decision_count for s in summaries} == {2}
+
+
+def test_decorated_agent_stores_a_run_per_ticket_with_llm_tokens(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    run_example("decorated_agent.py", url)
+    store = open_store(url)
+    summaries = store.list_runs()
+    assert len(summaries) == 50
+    assert {s.status for s in summaries} <= {RunStatus.COMPLETED, RunStatus.FAILED}
+    assert any(s.status == RunStatus.FAILED for s in summaries)
+    run = store.load_run(summaries[0].run_id)
+    assert run is not None
+    assert run.metrics.total_tokens > 0  # from the fake LLM spans under the decisions
+
+
+def test_export_example_prints_spans_to_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    output = run_example("export_otlp.py", url)
+    assert '"decisiontrace.span_kind": "run"' in output
+    stored = open_store(url).list_runs()
+    assert stored
+    assert all(s.run_id in output for s in stored)
