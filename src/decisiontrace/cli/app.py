@@ -1,0 +1,733 @@
+"""The ``decisiontrace`` command line (click), and ``python -m decisiontrace``.
+
+Output is for people by default (rich tables and trees) and for machines with
+``--json``. Exit status: 0 when the command did what was asked, 1 when it ran but found
+problems (a partly malformed file to rebuild, demo runs missing from the store), 2 for
+bad input (usage, unknown run ids, a store or file that cannot be read). Errors are one
+line on stderr saying what is wrong and what to do, never a traceback.
+
+Reading commands never create a store: a store URL naming nothing that exists is an
+error, not an empty store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from decisiontrace import _codec
+from decisiontrace import semconv as sc
+from decisiontrace._version import __version__
+from decisiontrace.cli import render
+from decisiontrace.cli.diff import diff_runs
+from decisiontrace.cli.report import render_report
+from decisiontrace.cli.stats import compute_stats
+from decisiontrace.models import Run, RunStatus
+from decisiontrace.stores import STORE_ENV_VAR, RunStore, StoreError, default_store_url, open_store
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STORE_KEY = "decisiontrace.store"
+_STORE_HELP = (
+    "Store URL or path: sqlite:///relative.db, sqlite:////absolute.db, file:///folder, "
+    f"a path. Default: ${STORE_ENV_VAR}, else {default_store_url()}."
+)
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class CommandError(Exception):
+    """A command could not do what was asked; the message says why and what to do."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _one_line(error: BaseException | str) -> str:
+    """An exception's message on one line (pydantic's are several)."""
+    lines = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and not line.strip().startswith("For further information")
+    ]
+    fallback = error if isinstance(error, str) else type(error).__name__
+    return "; ".join(lines) or fallback
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+
+
+class _App(click.Group):
+    """The top-level group: turns every error into one line on stderr and an exit status."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; exit with its status, or return it without ``standalone_mode``."""
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+            code = result if isinstance(result, int) else 0
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help() if error.ctx else self.name)
+            code = 2
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "decisiontrace"
+            _fail(f"{_one_line(error.format_message())} (see '{where} --help')")
+            code = 2
+        except click.ClickException as error:
+            _fail(_one_line(error.format_message()))
+            code = error.exit_code
+        except click.Abort:
+            _fail("aborted")
+            code = 1
+        except CommandError as error:
+            _fail(_one_line(error))
+            code = error.exit_code
+        except ValidationError as error:
+            _fail(f"a stored record does not match the Run schema: {_one_line(error)}")
+            code = 2
+        except (StoreError, ValueError, TypeError, OSError) as error:
+            _fail(_one_line(error))
+            code = 2
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+# --- options and arguments -------------------------------------------------------------
+
+
+def _remember_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_STORE_KEY] = value  # meta is shared: a subcommand's --store wins
+
+
+def _store_option(func: F) -> F:
+    option = click.option(
+        "--store",
+        metavar="URL",
+        expose_value=False,
+        callback=_remember_store,
+        help=_STORE_HELP,
+    )
+    return option(func)
+
+
+def _json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")(func)
+
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[datetime, Any]
+else:  # click < 8.2 has no type parameters at run time
+    _ParamType = click.ParamType
+
+
+class _Since(_ParamType):
+    """An ISO date or time (local unless it has an offset), or an age like 30m, 2h, 7d."""
+
+    name = "WHEN"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value)
+        relative = _RELATIVE.match(text)
+        if relative:
+            amount, unit = int(relative.group(1)), relative.group(2)
+            return datetime.now() - timedelta(**{_UNITS[unit]: amount})
+        try:
+            moment = datetime.fromisoformat(text.strip())
+        except ValueError:
+            self.fail(
+                f"{text!r} is neither an ISO date/time (2026-05-10, 2026-05-10T14:00) nor an "
+                "age (30m, 2h, 7d, 1w)",
+                param,
+                ctx,
+            )
+        if moment.tzinfo is not None:
+            moment = moment.astimezone().replace(tzinfo=None)  # records hold local time
+        return moment
+
+
+def _filters(func: F) -> F:
+    for option in reversed(
+        [
+            click.option("--goal", metavar="GOAL_ID", help="Only runs toward this goal."),
+            click.option(
+                "--since",
+                type=_Since(),
+                help="Only runs started at or after this: an ISO date/time or an age "
+                "(30m, 2h, 7d).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+def _store_url(ctx: click.Context) -> str:
+    url = ctx.meta.get(_STORE_KEY) or os.environ.get(STORE_ENV_VAR) or default_store_url()
+    return str(url)
+
+
+def _local_path(url: str) -> str | None:
+    """The file or folder a store URL names, or None (memory, or not a URL we know)."""
+    if "://" not in url:
+        return os.path.expanduser(url)
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "sqlite" and rest.startswith("/") and len(rest) > 1:
+        return rest[1:]
+    if scheme.lower() == "file":
+        return url2pathname(urlsplit(url).path) or None
+    return None
+
+
+def _open_for_reading(ctx: click.Context) -> RunStore:
+    """The store to read; never creates one."""
+    url = _store_url(ctx)
+    path = _local_path(url)
+    if path is not None and not os.path.exists(path):
+        raise CommandError(
+            f"no store at {path}; run `decisiontrace demo` to fill one, or pass --store / "
+            f"set {STORE_ENV_VAR} to an existing store"
+        )
+    return open_store(url)
+
+
+def _load_run(store: RunStore, run_id: str) -> Run:
+    run = store.load_run(run_id)
+    if run is None:
+        raise CommandError(
+            f"no run {run_id!r} in {store.url}; list run ids with `decisiontrace runs list`"
+        )
+    return run
+
+
+def _load_runs(
+    store: RunStore, goal: str | None, since: datetime | None, limit: int | None
+) -> Iterator[Run]:
+    for summary in store.list_runs(goal_id=goal, since=since, limit=limit):
+        run = store.load_run(summary.run_id)
+        if run is not None:
+            yield run
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        # Piped: rich would assume 80 columns and cut run ids; let lines be long.
+        console.width = 160
+    return console
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# --- export as OTLP JSON ---------------------------------------------------------------------
+
+_STREAM_IN_RUN_ID = re.compile(r"^run_(.+)_\d{8}_\d{6}_[0-9a-f]{8}$")
+
+
+def _epoch_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch of a record's naive local time, exact to the microsecond."""
+    whole = int(moment.replace(microsecond=0).timestamp())
+    return whole * 1_000_000_000 + moment.microsecond * 1000
+
+
+def _span_id(run_id: str, part: str, size: int) -> int:
+    # Ids derived from the run id: exporting a run twice gives the same spans, which
+    # rebuild then counts once.
+    digest = hashlib.sha256(f"{run_id}/{part}".encode()).digest()
+    return int.from_bytes(digest[:size], "big") or 1
+
+
+def otlp_json_line(run: Run) -> str:
+    """The run's spans as one OTLP JSON request (a line of the collector's file exporter).
+
+    The spans carry the attributes of the span model, encoded by the same ``_codec``
+    functions the tracker uses, so ``rebuild`` of the line gives back the same Run. What
+    the record does not keep (stream and execution ids, LLM spans: their tokens are in
+    the outcomes already) is not invented: the stream comes from the run id when it has
+    the tracker's form.
+    """
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+    from decisiontrace._otlp_json import request_line
+
+    record = run.model_dump(mode="json")
+    trace_id = _span_id(run.id, "trace", 16)
+    scope = InstrumentationScope("decisiontrace", __version__)
+    resource = Resource.get_empty()
+    stream = _STREAM_IN_RUN_ID.match(run.id)
+
+    def context(span_id: int) -> SpanContext:
+        return SpanContext(trace_id, span_id, False, TraceFlags(TraceFlags.SAMPLED))
+
+    started = _epoch_ns(run.started_at)
+    ended = _epoch_ns(run.completed_at) if run.completed_at else started
+    run_context = context(_span_id(run.id, "run", 8))
+    spans = []
+    for decision, stored in zip(run.decisions, record["decisions"], strict=True):
+        attributes = _codec.decision_attributes(
+            run_id=run.id,
+            decision_id=decision.id,
+            intent=decision.intent,
+            options=stored["options"],
+            chosen=decision.chosen_option_id,
+            reasoning=decision.reasoning,
+            node_id=decision.node_id,
+            decision_type=decision.decision_type.value,
+            constraints=decision.active_constraints,
+            context=decision.input_context,
+            where="export",
+        )
+        if decision.evaluation is not None:
+            attributes[sc.DECISION_EVALUATION] = json.dumps(stored["evaluation"])
+        outcome = decision.outcome
+        status = Status(StatusCode.UNSET)
+        end = ended
+        if outcome is not None:
+            attributes.update(
+                _codec.outcome_attributes(
+                    success=outcome.success,
+                    result=outcome.result,
+                    error=outcome.error,
+                    summary=outcome.summary,
+                    state_changes=outcome.state_changes,
+                    tokens_used=outcome.tokens_used,
+                    latency_ms=outcome.latency_ms,
+                    where="export",
+                )
+            )
+            end = _epoch_ns(outcome.timestamp)
+            if not outcome.success:
+                status = Status(StatusCode.ERROR, outcome.error)
+        spans.append(
+            ReadableSpan(
+                name=f"{sc.DECISION_SPAN_NAME_PREFIX} {decision.intent}",
+                context=context(_span_id(run.id, decision.id, 8)),
+                parent=run_context,
+                resource=resource,
+                attributes=attributes,
+                kind=SpanKind.INTERNAL,
+                status=status,
+                start_time=_epoch_ns(decision.timestamp),
+                end_time=end,
+                instrumentation_scope=scope,
+            )
+        )
+    attributes = _codec.run_start_attributes(
+        run_id=run.id,
+        goal_id=run.goal_id,
+        goal_description=run.goal_description,
+        stream_id=stream.group(1) if stream else "",
+        execution_id="",
+        input_data=run.input_data,
+    )
+    attributes.update(
+        {
+            sc.RUN_STATUS: run.status.value,
+            sc.RUN_NARRATIVE: run.narrative,
+            sc.RUN_DECISION_COUNT: run.metrics.total_decisions,
+            sc.RUN_SUCCESS_COUNT: run.metrics.successful_decisions,
+            sc.RUN_FAILURE_COUNT: run.metrics.failed_decisions,
+            sc.RUN_TOTAL_TOKENS: run.metrics.total_tokens,
+            sc.RUN_PROBLEM_COUNT: len(run.problems),
+            sc.RUN_NODES: run.metrics.nodes_executed,
+        }
+    )
+    if run.metrics.edges_traversed:
+        attributes[sc.RUN_EDGES] = run.metrics.edges_traversed
+    if run.output_data:
+        attributes[sc.RUN_OUTPUT] = json.dumps(record["output_data"], ensure_ascii=False)
+    if isinstance(record.get("end_reason"), str):
+        attributes[sc.RUN_END_REASON] = record["end_reason"]
+    events = [
+        Event(
+            sc.PROBLEM_EVENT,
+            _codec.problem_attributes(
+                problem_id=problem.id,
+                severity=problem.severity,
+                description=problem.description,
+                decision_id=problem.decision_id,
+                root_cause=problem.root_cause,
+                suggested_fix=problem.suggested_fix,
+            ),
+            _epoch_ns(problem.timestamp),
+        )
+        for problem in run.problems
+    ]
+    failed = run.status in (RunStatus.FAILED, RunStatus.STUCK)
+    spans.insert(
+        0,
+        ReadableSpan(
+            name=f"{sc.RUN_SPAN_NAME_PREFIX} {stream.group(1) if stream else run.goal_id}",
+            context=run_context,
+            resource=resource,
+            attributes=attributes,
+            events=events,
+            kind=SpanKind.INTERNAL,
+            status=Status(StatusCode.ERROR, f"run {run.status.value}") if failed else Status(),
+            start_time=started,
+            end_time=ended,
+            instrumentation_scope=scope,
+        ),
+    )
+    return request_line(spans)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@click.group(
+    "decisiontrace",
+    cls=_App,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  decisiontrace demo                     record 60 support-ticket runs
+  decisiontrace runs list --status failed
+  decisiontrace runs show RUN_ID
+  decisiontrace stats
+  decisiontrace report --html report.html
+""",
+)
+@_store_option
+@click.version_option(__version__, prog_name="decisiontrace")
+def main() -> None:
+    """Look into the decisions an agent recorded: runs, stats, diffs, reports."""
+
+
+@main.group(epilog="Example: decisiontrace runs list --status failed --since 1d")
+@_store_option
+def runs() -> None:
+    """List stored runs, or show one as a tree."""
+
+
+@runs.command(
+    "list",
+    epilog="""\b
+Examples:
+  decisiontrace runs list --goal resolve-ticket --status failed
+  decisiontrace runs list --node retriever --since 2h --json
+""",
+)
+@_filters
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Only this status.")
+@click.option("--node", metavar="NODE_ID", help="Only runs in which this node decided something.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many."
+)
+@_json_option
+@_store_option
+@click.pass_context
+def runs_list(
+    ctx: click.Context,
+    goal: str | None,
+    since: datetime | None,
+    status: str | None,
+    node: str | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    """Stored runs, newest first."""
+    with _open_for_reading(ctx) as store:
+        found = store.list_runs(
+            goal_id=goal, status=status, since=since, limit=limit + 1, node_id=node
+        )
+    shown = found[:limit]
+    if as_json:
+        _print_json([summary.model_dump(mode="json") for summary in shown])
+        return 0
+    if not shown:
+        click.echo("no runs match; try fewer filters, or `decisiontrace demo` to record some")
+        return 0
+    caption = f"newest {limit} shown; use --limit for more" if len(found) > limit else None
+    _console().print(render.runs_table(shown, caption=caption))
+    return 0
+
+
+@runs.command(
+    "show",
+    epilog="Example: decisiontrace runs show run_support-agent_20260510_140307_1a2b3c4d",
+)
+@click.argument("run_id")
+@_json_option
+@_store_option
+@click.pass_context
+def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> int:
+    """One run as a tree: each decision with its options, choice, outcome and problems."""
+    with _open_for_reading(ctx) as store:
+        run = _load_run(store, run_id)
+    if as_json:
+        _print_json(run.model_dump(mode="json"))
+    else:
+        _console().print(render.run_tree(run))
+    return 0
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  decisiontrace stats
+  decisiontrace stats --goal resolve-ticket --since 7d --json
+""",
+)
+@_filters
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest this many runs.")
+@_json_option
+@_store_option
+@click.pass_context
+def stats(
+    ctx: click.Context,
+    goal: str | None,
+    since: datetime | None,
+    limit: int | None,
+    as_json: bool,
+) -> int:
+    """Per node, decision type and option: choices, success rate, tokens, latency, calibration."""
+    with _open_for_reading(ctx) as store:
+        result = compute_stats(_load_runs(store, goal, since, limit))
+    if as_json:
+        _print_json(result)
+    elif not result["runs"]:
+        click.echo("no runs match; try fewer filters, or `decisiontrace demo` to record some")
+    else:
+        _console().print(render.stats_view(result))
+    return 0
+
+
+@main.command(epilog="Example: decisiontrace diff RUN_A RUN_B")
+@click.argument("run_a")
+@click.argument("run_b")
+@_json_option
+@_store_option
+@click.pass_context
+def diff(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> int:
+    """Where two runs of the same goal first chose differently, and how their outcomes differed."""
+    with _open_for_reading(ctx) as store:
+        first, second = _load_run(store, run_a), _load_run(store, run_b)
+    result = diff_runs(first, second)
+    if not result["same_goal"]:
+        click.echo(
+            f"warning: the runs pursue different goals ({first.goal_id!r}, {second.goal_id!r}); "
+            "their decisions may not be comparable",
+            err=True,
+        )
+    if as_json:
+        _print_json(result)
+    else:
+        _console().print(render.diff_view(result))
+    return 0
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  decisiontrace export RUN_ID > run.json
+  decisiontrace export RUN_ID --format otlp-json -o run.otlp.jsonl
+  decisiontrace rebuild run.otlp.jsonl --store sqlite:///copy.db
+""",
+)
+@click.argument("run_id")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "otlp-json"]),
+    default="json",
+    show_default=True,
+    help="json: the Run record; otlp-json: its spans as one OTLP JSON line, "
+    "which `decisiontrace rebuild` reads back.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here.")
+@_store_option
+@click.pass_context
+def export(ctx: click.Context, run_id: str, output_format: str, output: str | None) -> int:
+    """Write one run as its JSON record or as OTLP JSON spans."""
+    with _open_for_reading(ctx) as store:
+        run = _load_run(store, run_id)
+    if output_format == "json":
+        text = json.dumps(run.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = otlp_json_line(run) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        click.echo(f"wrote {run_id} to {output}", err=True)
+    return 0
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  decisiontrace rebuild traces.jsonl --store sqlite:///runs.db
+  curl -s http://jaeger:16686/api/v3/traces/TRACE_ID | decisiontrace rebuild -
+""",
+)
+@click.argument("file")
+@_store_option
+@click.pass_context
+def rebuild(ctx: click.Context, file: str) -> int:
+    """Rebuild runs from OTLP JSON (collector file exporter, Jaeger or Tempo) into a store.
+
+    FILE is an OTLP JSON file, or - for standard input. Exit status 1 when some lines or
+    fields were malformed (the rest was rebuilt), 2 when nothing could be read.
+    """
+    from decisiontrace.rebuild import rebuild as rebuild_runs
+
+    try:
+        store = open_store(_store_url(ctx))
+    except (ValueError, TypeError, StoreError, OSError) as error:
+        raise CommandError(f"--store: {_one_line(error)}") from error
+    try:
+        result = rebuild_runs(sys.stdin if file == "-" else file, store)
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(f"{file}: {_one_line(error)}") from error
+    except Exception as error:  # the store failed: one line, never a traceback
+        raise CommandError(f"{store.url}: {_one_line(error)}") from error
+    finally:
+        store.close()
+    for message in result.errors:
+        click.echo(f"{file}: {message}", err=True)
+    click.echo(
+        f"rebuilt {result.runs_written} runs from {result.spans_read} spans "
+        f"({result.lines_read} lines) into {store.url}"
+    )
+    if result.errors:
+        return 1 if result.spans_read else 2
+    return 0
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  decisiontrace report --html report.html
+  decisiontrace report --html failed.html --goal resolve-ticket --since 1d --limit 50
+""",
+)
+@click.option(
+    "--html",
+    "html_path",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the page here.",
+)
+@_filters
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=200, show_default=True,
+    help="The newest this many runs.",
+)  # fmt: skip
+@click.option("--title", default="decisiontrace report", show_default=True)
+@_store_option
+@click.pass_context
+def report(
+    ctx: click.Context,
+    html_path: str,
+    goal: str | None,
+    since: datetime | None,
+    limit: int,
+    title: str,
+) -> int:
+    """One self-contained HTML page: runs, a timeline of each run, stats with charts."""
+    with _open_for_reading(ctx) as store:
+        selected = list(_load_runs(store, goal, since, limit))
+        url = store.url
+    page = render_report(
+        selected, compute_stats(selected), store_url=url, generated_at=datetime.now(), title=title
+    )
+    with open(html_path, "w", encoding="utf-8") as stream:
+        stream.write(page)
+    click.echo(f"wrote a report of {len(selected)} runs to {html_path}")
+    return 0
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  decisiontrace demo
+  decisiontrace demo --seed 3 --tickets 200 --store sqlite:///demo.db
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 decisiontrace demo
+""",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same runs.")
+@click.option("--tickets", type=click.IntRange(1, 100_000), default=60, show_default=True)
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=4, show_default=True,
+    help="Worker threads for the blocking knowledge-base reads.",
+)  # fmt: skip
+@_store_option
+@click.pass_context
+def demo(ctx: click.Context, seed: int, tickets: int, threads: int) -> int:
+    """Run a support-ticket agent on simulated tickets and show what was recorded.
+
+    Dozens of tickets run at once (asyncio tasks, plus threads for blocking reads); each
+    is a run of classifier, retriever, responder and escalation decisions with options,
+    confidences, simulated LLM calls, failures and problems. With
+    OTEL_EXPORTER_OTLP_ENDPOINT set the spans are exported there as well.
+    """
+    from decisiontrace.demo import run_demo
+
+    console = _console()
+    url = ctx.meta.get(_STORE_KEY)  # None: $DECISIONTRACE_STORE or the default store
+    console.print(f"Running the support-ticket agent on {tickets} tickets (seed {seed})…")
+    if console.is_terminal:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("tickets", total=tickets)
+            result = run_demo(
+                url,
+                seed=seed,
+                tickets=tickets,
+                threads=threads,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+    else:
+        result = run_demo(url, seed=seed, tickets=tickets, threads=threads)
+    with open_store(result.store_url) as store:
+        recorded = [run for run in map(store.load_run, result.run_ids.values()) if run]
+    console.print(render.demo_view(result, recorded, compute_stats(recorded)))
+    if result.missing:
+        _fail(
+            f"{len(result.missing)} of {tickets} runs are not in {result.store_url} "
+            f"(tickets {', '.join(result.missing[:5])}); check the log above"
+        )
+        return 1
+    return 0

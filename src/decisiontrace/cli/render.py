@@ -1,0 +1,424 @@
+"""Terminal output for people: rich tables and trees.
+
+rich decides about colour: it uses it on a terminal, writes plain text when the output
+is piped, and honours ``NO_COLOR``. Every function here returns renderables and prints
+nothing, so the commands decide where output goes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from decisiontrace.models import Decision, Problem, Run, RunSummary
+
+if TYPE_CHECKING:
+    from decisiontrace.demo import DemoResult
+
+__all__ = [
+    "STATUS_STYLES",
+    "calibration_table",
+    "demo_view",
+    "diff_view",
+    "format_ms",
+    "format_rate",
+    "group_table",
+    "option_table",
+    "run_started",
+    "run_tree",
+    "runs_table",
+    "stats_view",
+    "status_counts_table",
+    "status_text",
+]
+
+STATUS_STYLES = {
+    "completed": "green",
+    "failed": "bold red",
+    "stuck": "yellow",
+    "cancelled": "magenta",
+    "running": "cyan",
+}
+_SEVERITY_STYLES = {"critical": "bold red", "error": "red", "warning": "yellow", "minor": "dim"}
+# run_{stream}_{YYYYmmdd_HHMMSS}_{8 hex}: the start time, to the second, is in the id.
+_RUN_ID_TIME = re.compile(r"_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})_[0-9a-f]{8}$")
+
+
+def format_ms(value: float | None) -> str:
+    """``12 ms``, ``1.4 s``; ``-`` for None."""
+    if value is None:
+        return "-"
+    if value < 1000:
+        return f"{value:.0f} ms"
+    return f"{value / 1000:.1f} s"
+
+
+def format_rate(value: float | None) -> str:
+    """``87.5%``; ``-`` for None (nothing to rate)."""
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _tokens(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def status_text(status: str) -> Text:
+    """A run status, coloured."""
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def run_started(run_id: str) -> str:
+    """The start time a run id carries (``2026-05-10 14:03:07``), or "" if it has none."""
+    match = _RUN_ID_TIME.search(run_id)
+    if match is None:
+        return ""
+    year, month, day, hour, minute, second = match.groups()
+    return f"{year}-{month}-{day} {hour}:{minute}:{second}"
+
+
+def runs_table(summaries: Sequence[RunSummary], *, caption: str | None = None) -> Table:
+    """One row per run, newest first as given."""
+    table = Table(box=box.SIMPLE_HEAVY, caption=caption, title=f"{len(summaries)} runs")
+    table.add_column("run", no_wrap=True)
+    table.add_column("goal")
+    table.add_column("status", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("duration", justify="right")
+    table.add_column("decisions", justify="right")
+    table.add_column("success", justify="right")
+    table.add_column("problems", justify="right")
+    for summary in summaries:
+        table.add_row(
+            summary.run_id,
+            summary.goal_id,
+            status_text(summary.status.value),
+            run_started(summary.run_id),
+            format_ms(summary.duration_ms),
+            str(summary.decision_count),
+            format_rate(summary.success_rate if summary.decision_count else None),
+            Text(str(summary.problem_count), style="yellow" if summary.problem_count else ""),
+        )
+    return table
+
+
+def status_counts_table(counts: dict[str, int], title: str = "runs by status") -> Table:
+    """Runs per status, with their share."""
+    total = sum(counts.values())
+    table = Table(box=box.SIMPLE_HEAVY, title=title)
+    table.add_column("status")
+    table.add_column("runs", justify="right")
+    table.add_column("share", justify="right")
+    for status, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        table.add_row(
+            status_text(status), str(count), format_rate(count / total if total else None)
+        )
+    return table
+
+
+# --- one run as a tree ------------------------------------------------------------------
+
+
+def _short_json(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _options_table(decision: Decision) -> Table:
+    """The options side by side: one column each, the chosen one marked."""
+    table = Table(box=box.ROUNDED, show_header=True, padding=(0, 1))
+    table.add_column("", style="dim")
+    chosen = decision.chosen_option_id
+    for option in decision.options:
+        if option.id == chosen:
+            table.add_column(Text(f"▶ {option.id}", style="bold green"), overflow="fold")
+        else:
+            table.add_column(option.id, overflow="fold")
+    table.add_row("", *(option.description for option in decision.options))
+    table.add_row("confidence", *(f"{option.confidence:.2f}" for option in decision.options))
+    if any(option.pros for option in decision.options):
+        table.add_row(
+            "pros", *("\n".join(f"+ {p}" for p in option.pros) for option in decision.options)
+        )
+    if any(option.cons for option in decision.options):
+        table.add_row(
+            "cons", *("\n".join(f"- {c}" for c in option.cons) for option in decision.options)
+        )
+    return table
+
+
+def _problem_line(problem: Problem) -> Text:
+    text = Text("⚠ ", style=_SEVERITY_STYLES.get(problem.severity, "yellow"))
+    text.append(f"{problem.id} [{problem.severity}] ", style=_SEVERITY_STYLES.get(problem.severity))
+    text.append(problem.description)
+    if problem.root_cause:
+        text.append(f" · cause: {problem.root_cause}", style="dim")
+    if problem.suggested_fix:
+        text.append(f" · fix: {problem.suggested_fix}", style="dim")
+    return text
+
+
+def _decision_label(decision: Decision) -> Text:
+    outcome = decision.outcome
+    if outcome is None:
+        mark = Text("○ ", style="dim")
+    elif outcome.success:
+        mark = Text("✓ ", style="green")
+    else:
+        mark = Text("✗ ", style="bold red")
+    label = mark
+    label.append(f"{decision.id} ", style="bold")
+    label.append(f"[{decision.node_id}] ", style="cyan")
+    label.append(decision.intent)
+    label.append(f"  {decision.decision_type.value}", style="dim")
+    if decision.chosen_option_id:
+        label.append(" → ")
+        label.append(decision.chosen_option_id, style="bold green")
+    if outcome is not None:
+        label.append(
+            f"  {format_ms(outcome.latency_ms)} · {_tokens(outcome.tokens_used)} tokens",
+            style="dim",
+        )
+    return label
+
+
+def run_tree(run: Run) -> Tree:
+    """The run as a tree: decisions in order with their options, outcome and problems."""
+    head = Text(run.id, style="bold")
+    head.append("  ")
+    head.append_text(status_text(run.status.value))
+    head.append(
+        f"  goal {run.goal_id} · {format_ms(run.duration_ms)} · "
+        f"{run.metrics.total_decisions} decisions · {_tokens(run.metrics.total_tokens)} tokens",
+        style="dim",
+    )
+    tree = Tree(head)
+    if run.goal_description:
+        tree.add(Text(f"goal: {run.goal_description}", style="dim"))
+    if run.input_data:
+        tree.add(Text(f"input: {_short_json(run.input_data)}", style="dim"))
+    problems_by_decision: dict[str | None, list[Problem]] = {}
+    known = {decision.id for decision in run.decisions}
+    for problem in run.problems:
+        key = problem.decision_id if problem.decision_id in known else None
+        problems_by_decision.setdefault(key, []).append(problem)
+    for decision in run.decisions:
+        branch = tree.add(_decision_label(decision))
+        if decision.options:
+            branch.add(_options_table(decision))
+        if decision.reasoning:
+            branch.add(Text(f"why: {decision.reasoning}", style="italic"))
+        outcome = decision.outcome
+        if outcome is None:
+            branch.add(Text("no outcome recorded", style="dim"))
+        elif outcome.success:
+            detail = _short_json(outcome.result) if outcome.result is not None else ""
+            branch.add(Text(f"outcome: success {detail}".rstrip(), style="green"))
+        else:
+            branch.add(Text(f"outcome: failed: {outcome.error or 'no error given'}", style="red"))
+        for problem in problems_by_decision.get(decision.id, ()):
+            branch.add(_problem_line(problem))
+    for problem in problems_by_decision.get(None, ()):
+        tree.add(_problem_line(problem))
+    if run.output_data:
+        tree.add(Text(f"output: {_short_json(run.output_data)}", style="dim"))
+    if run.narrative:
+        tree.add(Text(run.narrative, style="italic dim"))
+    return tree
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def group_table(title: str, groups: Iterable[dict[str, Any]], keys: Sequence[str]) -> Table:
+    """A table of stats groups (``by_node``, ``by_decision_type``, ``by_node_and_type``)."""
+    table = Table(box=box.SIMPLE_HEAVY, title=title)
+    for key in keys:
+        table.add_column(key.replace("_id", "").replace("_", " "))
+    for name in ("decisions", "success", "tokens", "p50", "p90", "p99"):
+        table.add_column(name, justify="right")
+    for group in groups:
+        latency = group["latency_ms"]
+        table.add_row(
+            *(str(group[key]) for key in keys),
+            str(group["decisions"]),
+            format_rate(group["success_rate"]),
+            _tokens(group["tokens"]["total"]),
+            format_ms(latency["p50"]),
+            format_ms(latency["p90"]),
+            format_ms(latency["p99"]),
+        )
+    return table
+
+
+def option_table(options: Iterable[dict[str, Any]]) -> Table:
+    """How often each option was chosen, with what confidence, and how it went."""
+    table = Table(box=box.SIMPLE_HEAVY, title="options")
+    for name in ("node", "decision type", "option"):
+        table.add_column(name)
+    for name in ("offered", "chosen", "share", "confidence", "success", "tokens", "p50"):
+        table.add_column(name, justify="right")
+    for option in options:
+        confidence = option["mean_confidence"]
+        table.add_row(
+            option["node_id"],
+            option["decision_type"],
+            option["option_id"],
+            str(option["offered"]),
+            str(option["chosen"]),
+            format_rate(option["chosen_share"]),
+            "-" if confidence is None else f"{confidence:.2f}",
+            format_rate(option["success_rate"]),
+            _tokens(option["tokens"]["total"]),
+            format_ms(option["latency_ms"]["p50"]),
+        )
+    return table
+
+
+def calibration_table(calibration: dict[str, Any]) -> Table:
+    """Stated confidence against observed success rate, bucket by bucket."""
+    error = calibration["expected_calibration_error"]
+    table = Table(
+        box=box.SIMPLE_HEAVY,
+        title="calibration (chosen option's confidence vs success)",
+        caption=None if error is None else f"expected calibration error {error:.3f}",
+    )
+    for name in ("confidence", "decisions", "stated", "observed", ""):
+        table.add_column(name, justify="right" if name else "left")
+    for bucket in calibration["buckets"]:
+        rate = bucket["success_rate"]
+        stated = bucket["mean_confidence"]
+        bar = "" if rate is None else "█" * round(rate * 20)
+        gap = "" if rate is None or stated is None else f"{(rate - stated) * 100:+.0f} pts"
+        table.add_row(
+            f"{bucket['low']:.1f}–{bucket['high']:.1f}",
+            str(bucket["decisions"]),
+            "-" if stated is None else f"{stated:.2f}",
+            format_rate(rate),
+            Text(f"{bar} {gap}".strip(), style="cyan"),
+        )
+    return table
+
+
+def stats_view(stats: dict[str, Any]) -> Group:
+    """Every stats table, for ``decisiontrace stats``."""
+    head = Text(
+        f"{stats['runs']} runs, {stats['decisions']} decisions, "
+        f"{format_rate(stats['overall']['success_rate'])} succeeded",
+        style="bold",
+    )
+    parts: list[RenderableType] = [head]
+    if stats["runs_by_status"]:
+        parts.append(status_counts_table(stats["runs_by_status"]))
+    parts += [
+        group_table("by node", stats["by_node"], ["node_id"]),
+        group_table("by decision type", stats["by_decision_type"], ["decision_type"]),
+        option_table(stats["by_option"]),
+        calibration_table(stats["calibration"]),
+    ]
+    return Group(*parts)
+
+
+# --- diff -----------------------------------------------------------------------------------
+
+
+def _diff_decision(decision: dict[str, Any] | None) -> str:
+    if decision is None:
+        return "(no decision: the run had ended)"
+    success = decision["success"]
+    outcome = "no outcome" if success is None else ("succeeded" if success else "failed")
+    confidence = decision["confidence"]
+    stated = "" if confidence is None else f" (confidence {confidence:.2f})"
+    error = f": {decision['error']}" if decision["error"] else ""
+    return (
+        f"{decision['id']} [{decision['node_id']}] {decision['intent']} → "
+        f"{decision['chosen_option_id'] or '(none)'}{stated}, {outcome}{error}"
+    )
+
+
+def diff_view(diff: dict[str, Any]) -> Group:
+    """Where two runs first chose differently, and how their outcomes differed."""
+    a, b = diff["run_a"], diff["run_b"]
+    table = Table(box=box.SIMPLE_HEAVY, title="runs")
+    table.add_column("")
+    table.add_column("A")
+    table.add_column("B")
+    table.add_row("run", a["id"], b["id"])
+    table.add_row("goal", a["goal_id"], b["goal_id"])
+    table.add_row("status", status_text(a["status"]), status_text(b["status"]))
+    for key, label in (("decisions", "decisions"), ("failed_decisions", "failed decisions"),
+                       ("total_tokens", "tokens"), ("problems", "problems")):  # fmt: skip
+        table.add_row(label, f"{a[key]:,}", f"{b[key]:,}")
+    table.add_row("duration", format_ms(a["duration_ms"]), format_ms(b["duration_ms"]))
+    parts: list[RenderableType] = [table]
+    first = diff["first_difference"]
+    if first is None:
+        parts.append(Text("Both runs made the same decisions with the same choices.", "green"))
+    else:
+        what = {
+            "chosen": "chose differently",
+            "path": "took different steps",
+            "length": "stopped at different points",
+        }[first["kind"]]
+        parts.append(
+            Text(
+                f"The runs agree on {diff['same_decisions']} decision(s), then {what} "
+                f"at decision #{first['index']}:",
+                style="bold",
+            )
+        )
+        parts.append(Text(f"  A: {_diff_decision(first['a'])}"))
+        parts.append(Text(f"  B: {_diff_decision(first['b'])}"))
+    if diff["outcome_differences"]:
+        parts.append(Text("Outcomes that differ:", style="bold"))
+        for item in diff["outcome_differences"]:
+            parts.append(Text(f"  #{item['index']} A: {_diff_decision(item['a'])}"))
+            parts.append(Text(f"  #{item['index']} B: {_diff_decision(item['b'])}"))
+    if a["status"] != b["status"]:
+        parts.append(
+            Text.assemble("Run A ", status_text(a["status"]), ", run B ", status_text(b["status"]))
+        )
+    return Group(*parts)
+
+
+# --- the demo's summary ------------------------------------------------------------------
+
+
+def demo_view(result: DemoResult, runs: Sequence[Run], stats: dict[str, Any]) -> Group:
+    """What ``decisiontrace demo`` prints once the runs are stored."""
+    head = Text(f"Recorded {len(runs)} runs in {result.store_url} ", style="bold")
+    head.append(f"({result.seconds:.1f} s, seed {result.seed})", style="dim")
+    parts: list[RenderableType] = [head]
+    if result.exported_to:
+        parts.append(Text(f"Spans exported to {result.exported_to} as well.", style="cyan"))
+    parts.append(status_counts_table(result.status_counts))
+    parts.append(
+        group_table(
+            "success rate per node and decision type",
+            stats["by_node_and_type"],
+            ["node_id", "decision_type"],
+        )
+    )
+    failed = next((run for run in runs if run.status.value == "failed"), None)
+    if failed is not None:
+        parts.append(Text("One failed run:", style="bold"))
+        parts.append(run_tree(failed))
+    example = failed.id if failed is not None else (runs[0].id if runs else "RUN_ID")
+    parts.append(
+        Text(
+            "\nLook further:\n"
+            "  decisiontrace runs list --status failed\n"
+            f"  decisiontrace runs show {example}\n"
+            "  decisiontrace stats\n"
+            "  decisiontrace report --html report.html",
+            style="dim",
+        )
+    )
+    return Group(*parts)
