@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/decisiontrace demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
