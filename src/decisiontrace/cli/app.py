@@ -14,226 +14,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
+from datetime import datetime
+from typing import Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from decisiontrace._otlp_export import otlp_json_line
 from decisiontrace._version import __version__
 from decisiontrace.cli import render
+from decisiontrace.cli._errors import App, CommandError, fail, one_line
+from decisiontrace.cli._options import filters, json_option, store_option
+from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_reading, store_url
 from decisiontrace.cli.diff import diff_runs
 from decisiontrace.cli.report import render_report
 from decisiontrace.cli.stats import compute_stats
-from decisiontrace.models import Run, RunStatus
-from decisiontrace.stores import STORE_ENV_VAR, RunStore, StoreError, default_store_url, open_store
+from decisiontrace.models import RunStatus
+from decisiontrace.stores import StoreError, open_store
 
 __all__ = ["main"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-_STORE_KEY = "decisiontrace.store"
-_STORE_HELP = (
-    "Store URL or path: sqlite:///relative.db, sqlite:////absolute.db, file:///folder, "
-    f"a path. Default: ${STORE_ENV_VAR}, else {default_store_url()}."
-)
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-class CommandError(Exception):
-    """A command could not do what was asked; the message says why and what to do."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def _one_line(error: BaseException | str) -> str:
-    """An exception's message on one line (pydantic's are several)."""
-    lines = [
-        line.strip()
-        for line in str(error).splitlines()
-        if line.strip() and not line.strip().startswith("For further information")
-    ]
-    fallback = error if isinstance(error, str) else type(error).__name__
-    return "; ".join(lines) or fallback
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-
-
-class _App(click.Group):
-    """The top-level group: turns every error into one line on stderr and an exit status."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        """Run the command line; exit with its status, or return it without ``standalone_mode``."""
-        try:
-            result = super().main(args, prog_name, complete_var, False, **extra)
-            code = result if isinstance(result, int) else 0
-        except click.exceptions.NoArgsIsHelpError as error:
-            click.echo(error.ctx.get_help() if error.ctx else self.name)
-            code = 2
-        except click.UsageError as error:
-            where = error.ctx.command_path if error.ctx else "decisiontrace"
-            _fail(f"{_one_line(error.format_message())} (see '{where} --help')")
-            code = 2
-        except click.ClickException as error:
-            _fail(_one_line(error.format_message()))
-            code = error.exit_code
-        except click.Abort:
-            _fail("aborted")
-            code = 1
-        except CommandError as error:
-            _fail(_one_line(error))
-            code = error.exit_code
-        except ValidationError as error:
-            _fail(f"a stored record does not match the Run schema: {_one_line(error)}")
-            code = 2
-        except (StoreError, ValueError, TypeError, OSError) as error:
-            _fail(_one_line(error))
-            code = 2
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
-
-# --- options and arguments -------------------------------------------------------------
-
-
-def _remember_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        ctx.meta[_STORE_KEY] = value  # meta is shared: a subcommand's --store wins
-
-
-def _store_option(func: F) -> F:
-    option = click.option(
-        "--store",
-        metavar="URL",
-        expose_value=False,
-        callback=_remember_store,
-        help=_STORE_HELP,
-    )
-    return option(func)
-
-
-def _json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")(func)
-
-
-if TYPE_CHECKING:
-    _ParamType = click.ParamType[datetime, Any]
-else:  # click < 8.2 has no type parameters at run time
-    _ParamType = click.ParamType
-
-
-class _Since(_ParamType):
-    """An ISO date or time (local unless it has an offset), or an age like 30m, 2h, 7d."""
-
-    name = "WHEN"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: Any) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        text = str(value)
-        relative = _RELATIVE.match(text)
-        if relative:
-            amount, unit = int(relative.group(1)), relative.group(2)
-            return datetime.now() - timedelta(**{_UNITS[unit]: amount})
-        try:
-            moment = datetime.fromisoformat(text.strip())
-        except ValueError:
-            self.fail(
-                f"{text!r} is neither an ISO date/time (2026-05-10, 2026-05-10T14:00) nor an "
-                "age (30m, 2h, 7d, 1w)",
-                param,
-                ctx,
-            )
-        if moment.tzinfo is not None:
-            moment = moment.astimezone().replace(tzinfo=None)  # records hold local time
-        return moment
-
-
-def _filters(func: F) -> F:
-    for option in reversed(
-        [
-            click.option("--goal", metavar="GOAL_ID", help="Only runs toward this goal."),
-            click.option(
-                "--since",
-                type=_Since(),
-                help="Only runs started at or after this: an ISO date/time or an age "
-                "(30m, 2h, 7d).",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-# --- the store --------------------------------------------------------------------------
-
-
-def _store_url(ctx: click.Context) -> str:
-    url = ctx.meta.get(_STORE_KEY) or os.environ.get(STORE_ENV_VAR) or default_store_url()
-    return str(url)
-
-
-def _local_path(url: str) -> str | None:
-    """The file or folder a store URL names, or None (memory, or not a URL we know)."""
-    if "://" not in url:
-        return os.path.expanduser(url)
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() == "sqlite" and rest.startswith("/") and len(rest) > 1:
-        return rest[1:]
-    if scheme.lower() == "file":
-        return url2pathname(urlsplit(url).path) or None
-    return None
-
-
-def _open_for_reading(ctx: click.Context) -> RunStore:
-    """The store to read; never creates one."""
-    url = _store_url(ctx)
-    path = _local_path(url)
-    if path is not None and not os.path.exists(path):
-        raise CommandError(
-            f"no store at {path}; run `decisiontrace demo` to fill one, or pass --store / "
-            f"set {STORE_ENV_VAR} to an existing store"
-        )
-    return open_store(url)
-
-
-def _load_run(store: RunStore, run_id: str) -> Run:
-    run = store.load_run(run_id)
-    if run is None:
-        raise CommandError(
-            f"no run {run_id!r} in {store.url}; list run ids with `decisiontrace runs list`"
-        )
-    return run
-
-
-def _load_runs(
-    store: RunStore, goal: str | None, since: datetime | None, limit: int | None
-) -> Iterator[Run]:
-    for summary in store.list_runs(goal_id=goal, since=since, limit=limit):
-        run = store.load_run(summary.run_id)
-        if run is not None:
-            yield run
+# --- output ---------------------------------------------------------------------------
 
 
 def _console() -> Console:
@@ -253,7 +57,7 @@ def _print_json(value: Any) -> None:
 
 @click.group(
     "decisiontrace",
-    cls=_App,
+    cls=App,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:
@@ -264,14 +68,14 @@ Examples:
   decisiontrace report --html report.html
 """,
 )
-@_store_option
+@store_option
 @click.version_option(__version__, prog_name="decisiontrace")
 def main() -> None:
     """Look into the decisions an agent recorded: runs, stats, diffs, reports."""
 
 
 @main.group(epilog="Example: decisiontrace runs list --status failed --since 1d")
-@_store_option
+@store_option
 def runs() -> None:
     """List stored runs, or show one as a tree."""
 
@@ -284,14 +88,14 @@ Examples:
   decisiontrace runs list --node retriever --since 2h --json
 """,
 )
-@_filters
+@filters
 @click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Only this status.")
 @click.option("--node", metavar="NODE_ID", help="Only runs in which this node decided something.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many."
 )
-@_json_option
-@_store_option
+@json_option
+@store_option
 @click.pass_context
 def runs_list(
     ctx: click.Context,
@@ -303,7 +107,7 @@ def runs_list(
     as_json: bool,
 ) -> int:
     """Stored runs, newest first."""
-    with _open_for_reading(ctx) as store:
+    with open_for_reading(ctx) as store:
         found = store.list_runs(
             goal_id=goal, status=status, since=since, limit=limit + 1, node_id=node
         )
@@ -324,13 +128,13 @@ def runs_list(
     epilog="Example: decisiontrace runs show run_support-agent_20260510_140307_1a2b3c4d",
 )
 @click.argument("run_id")
-@_json_option
-@_store_option
+@json_option
+@store_option
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> int:
     """One run as a tree: each decision with its options, choice, outcome and problems."""
-    with _open_for_reading(ctx) as store:
-        run = _load_run(store, run_id)
+    with open_for_reading(ctx) as store:
+        run = load_run(store, run_id)
     if as_json:
         _print_json(run.model_dump(mode="json"))
     else:
@@ -345,10 +149,10 @@ Examples:
   decisiontrace stats --goal resolve-ticket --since 7d --json
 """,
 )
-@_filters
+@filters
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest this many runs.")
-@_json_option
-@_store_option
+@json_option
+@store_option
 @click.pass_context
 def stats(
     ctx: click.Context,
@@ -358,8 +162,8 @@ def stats(
     as_json: bool,
 ) -> int:
     """Per node, decision type and option: choices, success rate, tokens, latency, calibration."""
-    with _open_for_reading(ctx) as store:
-        result = compute_stats(_load_runs(store, goal, since, limit))
+    with open_for_reading(ctx) as store:
+        result = compute_stats(load_runs(store, goal, since, limit))
     if as_json:
         _print_json(result)
     elif not result["runs"]:
@@ -372,13 +176,13 @@ def stats(
 @main.command(epilog="Example: decisiontrace diff RUN_A RUN_B")
 @click.argument("run_a")
 @click.argument("run_b")
-@_json_option
-@_store_option
+@json_option
+@store_option
 @click.pass_context
 def diff(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> int:
     """Where two runs of the same goal first chose differently, and how their outcomes differed."""
-    with _open_for_reading(ctx) as store:
-        first, second = _load_run(store, run_a), _load_run(store, run_b)
+    with open_for_reading(ctx) as store:
+        first, second = load_run(store, run_a), load_run(store, run_b)
     result = diff_runs(first, second)
     if not result["same_goal"]:
         click.echo(
@@ -412,12 +216,12 @@ Examples:
     "which `decisiontrace rebuild` reads back.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here.")
-@_store_option
+@store_option
 @click.pass_context
 def export(ctx: click.Context, run_id: str, output_format: str, output: str | None) -> int:
     """Write one run as its JSON record or as OTLP JSON spans."""
-    with _open_for_reading(ctx) as store:
-        run = _load_run(store, run_id)
+    with open_for_reading(ctx) as store:
+        run = load_run(store, run_id)
     if output_format == "json":
         text = json.dumps(run.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     else:
@@ -439,7 +243,7 @@ Examples:
 """,
 )
 @click.argument("file")
-@_store_option
+@store_option
 @click.pass_context
 def rebuild(ctx: click.Context, file: str) -> int:
     """Rebuild runs from OTLP JSON (collector file exporter, Jaeger or Tempo) into a store.
@@ -450,15 +254,15 @@ def rebuild(ctx: click.Context, file: str) -> int:
     from decisiontrace.rebuild import rebuild as rebuild_runs
 
     try:
-        store = open_store(_store_url(ctx))
+        store = open_store(store_url(ctx))
     except (ValueError, TypeError, StoreError, OSError) as error:
-        raise CommandError(f"--store: {_one_line(error)}") from error
+        raise CommandError(f"--store: {one_line(error)}") from error
     try:
         result = rebuild_runs(sys.stdin if file == "-" else file, store)
     except (OSError, UnicodeDecodeError) as error:
-        raise CommandError(f"{file}: {_one_line(error)}") from error
+        raise CommandError(f"{file}: {one_line(error)}") from error
     except Exception as error:  # the store failed: one line, never a traceback
-        raise CommandError(f"{store.url}: {_one_line(error)}") from error
+        raise CommandError(f"{store.url}: {one_line(error)}") from error
     finally:
         store.close()
     for message in result.errors:
@@ -486,13 +290,13 @@ Examples:
     type=click.Path(dir_okay=False, writable=True),
     help="Write the page here.",
 )
-@_filters
+@filters
 @click.option(
     "--limit", type=click.IntRange(min=1), default=200, show_default=True,
     help="The newest this many runs.",
 )  # fmt: skip
 @click.option("--title", default="decisiontrace report", show_default=True)
-@_store_option
+@store_option
 @click.pass_context
 def report(
     ctx: click.Context,
@@ -503,8 +307,8 @@ def report(
     title: str,
 ) -> int:
     """One self-contained HTML page: runs, a timeline of each run, stats with charts."""
-    with _open_for_reading(ctx) as store:
-        selected = list(_load_runs(store, goal, since, limit))
+    with open_for_reading(ctx) as store:
+        selected = list(load_runs(store, goal, since, limit))
         url = store.url
     page = render_report(
         selected, compute_stats(selected), store_url=url, generated_at=datetime.now(), title=title
@@ -529,7 +333,7 @@ Examples:
     "--threads", type=click.IntRange(1, 64), default=4, show_default=True,
     help="Worker threads for the blocking knowledge-base reads.",
 )  # fmt: skip
-@_store_option
+@store_option
 @click.pass_context
 def demo(ctx: click.Context, seed: int, tickets: int, threads: int) -> int:
     """Run a support-ticket agent on simulated tickets and show what was recorded.
@@ -542,7 +346,7 @@ def demo(ctx: click.Context, seed: int, tickets: int, threads: int) -> int:
     from decisiontrace.demo import run_demo
 
     console = _console()
-    url = ctx.meta.get(_STORE_KEY)  # None: $DECISIONTRACE_STORE or the default store
+    url = ctx.meta.get(STORE_KEY)  # None: $DECISIONTRACE_STORE or the default store
     console.print(f"Running the support-ticket agent on {tickets} tickets (seed {seed})…")
     if console.is_terminal:
         with Progress(
@@ -567,7 +371,7 @@ def demo(ctx: click.Context, seed: int, tickets: int, threads: int) -> int:
         recorded = [run for run in map(store.load_run, result.run_ids.values()) if run]
     console.print(render.demo_view(result, recorded, compute_stats(recorded)))
     if result.missing:
-        _fail(
+        fail(
             f"{len(result.missing)} of {tickets} runs are not in {result.store_url} "
             f"(tickets {', '.join(result.missing[:5])}); check the log above"
         )

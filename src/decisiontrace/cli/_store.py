@@ -1,0 +1,71 @@
+"""The store a command reads: its URL from ``--store``, the environment or the default,
+opened without ever creating one, and the runs loaded from it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import click
+
+from decisiontrace.cli._errors import CommandError
+from decisiontrace.models import Run
+from decisiontrace.stores import STORE_ENV_VAR, RunStore, default_store_url, open_store
+
+__all__ = ["STORE_KEY", "load_run", "load_runs", "open_for_reading", "store_url"]
+
+#: Where ``--store`` is kept in ``click.Context.meta``, shared by the group and subcommands.
+STORE_KEY = "decisiontrace.store"
+
+
+def store_url(ctx: click.Context) -> str:
+    """``--store``, else ``$DECISIONTRACE_STORE``, else the default store."""
+    url = ctx.meta.get(STORE_KEY) or os.environ.get(STORE_ENV_VAR) or default_store_url()
+    return str(url)
+
+
+def _local_path(url: str) -> str | None:
+    """The file or folder a store URL names, or None (memory, or not a URL we know)."""
+    if "://" not in url:
+        return os.path.expanduser(url)
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "sqlite" and rest.startswith("/") and len(rest) > 1:
+        return rest[1:]
+    if scheme.lower() == "file":
+        return url2pathname(urlsplit(url).path) or None
+    return None
+
+
+def open_for_reading(ctx: click.Context) -> RunStore:
+    """The store to read; never creates one."""
+    url = store_url(ctx)
+    path = _local_path(url)
+    if path is not None and not os.path.exists(path):
+        raise CommandError(
+            f"no store at {path}; run `decisiontrace demo` to fill one, or pass --store / "
+            f"set {STORE_ENV_VAR} to an existing store"
+        )
+    return open_store(url)
+
+
+def load_run(store: RunStore, run_id: str) -> Run:
+    """The run ``run_id``; a CommandError naming the store when there is none."""
+    run = store.load_run(run_id)
+    if run is None:
+        raise CommandError(
+            f"no run {run_id!r} in {store.url}; list run ids with `decisiontrace runs list`"
+        )
+    return run
+
+
+def load_runs(
+    store: RunStore, goal: str | None, since: datetime | None, limit: int | None
+) -> Iterator[Run]:
+    """The stored runs that match, newest first."""
+    for summary in store.list_runs(goal_id=goal, since=since, limit=limit):
+        run = store.load_run(summary.run_id)
+        if run is not None:
+            yield run
