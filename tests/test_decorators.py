@@ -24,6 +24,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import decisiontrace as dt
 from decisiontrace import semconv as sc
@@ -1456,3 +1457,114 @@ def test_span_attributes_are_plain_json(pipe: Pipe) -> None:
     options = json.loads(span["attributes"][sc.DECISION_OPTIONS])
     assert options[0]["action_params"] == {"k": 1}
     assert json.loads(span["attributes"][sc.OUTCOME_RESULT]) == [1, 2]
+
+
+# --- runs nobody records ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [trace.NoOpTracerProvider(), TracerProvider(sampler=ALWAYS_OFF)],
+    ids=["no SDK", "sampled out"],
+)
+def test_a_run_nobody_records_keeps_the_live_view_of_decorated_calls(
+    provider: trace.TracerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing is stored or exported: the callables that only feed telemetry (options,
+    # reasoning, tokens) are not called, but the live view lists every decision.
+    tracker = dt.DecisionTracker("s", tracer_provider=provider)
+    telemetry_calls: list[str] = []
+
+    def options_of(ticket: str) -> list[str]:
+        telemetry_calls.append("options")
+        return [ticket]
+
+    def reasoning_of(result: Any) -> str:
+        telemetry_calls.append("reasoning")
+        return "because"
+
+    def tokens_of(result: Any) -> int:
+        telemetry_calls.append("tokens")
+        return 5
+
+    @node("router")
+    @decision("route", options=["kb", "llm"], reasoning=reasoning_of, tokens=tokens_of)
+    def route(ticket: str) -> str:
+        return "llm"
+
+    @decision("pick", options=options_of, chosen=lambda result: result.upper())
+    async def pick(ticket: str) -> str:
+        await asyncio.sleep(0)
+        return ticket
+
+    @decision("fail", options=["a"])
+    def fail() -> str:
+        raise ValueError("no")
+
+    @decision("stream", options=["done"])
+    def stream() -> Iterator[int]:
+        yield 1
+        return "done"
+
+    with tracker.run("g") as run:
+        assert route("t-1") == "llm"
+        assert asyncio.run(pick("x")) == "x"
+        with pytest.raises(ValueError, match="no"):
+            fail()
+        assert list(stream()) == [1]
+        live = run.get_run()
+
+    assert telemetry_calls == []
+    assert warnings_of(caplog) == []
+    assert live is not None
+    assert [
+        (d.id, d.intent, d.node_id, d.chosen_option_id, d.outcome and d.outcome.success)
+        for d in live.decisions
+    ] == [
+        ("dec_0", "route", "router", "llm", True),
+        ("dec_1", "pick", "unknown", "X", True),
+        ("dec_2", "fail", "unknown", "", False),
+        ("dec_3", "stream", "unknown", "done", True),
+    ]
+    assert all(d.options == [] for d in live.decisions)
+    final = run.get_run()
+    assert final is not None
+    assert final.status == dt.RunStatus.COMPLETED
+    assert (final.metrics.successful_decisions, final.metrics.failed_decisions) == (3, 1)
+    assert final.metrics.total_tokens == 0
+    assert final.metrics.nodes_executed == ["router", "unknown"]
+
+
+def test_a_decision_in_a_sampled_out_run_keeps_the_run_trace_current() -> None:
+    # Spans other instrumentations start inside the decision must stay in the run's
+    # trace (so the sampler drops them with it), whether the run's span is already the
+    # current one (tracker.run) or not (start_run).
+    tracker = dt.DecisionTracker("s", tracer_provider=TracerProvider(sampler=ALWAYS_OFF))
+    seen: list[int] = []
+
+    @decision("look")
+    def look() -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    @decision("look async")
+    async def look_async() -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    with tracker.run("scoped"):
+        scoped_trace = trace.get_current_span().get_span_context().trace_id
+        look()
+        asyncio.run(look_async())
+    execution_id = "started"
+    tracker.start_run(goal_id="started", execution_id=execution_id)
+    assert trace.get_current_span().get_span_context().trace_id == 0  # not made current
+    look()
+    asyncio.run(look_async())
+    run = tracker.get_run(execution_id)
+    tracker.end_run(success=True, execution_id=execution_id)
+
+    assert scoped_trace != 0
+    assert seen[:2] == [scoped_trace] * 2
+    assert run is not None and len(run.decisions) == 2
+    started_trace = seen[2]
+    assert started_trace not in (0, scoped_trace)
+    assert seen[2:] == [started_trace] * 2

@@ -10,7 +10,6 @@ exceptions pass through untouched. Outside a run the function just runs, unless
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,25 +26,23 @@ from decisiontrace.models import DecisionType
 from decisiontrace.tracker import DecisionTracker
 
 if TYPE_CHECKING:
-    from decisiontrace.tracker import LiveRun
+    from decisiontrace.tracker import LiveDecision, LiveRun
 
 # Bound once: these run on every call.
 _get_run = ctx.current_run.get
+_get_node = ctx.current_node.get
 _set_run = ctx.current_run.set
 _reset_run = ctx.current_run.reset
 _attach = otel_context.attach
 _detach = otel_context.detach
+_get_current = otel_context.get_current
 _in_span = trace.set_span_in_context
-_clock = time.perf_counter_ns
 
 
 class _DecisionSession(Session):
     """One decision over a generator's whole iteration."""
 
-    __slots__ = (
-        "args", "context", "decision_id", "instance", "kwargs", "live", "node_id", "spec",
-        "start",
-    )  # fmt: skip
+    __slots__ = ("args", "context", "decision", "instance", "kwargs", "live", "node_id", "spec")
 
     def __init__(
         self,
@@ -61,24 +58,22 @@ class _DecisionSession(Session):
         self.args: tuple[Any, ...] | None = args
         self.kwargs = kwargs
         # Read now, when the generator is created in its caller's context.
-        self.node_id = spec.node_id or ctx.current_node.get()
-        self.context = otel_context.get_current()
-        self.decision_id = ""
-        self.start = 0
+        self.node_id = spec.node_id or _get_node()
+        self.context = _get_current()
+        self.decision: LiveDecision | None = None
 
     def begin(self) -> None:
         parent = self.context
         token = _attach(parent)
         try:
-            self.decision_id = self.spec._begin(
+            self.decision = self.spec.open(
                 self.live, self.node_id, self.instance, self.args, self.kwargs
             )
         finally:
             _detach(token)
         self.instance = self.args = self.kwargs = None  # not needed any more
-        if self.decision_id:
-            self.context = _in_span(self.live.decisions[self.decision_id].span, parent)
-        self.start = _clock()
+        if self.decision is not None:
+            self.context = _in_span(self.decision.span, parent)
 
     def enter(self) -> Any:
         return _set_run(self.live), _attach(self.context)
@@ -88,28 +83,18 @@ class _DecisionSession(Session):
         _reset_run(tokens[0])
 
     def returned(self, value: Any, items: int) -> None:
-        if self.decision_id:
-            self.spec._returned(
-                self.live,
-                self.decision_id,
-                value,
-                _clock() - self.start,
-                f"yielded {items_text(items)}",
-            )
+        if self.decision is not None:
+            self.spec.returned(self.live, self.decision, value, f"yielded {items_text(items)}")
 
     def closed(self, items: int) -> None:
-        if self.decision_id:
-            self.spec._record(
-                self.live,
-                self.decision_id,
-                _clock() - self.start,
-                success=True,
-                summary=f"closed early after yielding {items_text(items)}",
+        if self.decision is not None:
+            self.spec.closed(
+                self.live, self.decision, f"closed early after yielding {items_text(items)}"
             )
 
     def failed(self, exc: BaseException) -> None:
-        if self.decision_id:
-            self.spec._failed(self.live, self.decision_id, exc, _clock() - self.start)
+        if self.decision is not None:
+            self.spec.failed(self.live, self.decision, exc)
 
 
 class DecisionSpec(Recorder):
@@ -124,35 +109,38 @@ class DecisionSpec(Recorder):
         if live is None or live.end_ns is not None:
             if not self.auto_run:
                 return wrapped(*args, **kwargs)
-            with (self.tracker or default_tracker()).run(self.goal_id, self.intent):
-                live = _get_run()
-                if live is None:  # the run could not start (already logged)
-                    return wrapped(*args, **kwargs)
-                return self._sync(live, wrapped, instance, args, kwargs)
-        return self._sync(live, wrapped, instance, args, kwargs)
-
-    def _sync(
-        self,
-        live: LiveRun,
-        wrapped: Callable[..., Any],
-        instance: Any,
-        args: tuple[Any, ...],
-        kwargs: Any,
-    ) -> Any:
-        decision_id = self._begin(live, self.node_id, instance, args, kwargs)
-        if not decision_id:
+            return self._sync_in_new_run(wrapped, instance, args, kwargs)
+        decision = self.open(live, self.node_id, instance, args, kwargs)
+        if decision is None:
             return wrapped(*args, **kwargs)
-        token = _attach(_in_span(live.decisions[decision_id].span))
-        start = _clock()
+        # The decision span is current while the function runs. A run nobody records
+        # has none: its "decision span" is the run's own non-recording span, and inside
+        # ``tracker.run`` the run's context is already current (with start_run it is
+        # not, and is made current so spans started inside stay in the run's trace).
+        token = (
+            _attach(_in_span(decision.span))
+            if live.recording or _get_current() is not live.context
+            else None
+        )
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._failed(live, decision_id, exc, _clock() - start)
+            self.failed(live, decision, exc)
             raise
         finally:
-            _detach(token)
-        self._returned(live, decision_id, result, _clock() - start)
+            if token is not None:
+                _detach(token)
+        self.returned(live, decision, result)
         return result
+
+    def _sync_in_new_run(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
+    ) -> Any:
+        with (self.tracker or default_tracker()).run(self.goal_id, self.intent):
+            live = _get_run()
+            if live is None or live.end_ns is not None:  # could not start (already logged)
+                return wrapped(*args, **kwargs)
+            return self.call_sync(wrapped, instance, args, kwargs)
 
     def call_coroutine(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
@@ -169,7 +157,7 @@ class DecisionSpec(Recorder):
     ) -> Any:
         async with (self.tracker or default_tracker()).run(self.goal_id, self.intent):
             live = _get_run()
-            if live is None:
+            if live is None:  # the run could not start (already logged)
                 return await wrapped(*args, **kwargs)
             return await self._coroutine(live, wrapped, instance, args, kwargs)
 
@@ -181,19 +169,23 @@ class DecisionSpec(Recorder):
         args: tuple[Any, ...],
         kwargs: Any,
     ) -> Any:
-        decision_id = self._begin(live, self.node_id, instance, args, kwargs)
-        if not decision_id:
+        decision = self.open(live, self.node_id, instance, args, kwargs)
+        if decision is None:
             return await wrapped(*args, **kwargs)
-        token = _attach(_in_span(live.decisions[decision_id].span))
-        start = _clock()
+        token = (  # as in call_sync
+            _attach(_in_span(decision.span))
+            if live.recording or _get_current() is not live.context
+            else None
+        )
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._failed(live, decision_id, exc, _clock() - start)
+            self.failed(live, decision, exc)
             raise
         finally:
-            _detach(token)
-        self._returned(live, decision_id, result, _clock() - start)
+            if token is not None:
+                _detach(token)
+        self.returned(live, decision, result)
         return result
 
     def call_generator(

@@ -3,24 +3,39 @@
 Every field a call needs is computed when the function is decorated. The user's spec
 callables (options, chosen, reasoning, tokens) are fenced off: one that raises is logged
 once per decorated function and field, and the decision is recorded without it.
+
+A run nobody records (no SDK installed, or sampled out) gets only what its live view
+shows: the decision's id, intent, node, chosen option and success. The options and
+reasoning callables, the result capture and the token count are skipped there.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from decisiontrace import semconv as sc
+from decisiontrace._jsonsafe import safe_str
 from decisiontrace.decorators._kinds import doc_line, qualname
 
 if TYPE_CHECKING:
     from decisiontrace.decorators._decision import DecisionDecorator
-    from decisiontrace.tracker import LiveRun
+    from decisiontrace.tracker import LiveDecision, LiveRun
 
 logger = logging.getLogger("decisiontrace")
 
 _FAILED: Any = object()  # a spec callable raised
+_CHOSEN_ID = sc.DECISION_CHOSEN_ID
+_SUCCESS = sc.OUTCOME_SUCCESS
+_TOKENS = sc.OUTCOME_TOKENS
+# The outcomes of decisions in runs nobody records, shared: the tracker never changes an
+# outcome once set (it copies them into records), and one dict per call costs more time
+# than the rest of the outcome.
+_SUCCEEDED: dict[str, Any] = {_SUCCESS: True, _TOKENS: 0}
+_FAILED_OUTCOME: dict[str, Any] = {_SUCCESS: False, _TOKENS: 0}
+_time_ns = time.time_ns
 
 
 def error_text(exc: BaseException) -> str:
@@ -30,6 +45,11 @@ def error_text(exc: BaseException) -> str:
     except Exception:
         text = ""
     return text or type(exc).__qualname__
+
+
+def _latency_ms(decision: LiveDecision) -> int:
+    # The decision's own start (the span's start time), so no second clock is read.
+    return max(0, (_time_ns() - decision.start_ns) // 1_000_000)
 
 
 class Recorder:
@@ -66,80 +86,98 @@ class Recorder:
                 "decisiontrace: @decision %s: %s", self.qualname, message, exc_info=exc_info
             )
 
-    def _spec_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call a user's spec callable; if it raises, warn once and return ``_FAILED``."""
-        try:
-            return fn(*args, **kwargs)
-        except Exception:
-            self._warn_once(
-                what, f"{what}= raised; the decision is recorded without it", exc_info=True
-            )
-            return _FAILED
+    def _spec_failed(self, what: str) -> Any:
+        self._warn_once(what, f"{what}= raised; the decision is recorded without it", exc_info=True)
+        return _FAILED
 
-    def _begin(
+    def _of_result(self, what: str, fn: Callable[[Any], Any], result: Any) -> Any:
+        """A spec callable of the result; ``_FAILED`` (warned once) if it raises."""
+        try:
+            return fn(result)
+        except Exception:
+            return self._spec_failed(what)
+
+    # --- opening -------------------------------------------------------------------------
+
+    def open(
         self,
         live: LiveRun,
         node_id: str | None,
         instance: Any,
         args: tuple[Any, ...] | None,
         kwargs: Any,
-    ) -> str:
-        """Open the decision; "" when it could not be (the function then just runs)."""
+    ) -> LiveDecision | None:
+        """Open the decision; None when it could not be (the function then just runs)."""
         try:
-            options = self.options
-            if self.options_fn is not None:
-                call_args = () if args is None else args
-                if instance is not None:  # methods: the callable gets self/cls too
-                    call_args = (instance, *call_args)
-                options = self._spec_call("options", self.options_fn, *call_args, **(kwargs or {}))
-                if options is _FAILED:
-                    options = []
-            return live.tracker.decide(
-                execution_id=live.execution_id,
-                intent=self.intent,
-                options=options,
-                chosen="",  # not known until the function returns
-                reasoning=self.reasoning_text,
-                node_id=node_id,
-                decision_type=self.decision_type,
-            )
+            tracker = live.tracker
+            if not live.recording:
+                decision_id = tracker._decide_unrecorded(live, self.intent, "", node_id, _time_ns())
+            else:
+                options = self.options
+                if self.options_fn is not None:
+                    call_args = () if args is None else args
+                    if instance is not None:  # methods: the callable gets self/cls too
+                        call_args = (instance, *call_args)
+                    try:
+                        options = self.options_fn(*call_args, **(kwargs or {}))
+                    except Exception:
+                        options = self._spec_failed("options")
+                    if options is _FAILED:
+                        options = []
+                decision_id = tracker._decide(
+                    live,
+                    self.intent,
+                    options,
+                    "",  # chosen: not known until the function returns
+                    self.reasoning_text,
+                    node_id,
+                    self.decision_type,
+                    None,
+                    None,
+                )
+            return live.decisions[decision_id] if decision_id else None
         except Exception:
             logger.exception("decisiontrace: @decision %s could not open a decision", self.qualname)
-            return ""
+            return None
 
-    def _returned(
-        self, live: LiveRun, decision_id: str, result: Any, elapsed_ns: int, summary: str = ""
+    # --- the outcome ---------------------------------------------------------------------
+
+    def _chosen(self, decision: LiveDecision, result: Any) -> Any:
+        """The chosen option id taken from the result, or None."""
+        if self.chosen_fn is not None:
+            chosen = self._of_result("chosen", self.chosen_fn, result)
+            return None if chosen is _FAILED else chosen
+        option_ids = self.option_ids
+        if option_ids is None:  # options from a callable: the ids this call recorded
+            option_ids = decision.attributes.get(sc.DECISION_OPTION_IDS, ())
+        if isinstance(result, str) and result in option_ids:
+            return result
+        if option_ids:
+            self._warn_once(
+                "chosen",
+                "the result is not one of the option ids and no chosen= was given; "
+                "the chosen option is left empty",
+            )
+        return None
+
+    def returned(
+        self, live: LiveRun, decision: LiveDecision, result: Any, summary: str = ""
     ) -> None:
         """Record a successful outcome: choice and reasoning from the result, tokens."""
-        tokens = 0
-        input_tokens = output_tokens = None
+        recording = live.recording
+        latency_ms = _latency_ms(decision) if recording else 0  # before the spec callables
         chosen: Any = None
         reasoning: Any = None
+        tokens = 0
+        input_tokens = output_tokens = None
         try:
-            if self.chosen_fn is not None:
-                chosen = self._spec_call("chosen", self.chosen_fn, result)
-                if chosen is _FAILED:
-                    chosen = None
-            else:
-                option_ids = self.option_ids
-                if option_ids is None:
-                    option_ids = live.decisions[decision_id].attributes.get(
-                        sc.DECISION_OPTION_IDS, ()
-                    )
-                if isinstance(result, str) and result in option_ids:
-                    chosen = result
-                elif option_ids:
-                    self._warn_once(
-                        "chosen",
-                        "the result is not one of the option ids and no chosen= was given; "
-                        "the chosen option is left empty",
-                    )
-            if self.reasoning_fn is not None:
-                reasoning = self._spec_call("reasoning", self.reasoning_fn, result)
+            chosen = self._chosen(decision, result)
+            if recording and self.reasoning_fn is not None:
+                reasoning = self._of_result("reasoning", self.reasoning_fn, result)
                 if reasoning is _FAILED:
                     reasoning = None
-            if self.tokens_fn is not None:
-                counted = self._spec_call("tokens", self.tokens_fn, result)
+            if recording and self.tokens_fn is not None:
+                counted = self._of_result("tokens", self.tokens_fn, result)
                 if type(counted) is int:
                     tokens = counted
                 elif (
@@ -158,59 +196,18 @@ class Recorder:
             logger.exception(
                 "decisiontrace: @decision %s: recording the choice failed", self.qualname
             )
-        self._record(
-            live,
-            decision_id,
-            elapsed_ns,
-            success=True,
-            result=result,
-            summary=summary,
-            tokens=tokens,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            chosen=chosen,
-            reasoning=reasoning,
-        )
-
-    def _failed(self, live: LiveRun, decision_id: str, exc: BaseException, elapsed_ns: int) -> None:
-        self._record(
-            live,
-            decision_id,
-            elapsed_ns,
-            success=False,
-            error=error_text(exc),
-            error_type=type(exc).__qualname__,
-        )
-
-    def _record(
-        self,
-        live: LiveRun,
-        decision_id: str,
-        elapsed_ns: int,
-        *,
-        success: bool,
-        result: Any = None,
-        error: str | None = None,
-        error_type: str | None = None,
-        summary: str = "",
-        tokens: int = 0,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        chosen: Any = None,
-        reasoning: Any = None,
-    ) -> None:
-        """Record the outcome (with the choice, now known) and end the span; never raises."""
         try:
+            if not recording:
+                self._unrecorded_outcome(live, decision, True, chosen)
+                return
             live.tracker._record_outcome(
                 live,
-                decision_id,
-                success,
+                decision.decision_id,
+                True,
                 result=result,
-                error=error,
-                error_type=error_type,
                 summary=summary,
                 tokens_used=tokens,
-                latency_ms=elapsed_ns // 1_000_000,
+                latency_ms=latency_ms,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 chosen=chosen,
@@ -221,3 +218,62 @@ class Recorder:
             logger.exception(
                 "decisiontrace: @decision %s: recording the outcome failed", self.qualname
             )
+
+    def failed(self, live: LiveRun, decision: LiveDecision, exc: BaseException) -> None:
+        """Record a failed outcome: the error's message and type."""
+        try:
+            if not live.recording:
+                self._unrecorded_outcome(live, decision, False, None)
+                return
+            live.tracker._record_outcome(
+                live,
+                decision.decision_id,
+                False,
+                error=error_text(exc),
+                error_type=type(exc).__qualname__,
+                latency_ms=_latency_ms(decision),
+                quiet=True,
+            )
+        except Exception:
+            logger.exception(
+                "decisiontrace: @decision %s: recording the outcome failed", self.qualname
+            )
+
+    def closed(self, live: LiveRun, decision: LiveDecision, summary: str) -> None:
+        """Record a success without a result (a generator closed before it finished)."""
+        try:
+            if not live.recording:
+                self._unrecorded_outcome(live, decision, True, None)
+                return
+            live.tracker._record_outcome(
+                live,
+                decision.decision_id,
+                True,
+                summary=summary,
+                latency_ms=_latency_ms(decision),
+                quiet=True,
+            )
+        except Exception:
+            logger.exception(
+                "decisiontrace: @decision %s: recording the outcome failed", self.qualname
+            )
+
+    @staticmethod
+    def _unrecorded_outcome(
+        live: LiveRun, decision: LiveDecision, success: bool, chosen: Any
+    ) -> None:
+        """The live view's essentials of an outcome in a run nobody records.
+
+        What the tracker's ``_record_outcome`` keeps for such a run (success, no
+        tokens), plus the late choice, which it does not keep, under one lock.
+        """
+        end_ns = _time_ns()
+        if chosen is not None and type(chosen) is not str:
+            chosen = safe_str(chosen)
+        with live.lock:
+            if decision.outcome is not None or decision.end_ns is not None:
+                return  # the run ended first and closed the decision
+            if chosen is not None:
+                decision.attributes[_CHOSEN_ID] = chosen
+            decision.outcome = _SUCCEEDED if success else _FAILED_OUTCOME
+            decision.end_ns = end_ns
