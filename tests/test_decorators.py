@@ -1568,3 +1568,37 @@ def test_a_decision_in_a_sampled_out_run_keeps_the_run_trace_current() -> None:
     started_trace = seen[2]
     assert started_trace not in (0, scoped_trace)
     assert seen[2:] == [started_trace] * 2
+
+
+def test_auto_run_that_cannot_start_a_run_just_runs_the_function(
+    pipe: Pipe, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_start(*args: Any) -> Any:
+        raise RuntimeError("tracker bug")
+
+    monkeypatch.setattr(pipe.tracker, "_start", broken_start)
+
+    @decision("sync", auto_run=True)
+    def sync_fn() -> int:
+        return 1
+
+    @decision("async", auto_run=True)
+    async def async_fn() -> int:
+        return 2
+
+    @decision("gen", auto_run=True)
+    def gen_fn() -> Iterator[int]:
+        yield 3
+
+    @decision("agen", auto_run=True)
+    async def agen_fn() -> AsyncIterator[int]:
+        yield 4
+
+    async def async_calls() -> list[int]:
+        return [await async_fn()] + [i async for i in agen_fn()]
+
+    assert sync_fn() == 1
+    assert list(gen_fn()) == [3]
+    assert asyncio.run(async_calls()) == [2, 4]
+    assert pipe.spans() == []
+    assert sum("could not start run" in r.getMessage() for r in caplog.records) == 4

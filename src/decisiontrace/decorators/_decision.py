@@ -157,7 +157,7 @@ class DecisionSpec(Recorder):
     ) -> Any:
         async with (self.tracker or default_tracker()).run(self.goal_id, self.intent):
             live = _get_run()
-            if live is None:  # the run could not start (already logged)
+            if live is None or live.end_ns is not None:  # could not start (already logged)
                 return await wrapped(*args, **kwargs)
             return await self._coroutine(live, wrapped, instance, args, kwargs)
 
@@ -192,17 +192,24 @@ class DecisionSpec(Recorder):
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
         live = _get_run()
-        if live is None or live.end_ns is not None:
-            if not self.auto_run:
-                return wrapped(*args, **kwargs)
+        if (live is None or live.end_ns is not None) and self.auto_run:
             return generator_in_new_run(
                 self.tracker or default_tracker(),
                 self.goal_id,
                 self.intent,
                 self.kind,
-                lambda: self.call_generator(wrapped, instance, args, kwargs),
+                lambda: self._generator(wrapped, instance, args, kwargs),
             )
+        return self._generator(wrapped, instance, args, kwargs)
+
+    def _generator(
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
+    ) -> Any:
+        """The generator, driven with its decision when a run is current (else as is)."""
+        live = _get_run()
         gen = wrapped(*args, **kwargs)
+        if live is None or live.end_ns is not None:
+            return gen
         return drive(self.kind, gen, _DecisionSession(self, live, instance, args, kwargs))
 
 
