@@ -25,9 +25,6 @@ from decisiontrace._normalize import (
     json_object_attr,
     warn,
 )
-from decisiontrace._normalize import (
-    normalize_options as normalize_options,  # re-export: decorators still import it here
-)
 from decisiontrace._redact import redact_text
 
 logger = logging.getLogger("decisiontrace")
