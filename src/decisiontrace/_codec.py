@@ -74,9 +74,15 @@ def decision_attributes(
     constraints: list[str],
     context: Any,
     where: str,
+    options_json: str | None = None,
+    option_ids: list[str] | None = None,
 ) -> Attributes:
-    """Attributes set on a decision span when it starts (options already normalized)."""
-    option_ids = [option["id"] for option in options]
+    """Attributes set on a decision span when it starts (options already normalized;
+    ``options_json`` and ``option_ids`` when they were prepared beforehand)."""
+    if option_ids is None:
+        option_ids = [option["id"] for option in options]
+    if options_json is None:
+        options_json = json_attr(options, f"{where}: options", EMPTY_LIST)
     attributes: Attributes = {
         sc.SPAN_KIND: sc.KIND_DECISION,
         sc.RUN_ID: run_id,
@@ -88,7 +94,7 @@ def decision_attributes(
         sc.DECISION_REASONING: redact_text(reasoning) if reasoning else reasoning,
         sc.DECISION_CONSTRAINTS: constraints,
         sc.DECISION_INPUT_CONTEXT: json_object_attr(context, f"{where}: context"),
-        sc.DECISION_OPTIONS: json_attr(options, f"{where}: options", EMPTY_LIST),
+        sc.DECISION_OPTIONS: options_json,
         sc.DECISION_OPTION_IDS: option_ids,
         sc.DECISION_OPTION_COUNT: len(options),
     }
