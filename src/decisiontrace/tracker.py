@@ -9,6 +9,7 @@ attributes the spans carry, with the same code, so it agrees with the stored rec
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from decisiontrace import _codec, _normalize, _records
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
+from decisiontrace._jsonsafe import safe_repr, safe_str
 from decisiontrace._redact import redact_text
 from decisiontrace._scope import RunScope
 from decisiontrace._version import __version__
@@ -30,6 +32,15 @@ from decisiontrace.models import Decision, DecisionType, Outcome, Run, RunStatus
 logger = logging.getLogger("decisiontrace")
 
 _ROOT_CONTEXT = otel_context.Context()
+
+#: Run and execution ids come from here, seeded from os.urandom, reseeded in a forked child.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+def _describe(what: tuple[Any, ...]) -> str:
+    """Words about a call for a warning, whatever the agent passed."""
+    return " ".join(safe_str(part) for part in what)
 
 
 class LiveDecision:
@@ -154,10 +165,16 @@ class DecisionTracker:
         outcome_aggregator: optional object with ``record_decision(stream_id=,
             execution_id=, decision=)`` and ``record_outcome(stream_id=, execution_id=,
             decision_id=, outcome=)``, called as the original calls it.
+        max_active_runs: runs kept open at once; starting one more ends the oldest as
+            ``stuck`` (reason "too many active runs"), so runs nobody ends cannot grow
+            memory without bound.
+        run_timeout: seconds a run may stay open; an older run is ended as ``stuck``
+            when the next run starts.
 
     Raises:
         ValueError: ``stream_id`` is empty or not a str, ``tracer_provider`` has no
-            ``get_tracer``, or ``outcome_aggregator`` lacks the two methods.
+            ``get_tracer``, ``outcome_aggregator`` lacks the two methods, or a limit is
+            not positive.
     """
 
     def __init__(
@@ -166,9 +183,22 @@ class DecisionTracker:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         outcome_aggregator: Any = None,
+        max_active_runs: int = 10_000,
+        run_timeout: float = 3600.0,
     ) -> None:
         if not isinstance(stream_id, str) or not stream_id:
             raise ValueError(f"stream_id must be a non-empty str, got {stream_id!r}")
+        if type(max_active_runs) is not int or max_active_runs <= 0:
+            raise ValueError(f"max_active_runs must be a positive int, got {max_active_runs!r}")
+        if (
+            not isinstance(run_timeout, int | float)
+            or isinstance(run_timeout, bool)
+            or not run_timeout > 0
+            or run_timeout == float("inf")
+        ):
+            raise ValueError(
+                f"run_timeout must be a positive number of seconds, got {run_timeout!r}"
+            )
         if tracer_provider is not None and not callable(
             getattr(tracer_provider, "get_tracer", None)
         ):
@@ -185,7 +215,11 @@ class DecisionTracker:
             "decisiontrace", __version__, tracer_provider=tracer_provider
         )
         self._outcome_aggregator = outcome_aggregator
+        # Insertion-ordered, oldest run first: the limits below only ever look at the head.
         self._runs: dict[str, LiveRun] = {}
+        self._max_active_runs = max_active_runs
+        self._run_timeout_ns = int(run_timeout * 1e9)
+        self._limit_warned: set[str] = set()
         # The single-run tracker of the original framework names runs without a stream.
         self._run_id_prefix = f"run_{stream_id}_"
 
@@ -259,16 +293,19 @@ class DecisionTracker:
 
     def set_node(self, node_id: str = "unknown", *, execution_id: str | None = None) -> None:
         """Set the node that decisions of this execution are attributed to by default."""
-        live = self._resolve(execution_id, "set_node")
-        if live is not None:
-            live.current_node = _normalize.text(node_id, "set_node(): node_id")
+        try:
+            live = self._resolve(execution_id, "set_node")
+            if live is not None:
+                live.current_node = _normalize.text(node_id, "set_node(): node_id")
+        except Exception:
+            logger.exception("decisiontrace: set_node failed")
 
     def get_run(self, execution_id: str | None = None) -> Run | None:
         """The live Run of an execution with the decisions recorded so far, or None."""
-        live = self._runs.get(execution_id) if execution_id is not None else self._current()
-        if live is None:
-            return None
         try:
+            live = self._current() if execution_id is None else self._lookup(execution_id)
+            if live is None:
+                return None
             return live.view()
         except Exception:
             logger.exception("decisiontrace: get_run failed")
@@ -294,10 +331,10 @@ class DecisionTracker:
         Returns:
             The decision id (``dec_N``), or "" if there is no such run.
         """
-        live = self._resolve(execution_id, "decide", intent)
-        if live is None:
-            return ""
         try:
+            live = self._resolve(execution_id, "decide", intent)
+            if live is None:
+                return ""
             return self._decide(
                 live, intent, options, chosen, reasoning, node_id, decision_type,
                 constraints, context,
@@ -332,10 +369,10 @@ class DecisionTracker:
         ``reasoning``, when given, set the decision's choice now (for choices known only
         once the action ran).
         """
-        live = self._resolve(execution_id, "record_outcome")
-        if live is None:
-            return
         try:
+            live = self._resolve(execution_id, "record_outcome")
+            if live is None:
+                return
             self._record_outcome(
                 live, decision_id, success, result=result, error=error, summary=summary,
                 state_changes=state_changes, tokens_used=tokens_used, latency_ms=latency_ms,
@@ -356,10 +393,10 @@ class DecisionTracker:
         execution_id: str | None = None,
     ) -> str:
         """Report a problem: an event on the run span. Returns ``prob_N`` or ""."""
-        live = self._resolve(execution_id, "report_problem", f"[{severity}] {description}")
-        if live is None:
-            return ""
         try:
+            live = self._resolve(execution_id, "report_problem", severity, description)
+            if live is None:
+                return ""
             return self._report_problem(
                 live, severity, description, decision_id, root_cause, suggested_fix
             )
@@ -409,16 +446,32 @@ class DecisionTracker:
             return live
         return None
 
-    def _resolve(self, execution_id: str | None, method: str, what: str = "") -> LiveRun | None:
+    def _resolve(self, execution_id: Any, method: str, *what: Any) -> LiveRun | None:
+        """The run a call is for; None (with a warning) if there is none.
+
+        ``what`` describes the call in the warning; it is only formatted on that path,
+        and safely: it is whatever the agent passed.
+        """
         if execution_id is None:
             live = self._current()
             if live is None:
-                _normalize.warn(f"{method} called outside a run and without execution_id {what}")
+                _normalize.warn(
+                    f"{method} called outside a run and without execution_id {_describe(what)}"
+                )
             return live
-        live = self._runs.get(execution_id)
+        live = self._lookup(execution_id)
         if live is None:
-            _normalize.warn(f"{method} called but no run for execution {execution_id!r} {what}")
+            _normalize.warn(
+                f"{method} called but no run for execution {safe_repr(execution_id)} "
+                f"{_describe(what)}"
+            )
         return live
+
+    def _lookup(self, execution_id: Any) -> LiveRun | None:
+        try:
+            return self._runs.get(execution_id)
+        except Exception:  # unhashable, or a __hash__/__eq__ that raises
+            return None
 
     def _start(
         self,
@@ -429,14 +482,15 @@ class DecisionTracker:
     ) -> LiveRun:
         start_ns = time.time_ns()
         if execution_id is None:
-            execution_id = f"{random.getrandbits(128):032x}"
+            execution_id = f"{_ids.getrandbits(128):032x}"
         else:
             execution_id = _normalize.text(execution_id, "start_run(): execution_id")
         goal_id = _normalize.text(goal_id, "start_run(): goal_id")
         goal_description = _normalize.text(goal_description, "start_run(): goal_description")
         stamp = _records.ns_to_stamp(start_ns)
-        # random (not os.urandom, a slow syscall on some VMs): reseeded in forked children.
-        run_id = f"{self._run_id_prefix}{stamp}_{random.getrandbits(32):08x}"
+        # A private generator: fast (no syscall), and unaffected by random.seed() in the
+        # agent, which would make every process produce the same ids and overwrite runs.
+        run_id = f"{self._run_id_prefix}{stamp}_{_ids.getrandbits(32):08x}"
         attributes = _codec.run_start_attributes(
             run_id=run_id,
             goal_id=goal_id,
@@ -455,15 +509,49 @@ class DecisionTracker:
             start_time=start_ns,
         )
         live = LiveRun(self, execution_id, run_id, goal_id, span, attributes, start_ns)
-        previous = self._runs.get(execution_id)
+        # pop, then insert: a reused execution id moves to the end, keeping the order by age.
+        previous = self._runs.pop(execution_id, None)
         self._runs[execution_id] = live
         if previous is not None:
             _normalize.warn(
                 f"start_run: execution {execution_id!r} already has run {previous.run_id}; "
                 "that run is ended as cancelled"
             )
-            self._finish(previous, False, "", None, RunStatus.CANCELLED, remove=False)
+            self._finish(
+                previous, False, "", None, RunStatus.CANCELLED, remove=False,
+                end_reason="its execution started a new run",
+            )  # fmt: skip
+        self._enforce_limits(start_ns)
         return live
+
+    def _enforce_limits(self, now_ns: int) -> None:
+        """End the oldest runs as stuck while there are too many or they are too old.
+
+        O(1) amortized: only the head of the insertion-ordered ``_runs`` is examined,
+        and every run is ended at most once.
+        """
+        runs = self._runs
+        oldest_allowed = now_ns - self._run_timeout_ns
+        while runs:
+            try:
+                oldest = next(iter(runs.values()))
+            except (StopIteration, RuntimeError):  # another thread changed _runs: next time
+                return
+            if len(runs) > self._max_active_runs:
+                reason = f"too many active runs (max_active_runs={self._max_active_runs})"
+            elif oldest.start_ns < oldest_allowed:
+                reason = "run did not end within run_timeout"
+            else:
+                return
+            if runs.get(oldest.execution_id) is oldest:
+                del runs[oldest.execution_id]
+            else:  # ended meanwhile by its own thread
+                continue
+            kind = reason.split(" ", 1)[0]
+            if kind not in self._limit_warned:  # once per tracker and limit: no log storm
+                self._limit_warned.add(kind)
+                _normalize.warn(f"run {oldest.run_id} ended as stuck: {reason}")
+            self._finish(oldest, False, "", None, RunStatus.STUCK, remove=False, end_reason=reason)
 
     def _finish(
         self,
@@ -474,6 +562,7 @@ class DecisionTracker:
         status: RunStatus | str | None,
         *,
         remove: bool = True,
+        end_reason: str | None = None,
     ) -> None:
         end_ns = time.time_ns()
         with live.lock:
@@ -519,6 +608,8 @@ class DecisionTracker:
             sc.RUN_PROBLEM_COUNT: len(problems),
             sc.RUN_NODES: nodes,
         }
+        if end_reason is not None:
+            end_attributes[sc.RUN_END_REASON] = end_reason
         if output_data:
             end_attributes[sc.RUN_OUTPUT] = _normalize.json_object_attr(
                 output_data, "end_run(): output_data"
