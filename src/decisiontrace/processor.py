@@ -5,28 +5,37 @@ agent's thread, inside ``span.end()``, and the SDK does not catch what they rais
 here they only do dictionary work and append to a queue; a writer thread decodes the
 spans, assembles runs and writes them to the store in batches (one transaction each).
 Every method guards itself: an internal error is logged once and swallowed.
+
+What the processor holds is bounded: the span queue (``max_queue_size``), runs open at
+once (``max_open_runs``) and for how long (``run_timeout``), and runs waiting while the
+store fails (``max_unwritten_runs``); what goes over is stored as ``stuck`` or dropped
+and counted. At interpreter exit, on SIGTERM (see ``_signals``) and in forked children
+the processor stores what it holds; ``journal=True`` also keeps runs in flight in the
+store, for processes killed outright (see ``_journal``).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
 
-from decisiontrace import _codec
+from decisiontrace import _codec, _journal, _signals
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun, RunAssembler, token_usage
+from decisiontrace._inbox import OpenRun, Started, Tokens, span_data
 from decisiontrace.stores import RunStore, open_store
 
 logger = logging.getLogger("decisiontrace")
@@ -35,56 +44,11 @@ _KIND = sc.SPAN_KIND
 _DECISION = sc.KIND_DECISION
 _RUN = sc.KIND_RUN
 
-
-class _Tokens:
-    """An LLM span's token count, for the decision span it ran under."""
-
-    __slots__ = ("decision_span_id", "tokens", "trace_id")
-
-    def __init__(self, trace_id: int, decision_span_id: int, tokens: int) -> None:
-        self.trace_id = trace_id
-        self.decision_span_id = decision_span_id
-        self.tokens = tokens
-
-
-def _attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
-    """The span's attributes as a plain dict.
-
-    ``span.attributes`` is a read-only proxy over the SDK's ``BoundedAttributes``, whose
-    every lookup runs Python code (~0.7 µs); decoding a decision does about twenty. Once
-    a span has ended its attributes no longer change, so the writer reads the dict
-    underneath when the SDK has one, and copies through the public API otherwise.
-    """
-    return _plain(getattr(span, "_attributes", None) or span.attributes)
-
-
-def _plain(attributes: Any) -> dict[str, Any]:
-    """A plain dict of an SDK attributes mapping (``BoundedAttributes`` or a proxy)."""
-    inner = getattr(attributes, "_dict", None)
-    if type(inner) is dict:
-        return inner
-    return dict(attributes or {})
-
-
-def span_data(span: ReadableSpan) -> _codec.SpanData:
-    """An SDK span in the source-neutral form the codec decodes."""
-    context = span.context
-    assert context is not None  # an SDK span always has one
-    parent = span.parent
-    return _codec.SpanData(
-        trace_id=context.trace_id,
-        span_id=context.span_id,
-        parent_id=parent.span_id if parent is not None else None,
-        name=span.name,
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time,
-        attributes=_attributes_of(span),
-        events=[
-            _codec.EventData(event.name, event.timestamp, _plain(event.attributes))
-            for event in span.events
-        ],
-        error=span.status.status_code is StatusCode.ERROR,
-    )
+#: Why runs still open were stored as cancelled, by what ended the processor.
+_SHUTDOWN_REASON = "tracer provider shut down with the run still open"
+_EXIT_REASON = "process exited with the run still open"
+#: How long interpreter exit waits for the runs to be stored.
+_EXIT_TIMEOUT_MILLIS = 5_000
 
 
 class RunRecordProcessor(SpanProcessor):
@@ -105,9 +69,19 @@ class RunRecordProcessor(SpanProcessor):
         late_span_grace: seconds to wait for decision spans that end after their run.
         run_timeout: seconds after which a run span still open, or decisions whose run
             span never arrived, are stored as a ``stuck`` run.
+        max_open_runs: run spans open at once; beyond it the oldest is stored as a
+            ``stuck`` run (and forgotten).
+        journal: also write run and decision spans to the store's journal as they
+            start and end, so that the runs in flight of a process killed outright
+            (SIGKILL, OOM killer) are recovered as ``stuck`` runs by the next processor
+            that starts on the store. Costs a write per writer pass; SQLite only.
+        handle_sigterm: when built in the main thread and SIGTERM has its default
+            disposition (or a Python handler), store every run on SIGTERM before the
+            process terminates (see ``decisiontrace._signals``).
 
     Raises:
-        ValueError: a size or interval is not positive, or the store URL is invalid.
+        ValueError: a size or interval is not positive, the store URL is invalid, or
+            ``journal`` is set for a store that keeps no journal.
     """
 
     def __init__(
@@ -119,6 +93,9 @@ class RunRecordProcessor(SpanProcessor):
         max_unwritten_runs: int = 10_000,
         late_span_grace: float = 5.0,
         run_timeout: float = 3600.0,
+        max_open_runs: int = 10_000,
+        journal: bool = False,
+        handle_sigterm: bool = True,
     ) -> None:
         for name, value in (
             ("flush_interval", flush_interval),
@@ -126,15 +103,26 @@ class RunRecordProcessor(SpanProcessor):
             ("max_unwritten_runs", max_unwritten_runs),
             ("late_span_grace", late_span_grace),
             ("run_timeout", run_timeout),
+            ("max_open_runs", max_open_runs),
         ):
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         self.store = store if isinstance(store, RunStore) else open_store(store)
+        if journal and not getattr(self.store, "supports_journal", False):
+            raise ValueError(
+                f"journal=True needs a store that keeps a journal (SQLite); "
+                f"{type(self.store).__name__} does not"
+            )
         self._flush_interval = float(flush_interval)
         self._max_queue_size = int(max_queue_size)
         self._max_unwritten = int(max_unwritten_runs)
+        self._max_open_runs = int(max_open_runs)
         self._run_timeout = float(run_timeout)
+        self._journal = bool(journal)
+        self._recovered = not self._journal  # journal orphans are recovered once
         self._assembler = RunAssembler(late_span_grace=late_span_grace)
+        # Traces of runs open when this process was forked: the parent's, not ours.
+        self._inherited_traces: frozenset[int] = frozenset()
         self._reset_state()
         self._shutdown = False
         self._listeners: list[Callable[[list[_codec.Record]], None]] = []
@@ -144,7 +132,13 @@ class RunRecordProcessor(SpanProcessor):
         self.written_runs = 0
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(ref, "_after_fork_in_child"))
+        # A multiprocessing child (fork) ends with os._exit: no atexit there.
+        multiprocessing.util.register_after_fork(self, _store_at_multiprocessing_exit)
         atexit.register(_call, ref, "_at_exit")
+        if handle_sigterm:
+            _signals.watch(self)
+        if self._journal:
+            self._start_writer()  # recovers what a killed process left in the journal
 
     def _reset_state(self) -> None:
         self._inbox: deque[Any] = deque()
@@ -155,10 +149,17 @@ class RunRecordProcessor(SpanProcessor):
         self._unwritten: list[PendingRun] = []
         self._flush_requests: list[threading.Event] = []
         self._wake = threading.Event()
-        self._lock = threading.Lock()
+        # Reentrant: the SIGTERM handler runs on the main thread, maybe inside a holder.
+        self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._failing_since: float | None = None
         self._retry_at = 0.0
+        self._dropped_while_failing = 0
+
+    @property
+    def queue_length(self) -> int:
+        """Ended spans waiting for the writer, plus assembled runs waiting for the store."""
+        return len(self._inbox) + len(self._unwritten)
 
     def add_listener(self, listener: Callable[[list[_codec.Record]], None]) -> None:
         """Call ``listener(records)`` on the writer thread with each batch of assembled
@@ -175,18 +176,46 @@ class RunRecordProcessor(SpanProcessor):
             kind = attributes.get(_KIND) if attributes else None
             context = span.get_span_context()
             span_id = context.span_id
+            subtree = self._subtree
             if kind == _DECISION:
-                self._subtree[span_id] = span_id
+                if len(subtree) >= self._max_queue_size:
+                    self._forget_oldest_subtree_entry()
+                subtree[span_id] = span_id
+                if self._journal:
+                    self._enqueue(Started(span))
             elif kind == _RUN:
-                self._open_runs[context.trace_id] = span
-            elif self._subtree:
+                open_runs = self._open_runs
+                open_runs[context.trace_id] = span
+                if len(open_runs) > self._max_open_runs:
+                    self._evict_oldest_open_run()
+                if self._journal:
+                    self._enqueue(Started(span))
+            elif subtree:
                 parent = span.parent
                 if parent is not None:
-                    decision = self._subtree.get(parent.span_id)
+                    decision = subtree.get(parent.span_id)
                     if decision is not None:
-                        self._subtree[span_id] = decision
+                        if len(subtree) >= self._max_queue_size:
+                            self._forget_oldest_subtree_entry()
+                        subtree[span_id] = decision
         except Exception:
             self._log_once("on_start", "on_start failed")
+
+    def _forget_oldest_subtree_entry(self) -> None:
+        """Bound the map of spans under decisions: spans that never end leave entries."""
+        with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread
+            del self._subtree[next(iter(self._subtree))]
+        self._log_once("subtree_full", "too many open spans under decisions; oldest forgotten")
+
+    def _evict_oldest_open_run(self) -> None:
+        """Store the oldest open run as stuck: more than ``max_open_runs`` are open."""
+        try:
+            trace_id, span = next(iter(self._open_runs.items()))
+        except (StopIteration, RuntimeError):
+            return
+        self._store_open_run(
+            trace_id, span, "stuck", f"too many open runs (max_open_runs={self._max_open_runs})"
+        )
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue our spans (and LLM token counts under decisions). Never blocks or raises."""
@@ -196,6 +225,9 @@ class RunRecordProcessor(SpanProcessor):
             context = span.context
             if context is None:
                 return
+            inherited = self._inherited_traces
+            if inherited and context.trace_id in inherited:
+                return  # a run of the parent process: the parent stores it
             if kind is not None:
                 if kind == _DECISION:
                     self._subtree.pop(context.span_id, None)
@@ -209,19 +241,22 @@ class RunRecordProcessor(SpanProcessor):
                 tokens = token_usage(attributes)
                 if not tokens:
                     return
-                item = _Tokens(context.trace_id, decision, tokens)
+                item = Tokens(context.trace_id, decision, tokens)
             else:
                 return
-            inbox = self._inbox
-            if len(inbox) >= self._max_queue_size:
-                self.dropped_spans += 1
-                self._log_once("queue_full", "span queue full; spans are being dropped")
-                return
-            inbox.append(item)
-            if self._thread is None:
-                self._start_writer()
+            self._enqueue(item)
         except Exception:
             self._log_once("on_end", "on_end failed")
+
+    def _enqueue(self, item: Any) -> None:
+        inbox = self._inbox
+        if len(inbox) >= self._max_queue_size:
+            self.dropped_spans += 1
+            self._log_once("queue_full", "span queue full; spans are being dropped")
+            return
+        inbox.append(item)
+        if self._thread is None:
+            self._start_writer()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write every run whose span has ended; True when all are in the store in time."""
@@ -241,22 +276,31 @@ class RunRecordProcessor(SpanProcessor):
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
         """Store runs still open as cancelled, flush, and stop the writer within the timeout."""
+        self._shutdown_with(_SHUTDOWN_REASON, timeout_millis)
+
+    def _shutdown_with(self, reason: str, timeout_millis: int) -> None:
+        """Shut down, storing runs still open as cancelled for ``reason``."""
         if self._shutdown:
             return
         try:
             deadline = time.monotonic() + timeout_millis / 1000
-            self._cancel_open_runs("tracer provider shut down with the run still open")
+            self._cancel_open_runs(reason)
             self.force_flush(timeout_millis)
             self._shutdown = True
             self._wake.set()
             thread = self._thread
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
-            if self._unwritten:
+            waiting = len(self._unwritten) + len(self._inbox)
+            if waiting:
                 logger.error(
-                    "decisiontrace: %d runs could not be written before shutdown",
-                    len(self._unwritten),
+                    "decisiontrace: %d runs or spans could not be written before shutdown",
+                    waiting,
                 )
+            if thread is not None and thread.is_alive():
+                # The writer is stuck in the store (a lock, a hung disk): closing the
+                # store under it could block too, and shutdown must keep its timeout.
+                return
             self.store.close()
         except Exception:
             self._log_once("shutdown", "shutdown failed")
@@ -276,6 +320,12 @@ class RunRecordProcessor(SpanProcessor):
     def _writer_loop(self) -> None:
         # Storage I/O must not trace itself (e.g. through a sqlite3 instrumentation).
         otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        if not self._recovered:
+            self._recovered = True
+            try:
+                self._recover_journal()
+            except Exception:
+                self._log_once("recover", "could not recover runs from the journal")
         wake = self._wake
         while True:
             wake.wait(self._flush_interval)
@@ -300,32 +350,75 @@ class RunRecordProcessor(SpanProcessor):
         assembler = self._assembler
         inbox = self._inbox
         now = time.monotonic()
+        journal: list[Any] | None = [] if self._journal else None
         while inbox:
             item = inbox.popleft()
-            if type(item) is _Tokens:
+            kind = type(item)
+            if kind is Tokens:
                 assembler.add_tokens(item.trace_id, item.decision_span_id, item.tokens)
-            elif type(item) is _OpenRun:
+                if journal is not None:
+                    journal.append(item)
+            elif kind is OpenRun:
                 assembler.add(item.data, now)
+            elif kind is Started:
+                if journal is not None and item.span.end_time is None:
+                    journal.append(span_data(item.span))
             else:
-                assembler.add(span_data(item), now)
+                data = span_data(item)
+                assembler.add(data, now)
+                if journal is not None:
+                    journal.append(data)
         runs = assembler.take_ready_runs(force=force, now=now)
         runs.extend(assembler.take_orphan_runs(self._run_timeout, now))
         self._expire_open_runs()
+        if journal:
+            entries = _journal.entries_of_pass(journal, runs, assembler.pending)
+            if entries:
+                try:
+                    self.store.journal_append(entries)
+                except Exception:
+                    self._log_once("journal", "could not write to the journal")
         if runs:
             if self._listeners:
                 self._notify_listeners(runs)
-            self._unwritten.extend(runs)
-            overflow = len(self._unwritten) - self._max_unwritten
-            if overflow > 0:
-                del self._unwritten[:overflow]
-                self.dropped_runs += overflow
-                logger.error(
-                    "decisiontrace: %d runs dropped: the store has been failing and the "
-                    "queue of runs waiting to be written is full",
-                    overflow,
-                )
+            self._queue_for_writing(runs)
         if self._unwritten and (force or now >= self._retry_at):
             self._write()
+
+    def _queue_for_writing(self, runs: list[PendingRun]) -> None:
+        self._unwritten.extend(runs)
+        overflow = len(self._unwritten) - self._max_unwritten
+        if overflow > 0:
+            del self._unwritten[:overflow]
+            self.dropped_runs += overflow
+            self._dropped_while_failing += overflow
+            if "dropped" not in self._logged:  # once: a failing store must not flood logs
+                self._logged.add("dropped")
+                logger.error(
+                    "decisiontrace: runs are being dropped (%d so far): the store keeps "
+                    "failing and the queue of %d runs waiting to be written is full; "
+                    "RunRecordProcessor.dropped_runs counts them",
+                    overflow,
+                    self._max_unwritten,
+                )
+
+    # --- the journal -------------------------------------------------------------------
+
+    def _recover_journal(self) -> None:
+        """Store what processes killed before their runs completed left in the journal."""
+        runs, unreadable = _journal.recovered_runs(self.store.journal_take_orphans())
+        if unreadable:
+            self.store.journal_clear(unreadable)
+        if runs:
+            logger.warning(
+                "decisiontrace: %d runs of a process that ended before they completed were "
+                "recovered from the journal of %s and are stored as stuck",
+                len(runs),
+                getattr(self.store, "url", self.store),
+            )
+            if self._listeners:
+                self._notify_listeners(runs)
+            self._queue_for_writing(runs)
 
     def _notify_listeners(self, runs: list[PendingRun]) -> None:
         records = []
@@ -364,30 +457,45 @@ class RunRecordProcessor(SpanProcessor):
         self.written_runs += len(batch)
         self._unwritten = []
         if self._failing_since is not None:
-            logger.warning("decisiontrace: the store is writable again; waiting runs written")
+            logger.warning(
+                "decisiontrace: the store is writable again; waiting runs written "
+                "(%d dropped meanwhile)",
+                self._dropped_while_failing,
+            )
             self._failing_since = None
+            self._dropped_while_failing = 0
+            self._logged.discard("dropped")
 
     def _write_one_by_one(self, batch: list[PendingRun]) -> None:
         kept: list[PendingRun] = []
+        dropped = 0
         for run in batch:
             try:
                 self.store.save_assembled([run])
             except (TypeError, ValueError):
-                self.dropped_runs += 1
+                dropped += 1
                 self._log_once("unencodable", "a run could not be encoded and was dropped")
             except Exception:
                 kept.append(run)
-        self.written_runs += len(batch) - len(kept) - self.dropped_runs
+        self.dropped_runs += dropped
+        self.written_runs += len(batch) - len(kept) - dropped
         self._unwritten = kept
 
     def _expire_open_runs(self) -> None:
-        """Runs open longer than ``run_timeout`` are stored as stuck (and forgotten)."""
-        if not self._open_runs:
-            return
+        """Runs open longer than ``run_timeout`` are stored as stuck (and forgotten).
+
+        ``_open_runs`` is in start order, so only its head is examined: O(1) a pass.
+        """
+        open_runs = self._open_runs
         limit = time.time_ns() - int(self._run_timeout * 1e9)
-        for trace_id, span in list(self._open_runs.items()):
-            if (span.start_time or 0) < limit:
-                self._store_open_run(trace_id, span, "stuck", "run did not end within run_timeout")
+        while open_runs:
+            try:
+                trace_id, span = next(iter(open_runs.items()))
+            except (StopIteration, RuntimeError):  # changed by an agent thread
+                return
+            if (span.start_time or 0) >= limit:
+                return
+            self._store_open_run(trace_id, span, "stuck", "run did not end within run_timeout")
 
     def _cancel_open_runs(self, reason: str) -> None:
         for trace_id, span in list(self._open_runs.items()):
@@ -403,19 +511,22 @@ class RunRecordProcessor(SpanProcessor):
         attributes[sc.RUN_END_REASON] = reason
         attributes.pop(sc.RUN_DECISION_COUNT, None)
         data.attributes = attributes
-        self._inbox.append(_OpenRun(data))
+        self._inbox.append(OpenRun(data))
 
     # --- process lifecycle ---------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
-        # The parent writes what it had queued; the child starts empty, with its own
-        # writer thread and (the store keys connections by pid) its own connection.
+        # The parent writes what it had queued and the runs it had open; the child
+        # starts empty, with its own writer thread and (the store keys connections by
+        # pid) its own connection, and ignores the parent's runs should they end here.
+        self._inherited_traces = self._inherited_traces | frozenset(self._open_runs)
         self._assembler = RunAssembler(late_span_grace=self._assembler.late_span_grace)
         self._reset_state()
+        self._recovered = True
 
     def _at_exit(self) -> None:
         if not self._shutdown:
-            self.shutdown(timeout_millis=5_000)
+            self._shutdown_with(_EXIT_REASON, _EXIT_TIMEOUT_MILLIS)
 
     def _log_once(self, key: str, message: str) -> None:
         if key not in self._logged:
@@ -423,13 +534,10 @@ class RunRecordProcessor(SpanProcessor):
             logger.exception("decisiontrace: RunRecordProcessor %s", message)
 
 
-class _OpenRun:
-    """A run span that never ended, captured with its final status (not an SDK span)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: _codec.SpanData) -> None:
-        self.data = data
+def _store_at_multiprocessing_exit(processor: RunRecordProcessor) -> None:
+    """In a multiprocessing child: store the runs when the child's target returns."""
+    ref = weakref.ref(processor)
+    multiprocessing.util.Finalize(None, _call, args=(ref, "_at_exit"), exitpriority=10)
 
 
 def _call(ref: weakref.ref[RunRecordProcessor], method: str) -> None:

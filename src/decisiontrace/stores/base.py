@@ -17,6 +17,9 @@ from decisiontrace import _records
 from decisiontrace.models import Run, RunStatus, RunSummary
 
 Record = dict[str, Any]
+#: A journal entry: ``(run_id, trace_id, data)``, ``data`` a JSON-ready dict
+#: (see ``decisiontrace._journal``).
+JournalEntry = tuple[str, str, dict[str, Any]]
 
 
 class AssembledRun(Protocol):
@@ -74,6 +77,28 @@ class RunStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing open
         """Release connections and file handles."""
+
+    # -- the journal (optional) ------------------------------------------------------------
+
+    #: True when the store keeps a journal (``RunRecordProcessor(journal=True)``). A store
+    #: that does overrides the three methods below, and deletes a run's entries in the
+    #: transaction of :meth:`save_assembled` that saves the run.
+    supports_journal: bool = False
+
+    def journal_append(self, entries: Sequence[JournalEntry]) -> None:  # noqa: B027
+        """Append entries in one transaction (this store keeps no journal: nothing)."""
+
+    def journal_take_orphans(self) -> list[JournalEntry]:
+        """Entries, oldest first, of runs never saved whose writing process is gone.
+
+        Entries of runs that were saved after all are deleted. The orphans' own entries
+        stay until their runs are saved (or :meth:`journal_clear`), so a crash while
+        recovering loses nothing. A store without a journal returns ``[]``.
+        """
+        return []
+
+    def journal_clear(self, run_ids: Sequence[str]) -> None:  # noqa: B027
+        """Delete the journal entries of these runs (this store keeps no journal: nothing)."""
 
     def save_run(self, run: Run) -> None:
         """Store one run (insert or replace)."""

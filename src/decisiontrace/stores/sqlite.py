@@ -4,13 +4,22 @@ The database runs in WAL mode, so readers (the CLI, a dashboard) never block the
 writer thread and the writer never blocks them. Each (process, thread) pair gets its
 own connection: SQLite connections must not cross a ``fork()``, and one connection
 per thread avoids serializing readers behind the writer.
+
+The store's lock is renewed in a forked child: a lock another thread held at the
+moment of ``fork()`` would otherwise stay held forever there.
+
+The optional journal (``RunRecordProcessor(journal=True)``) is the ``journal`` table:
+zlib-compressed JSON entries with the writing process's pid, deleted in the transaction
+that saves their run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -25,7 +34,13 @@ from pydantic_core import PydanticSerializationError, from_json, to_json
 from decisiontrace import _records
 from decisiontrace._assembly import record_from_compact
 from decisiontrace.stores._filters import record_node_ids, since_text
-from decisiontrace.stores.base import AssembledRun, Record, RunStore, StoreError
+from decisiontrace.stores.base import (
+    AssembledRun,
+    JournalEntry,
+    Record,
+    RunStore,
+    StoreError,
+)
 
 logger = logging.getLogger("decisiontrace")
 
@@ -74,7 +89,60 @@ ON CONFLICT(run_id) DO UPDATE SET
     schema_version = excluded.schema_version
 """
 
+_JOURNAL_TABLE = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    data BLOB NOT NULL
+)
+"""
+_JOURNAL_INSERT = "INSERT INTO journal (run_id, trace_id, pid, data) VALUES (?, ?, ?, ?)"
+_JOURNAL_DELETE = "DELETE FROM journal WHERE run_id = ?"
+
+#: Errors after which this thread's connection is reopened on the next use: it was
+#: opened read-only or without access, and keeping it would keep the fault forever
+#: (SQLite falls back to a read-only connection when the file is not writable).
+_REOPEN_AFTER = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")
+
 _ConnectionKey = tuple[int, int]
+
+
+class _LockBox:
+    """The store's lock, in a box the at-fork hook can refill in the child."""
+
+    __slots__ = ("__weakref__", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+_lock_boxes: weakref.WeakSet[_LockBox] = weakref.WeakSet()
+
+
+def _renew_locks_in_child() -> None:
+    """After fork(): fresh locks; one held by another parent thread would never be freed."""
+    for box in list(_lock_boxes):
+        box.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_locks_in_child)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a reused pid looks alive: its entries wait)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
 
 
 def _dumps(value: Any) -> str:
@@ -107,26 +175,65 @@ def _row(record: Record) -> tuple[Any, ...]:
 
 def _spans_row(run: AssembledRun) -> tuple[Any, ...]:
     """The ``runs`` row of a run assembled from spans, kept in compact span form."""
-    light = run.record(light=True)
+    try:
+        return _spans_row_of(run.record(light=True), run.compact())
+    except (TypeError, ValueError):
+        # Text UTF-8 cannot hold (a lone surrogate: half an emoji from a cut-off stream,
+        # a file name decoded with surrogateescape) breaks JSON encoding and decoding:
+        # store the run with U+FFFD in its place, rather than not at all.
+        compact = _valid_text(run.compact())
+        return _spans_row_of(record_from_compact(compact), compact)
+
+
+def _spans_row_of(light: Record, compact: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        light["id"],
-        light["goal_id"],
-        light["status"],
+        _checked_text(light["id"]),
+        _checked_text(light["goal_id"]),
+        _checked_text(light["status"]),
         light["started_at"],
         light["completed_at"],
         _dumps(record_node_ids(light)),
-        zlib.compress(to_json(run.compact()), 1),
+        zlib.compress(_json_bytes(compact), 1),
         _dumps(_records.summary_from_record(light)),
         _ROW_SPANS,
     )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _checked_text(value: Any) -> Any:
+    """``value``; ValueError if it is text SQLite cannot store as UTF-8."""
+    if type(value) is str and not value.isascii() and _SURROGATE.search(value):
+        raise ValueError("lone surrogate in text")
+    return value
+
+
+def _valid_text(value: Any) -> Any:
+    """A copy of ``value`` with lone surrogates replaced by U+FFFD in every string."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_valid_text(key): _valid_text(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_valid_text(item) for item in value]
+    return value
+
+
+def _json_bytes(value: Any) -> bytes:
+    """Compact JSON of JSON-ready data; TypeError for anything else."""
+    try:
+        return to_json(value)
+    except PydanticSerializationError as error:
+        raise TypeError(str(error)) from error
+
+
 def _close_own_connections(
-    connections: dict[_ConnectionKey, sqlite3.Connection], lock: threading.Lock
+    connections: dict[_ConnectionKey, sqlite3.Connection], box: _LockBox
 ) -> None:
     """Close the connections this process opened; never those inherited through fork."""
     pid = os.getpid()
-    with lock:
+    with box.lock:
         own = [key for key in connections if key[0] == pid]
         for key in own:
             connections.pop(key).close()
@@ -166,12 +273,14 @@ class SQLiteStore(RunStore):
         # Connections are opened by absolute path so a later chdir() cannot point a
         # new thread's connection at a different file.
         self._file = os.path.abspath(given)
-        self._lock = threading.Lock()
+        self._lock_box = _LockBox()
+        _lock_boxes.add(self._lock_box)
         self._connections: dict[_ConnectionKey, sqlite3.Connection] = {}
         self._schema_ready_in: int | None = None
+        self._journal_in_use = False
         # Close this process's connections when the store is garbage collected.
         self._finalizer = weakref.finalize(
-            self, _close_own_connections, self._connections, self._lock
+            self, _close_own_connections, self._connections, self._lock_box
         )
         try:
             os.makedirs(os.path.dirname(self._file), exist_ok=True)
@@ -184,6 +293,10 @@ class SQLiteStore(RunStore):
         self._connection()
 
     # -- connections -------------------------------------------------------------------
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self._lock_box.lock
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection in this process, opened on first use."""
@@ -264,6 +377,8 @@ class SQLiteStore(RunStore):
                     connection.execute(f"ALTER TABLE runs ADD COLUMN {column} {column_type}")
             for index, column in _INDEXES.items():
                 connection.execute(f"CREATE INDEX IF NOT EXISTS {index} ON runs ({column})")
+            connection.execute(_JOURNAL_TABLE)
+            connection.execute("CREATE INDEX IF NOT EXISTS journal_run_id ON journal (run_id)")
             row = connection.execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'"
             ).fetchone()
@@ -316,25 +431,119 @@ class SQLiteStore(RunStore):
         # Serialize before the transaction: a bad record then costs no lock time.
         self._write([_row(record) for record in records])
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], *, clear_journal: bool = False) -> None:
+        self._transaction(
+            [(_UPSERT, rows)]
+            + ([(_JOURNAL_DELETE, [(row[0],) for row in rows])] if clear_journal else [])
+        )
+
+    def _transaction(self, statements: list[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
+        """Run ``executemany`` for each (statement, rows) in one write transaction."""
         connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(_UPSERT, rows)
-            connection.execute("COMMIT")
-        except BaseException:
-            # SQLite rolls back by itself after some errors; a second ROLLBACK would raise.
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement, rows in statements:
+                    connection.executemany(statement, rows)
+                connection.execute("COMMIT")
+            except BaseException:
+                # SQLite rolls back by itself after some errors; a second ROLLBACK would raise.
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if str(getattr(exc, "sqlite_errorname", "")).startswith(_REOPEN_AFTER):
+                self._discard_connection(connection)
             raise
+
+    def _discard_connection(self, connection: sqlite3.Connection) -> None:
+        """Forget this thread's connection, so the next use opens a fresh one."""
+        key = (os.getpid(), threading.get_ident())
+        with self._lock:
+            if self._connections.get(key) is connection:
+                del self._connections[key]
+        with contextlib.suppress(sqlite3.Error):
+            connection.close()
 
     def save_assembled(self, runs: Sequence[AssembledRun]) -> None:
         """Insert or replace runs assembled from spans, kept in compact span form.
 
-        All or nothing, like :meth:`save_records`.
+        All or nothing, like :meth:`save_records`; when this store keeps a journal, the
+        runs' journal entries are deleted in the same transaction.
         """
         if runs:
-            self._write([_spans_row(run) for run in runs])
+            self._write([_spans_row(run) for run in runs], clear_journal=self._journal_in_use)
+
+    # -- the journal ---------------------------------------------------------------------
+
+    supports_journal = True
+
+    def journal_append(self, entries: Sequence[JournalEntry]) -> None:
+        """Append journal entries in one transaction, tagged with this process's pid.
+
+        Raises:
+            TypeError: an entry's data is not JSON-ready (nothing is appended).
+            sqlite3.Error: the write failed (nothing is appended).
+        """
+        self._journal_in_use = True
+        if not entries:
+            return
+        pid = os.getpid()
+        rows = []
+        for run_id, trace_id, data in entries:
+            try:
+                payload = _json_bytes(data)
+                run = _checked_text(run_id)
+            except (TypeError, ValueError):  # lone surrogates: see _spans_row
+                payload, run = _json_bytes(_valid_text(data)), _valid_text(run_id)
+            rows.append((run, trace_id, pid, zlib.compress(payload, 1)))
+        self._transaction([(_JOURNAL_INSERT, rows)])
+
+    def journal_take_orphans(self) -> list[JournalEntry]:
+        """Entries, oldest first, of unsaved runs whose writing process is gone.
+
+        Entries of runs saved since are deleted, and so are unreadable entries (with a
+        warning). The orphans' entries stay until their runs are saved.
+
+        Raises:
+            sqlite3.Error: the journal could not be read.
+        """
+        self._journal_in_use = True
+        connection = self._connection()
+        self._transaction([("DELETE FROM journal WHERE run_id IN (SELECT run_id FROM runs)", [()])])
+        pids = [pid for (pid,) in connection.execute("SELECT DISTINCT pid FROM journal")]
+        gone = [pid for pid in pids if not _process_alive(pid)]
+        if not gone:
+            return []
+        rows = connection.execute(
+            f"SELECT seq, run_id, trace_id, data FROM journal "
+            f"WHERE pid IN ({','.join('?' * len(gone))}) ORDER BY seq",
+            gone,
+        ).fetchall()
+        entries: list[JournalEntry] = []
+        unreadable: list[tuple[int]] = []
+        for seq, run_id, trace_id, data in rows:
+            try:
+                decoded = from_json(zlib.decompress(data))
+                if not isinstance(decoded, dict):
+                    raise ValueError("not an object")
+            except (ValueError, TypeError, zlib.error):
+                unreadable.append((seq,))
+                continue
+            entries.append((str(run_id), str(trace_id), decoded))
+        if unreadable:
+            logger.warning(
+                "decisiontrace: %d unreadable journal entries in %s were deleted",
+                len(unreadable),
+                self.path,
+            )
+            self._transaction([("DELETE FROM journal WHERE seq = ?", unreadable)])
+        return entries
+
+    def journal_clear(self, run_ids: Sequence[str]) -> None:
+        """Delete the journal entries of these runs, in one transaction."""
+        if run_ids:
+            self._transaction([(_JOURNAL_DELETE, [(run_id,) for run_id in run_ids])])
 
     def load_record(self, run_id: str) -> Record | None:
         """The stored record of ``run_id``, or None.
@@ -412,7 +621,7 @@ class SQLiteStore(RunStore):
 
     def close(self) -> None:
         """Close the connections this process opened; a later call reopens one."""
-        _close_own_connections(self._connections, self._lock)
+        _close_own_connections(self._connections, self._lock_box)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"

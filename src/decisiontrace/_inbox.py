@@ -1,0 +1,88 @@
+"""What the processor's span-processor side hands to its writer thread.
+
+``on_end`` runs inside the agent's ``span.end()``, so it queues objects as they are
+(SDK spans, or the small records below) and the writer decodes them with
+:func:`span_data`, off the agent's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.trace import StatusCode
+
+from decisiontrace import _codec
+
+
+class Tokens:
+    """An LLM span's token count, for the decision span it ran under."""
+
+    __slots__ = ("decision_span_id", "tokens", "trace_id")
+
+    def __init__(self, trace_id: int, decision_span_id: int, tokens: int) -> None:
+        self.trace_id = trace_id
+        self.decision_span_id = decision_span_id
+        self.tokens = tokens
+
+
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict.
+
+    ``span.attributes`` is a read-only proxy over the SDK's ``BoundedAttributes``, whose
+    every lookup runs Python code (~0.7 µs); decoding a decision does about twenty. Once
+    a span has ended its attributes no longer change, so the writer reads the dict
+    underneath when the SDK has one, and copies through the public API otherwise.
+    """
+    return plain(getattr(span, "_attributes", None) or span.attributes)
+
+
+def plain(attributes: Any) -> dict[str, Any]:
+    """A plain dict of an SDK attributes mapping (``BoundedAttributes`` or a proxy)."""
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return dict(attributes or {})
+
+
+def span_data(span: ReadableSpan) -> _codec.SpanData:
+    """An SDK span in the source-neutral form the codec decodes."""
+    context = span.context
+    assert context is not None  # an SDK span always has one
+    parent = span.parent
+    return _codec.SpanData(
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        parent_id=parent.span_id if parent is not None else None,
+        name=span.name,
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time,
+        attributes=attributes_of(span),
+        events=[
+            _codec.EventData(event.name, event.timestamp, plain(event.attributes))
+            for event in span.events
+        ],
+        error=span.status.status_code is StatusCode.ERROR,
+    )
+
+
+class OpenRun:
+    """A run span that never ended, captured with its final status (not an SDK span)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: _codec.SpanData) -> None:
+        self.data = data
+
+
+class Started:
+    """A run or decision span that just started, for the journal."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+
+__all__ = ["OpenRun", "Started", "Tokens", "attributes_of", "plain", "span_data"]
