@@ -167,3 +167,25 @@ def test_texts_remembered_as_clean_never_hide_a_later_secret() -> None:
     assert _redact.redact_text("plain words") == "plain words"
     assert _redact.redact_text("plain words") == "plain words"
     assert _redact.redact_text("use Bearer abcdefghijkl now") == f"use {REDACTED} now"
+
+
+def test_options_prepared_at_decoration_follow_later_redaction_rules(pipeline: Pipeline) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+
+    @dt.decision(
+        "look up", options=[{"id": "a", "action_params": {"q": "ACME-1"}}], tracker=tracker
+    )
+    def look_up() -> str:
+        return "a"
+
+    with tracker.run("g") as before:
+        look_up()
+    configure_redaction(extra_value_patterns=[r"ACME-\d"])
+    with tracker.run("g") as after:
+        look_up()
+    pipeline.flush()
+    first, second = (pipeline.store.load_run(r.run_id) for r in (before, after))
+    assert first is not None and second is not None
+    assert first.decisions[0].options[0].action_params == {"q": "ACME-1"}
+    assert second.decisions[0].options[0].action_params == {"q": REDACTED}
+    assert second.decisions[0].chosen_option_id == "a"

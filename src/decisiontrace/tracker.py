@@ -642,7 +642,13 @@ class DecisionTracker:
         intent = intent if type(intent) is str else _normalize.text(intent, f"{where}: intent")
         if not live.recording:
             return self._decide_unrecorded(live, intent, chosen, node_id, start_ns)
-        normalized = _normalize.normalize_options(options, where)
+        options_json = option_ids = None
+        if type(options) is _normalize.PreparedOptions:  # a decorator's static list
+            normalized = options.options
+            options_json = options.json()
+            option_ids = options.ids
+        else:
+            normalized = _normalize.normalize_options(options, where)
         if node_id is None:
             node_id = ctx.current_node.get() or live.current_node
         elif type(node_id) is not str:
@@ -675,6 +681,8 @@ class DecisionTracker:
                 constraints=_normalize.string_list(constraints, f"{where}: constraints"),
                 context=context,
                 where=where,
+                options_json=options_json,
+                option_ids=option_ids,
             )
             current = trace.get_current_span().get_span_context()
             parent = None if current.trace_id == live.trace_id else live.context

@@ -250,7 +250,7 @@ class DecisionDecorator(Decorator):
                 f"decision_type must be one of {valid}; got {decision_type!r}"
             ) from None
         self.intent: str | None = intent
-        self.options: list[dict[str, Any]] = []
+        self.options: _normalize.PreparedOptions | list[Any] = []
         self.options_fn: Callable[..., Any] | None = None
         self.option_ids: frozenset[str] | None = None
         if callable(options):
@@ -261,8 +261,10 @@ class DecisionDecorator(Decorator):
                     "options must be a list of option ids or option dicts, or a callable "
                     f"of the call's arguments; got {type(options).__name__}"
                 )
-            self.options = _normalize.normalize_options(list(options), "@decision options")
-            self.option_ids = frozenset(option["id"] for option in self.options)
+            # Normalized and encoded once here, not on every call.
+            prepared = _normalize.PreparedOptions(list(options), "@decision options")
+            self.options = prepared
+            self.option_ids = frozenset(prepared.ids)
         self.chosen_fn = callable_or_none(chosen, "chosen")
         self.reasoning_text = ""
         self.reasoning_fn: Callable[..., Any] | None = None
