@@ -146,6 +146,8 @@ class RunRecordProcessor(SpanProcessor):
         self._subtree: dict[int, int] = {}
         # trace id -> open run span (to store runs that never end as stuck/cancelled)
         self._open_runs: dict[int, Span] = {}
+        # trace id -> span id -> open decision span (stored with such a run, unfinished)
+        self._open_decisions: dict[int, dict[int, Span]] = {}
         self._unwritten: list[PendingRun] = []
         self._flush_requests: list[threading.Event] = []
         self._wake = threading.Event()
@@ -172,7 +174,10 @@ class RunRecordProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         """Note decision spans and spans under them, and open run spans. Never raises."""
         try:
-            attributes = span.attributes
+            # The SDK's dict under its attributes proxy: each proxy lookup runs Python code.
+            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if type(attributes) is not dict:
+                attributes = span.attributes
             kind = attributes.get(_KIND) if attributes else None
             context = span.get_span_context()
             span_id = context.span_id
@@ -181,6 +186,13 @@ class RunRecordProcessor(SpanProcessor):
                 if len(subtree) >= self._max_queue_size:
                     self._forget_oldest_subtree_entry()
                 subtree[span_id] = span_id
+                open_decisions = self._open_decisions.get(context.trace_id)
+                if open_decisions is None:
+                    if len(self._open_decisions) >= self._max_queue_size:
+                        self._forget_oldest_open_decisions()
+                    self._open_decisions[context.trace_id] = {span_id: span}
+                else:
+                    open_decisions[span_id] = span
                 if self._journal:
                     self._enqueue(Started(span))
             elif kind == _RUN:
@@ -190,6 +202,8 @@ class RunRecordProcessor(SpanProcessor):
                     self._evict_oldest_open_run()
                 if self._journal:
                     self._enqueue(Started(span))
+                if self._thread is None:
+                    self._start_writer()  # to expire it, should nothing else ever end
             elif subtree:
                 parent = span.parent
                 if parent is not None:
@@ -205,7 +219,14 @@ class RunRecordProcessor(SpanProcessor):
         """Bound the map of spans under decisions: spans that never end leave entries."""
         with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread
             del self._subtree[next(iter(self._subtree))]
-        self._log_once("subtree_full", "too many open spans under decisions; oldest forgotten")
+        self._log_once(
+            "subtree_full", "too many open spans under decisions; oldest forgotten", error=False
+        )
+
+    def _forget_oldest_open_decisions(self) -> None:
+        """Bound the open decisions kept: those of runs whose span is not here leave entries."""
+        with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread
+            del self._open_decisions[next(iter(self._open_decisions))]
 
     def _evict_oldest_open_run(self) -> None:
         """Store the oldest open run as stuck: more than ``max_open_runs`` are open."""
@@ -220,7 +241,9 @@ class RunRecordProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Queue our spans (and LLM token counts under decisions). Never blocks or raises."""
         try:
-            attributes = span.attributes
+            attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+            if type(attributes) is not dict:
+                attributes = span.attributes
             kind = attributes.get(_KIND) if attributes else None
             context = span.context
             if context is None:
@@ -231,8 +254,14 @@ class RunRecordProcessor(SpanProcessor):
             if kind is not None:
                 if kind == _DECISION:
                     self._subtree.pop(context.span_id, None)
+                    open_decisions = self._open_decisions.get(context.trace_id)
+                    if open_decisions is not None:
+                        open_decisions.pop(context.span_id, None)
+                        if not open_decisions:
+                            self._open_decisions.pop(context.trace_id, None)
                 elif kind == _RUN:
                     self._open_runs.pop(context.trace_id, None)
+                    self._open_decisions.pop(context.trace_id, None)
                 item: Any = span
             elif self._subtree:
                 decision = self._subtree.pop(context.span_id, None)
@@ -252,7 +281,7 @@ class RunRecordProcessor(SpanProcessor):
         inbox = self._inbox
         if len(inbox) >= self._max_queue_size:
             self.dropped_spans += 1
-            self._log_once("queue_full", "span queue full; spans are being dropped")
+            self._log_once("queue_full", "span queue full; spans are being dropped", error=False)
             return
         inbox.append(item)
         if self._thread is None:
@@ -276,7 +305,9 @@ class RunRecordProcessor(SpanProcessor):
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
         """Store runs still open as cancelled, flush, and stop the writer within the timeout."""
-        self._shutdown_with(_SHUTDOWN_REASON, timeout_millis)
+        # The provider's own exit hook may get here first: say why the runs were open.
+        exiting = not threading.main_thread().is_alive()
+        self._shutdown_with(_EXIT_REASON if exiting else _SHUTDOWN_REASON, timeout_millis)
 
     def _shutdown_with(self, reason: str, timeout_millis: int) -> None:
         """Shut down, storing runs still open as cancelled for ``reason``."""
@@ -351,7 +382,9 @@ class RunRecordProcessor(SpanProcessor):
         inbox = self._inbox
         now = time.monotonic()
         journal: list[Any] | None = [] if self._journal else None
-        while inbox:
+        # Only what is queued now: agents that queue as fast as this drains must not
+        # keep the pass from ever getting to the write.
+        for _ in range(len(inbox)):
             item = inbox.popleft()
             kind = type(item)
             if kind is Tokens:
@@ -502,8 +535,15 @@ class RunRecordProcessor(SpanProcessor):
             self._store_open_run(trace_id, span, "cancelled", reason)
 
     def _store_open_run(self, trace_id: int, span: Span, status: str, reason: str) -> None:
-        """Queue the record of a run whose span is still open, with the given status."""
+        """Queue the record of a run whose span is still open, with the given status.
+
+        Its decisions still open (no outcome yet) go with it, as they are now.
+        """
         self._open_runs.pop(trace_id, None)
+        for decision in list((self._open_decisions.pop(trace_id, None) or {}).values()):
+            snapshot = span_data(decision)
+            snapshot.attributes = dict(snapshot.attributes)  # it may still change
+            self._inbox.append(OpenRun(snapshot))
         data = span_data(span)
         data.end_ns = time.time_ns()
         attributes = dict(data.attributes)
@@ -528,10 +568,11 @@ class RunRecordProcessor(SpanProcessor):
         if not self._shutdown:
             self._shutdown_with(_EXIT_REASON, _EXIT_TIMEOUT_MILLIS)
 
-    def _log_once(self, key: str, message: str) -> None:
+    def _log_once(self, key: str, message: str, *, error: bool = True) -> None:
+        """Log ``message`` the first time ``key`` happens (with the traceback if ``error``)."""
         if key not in self._logged:
             self._logged.add(key)
-            logger.exception("decisiontrace: RunRecordProcessor %s", message)
+            logger.error("decisiontrace: RunRecordProcessor %s", message, exc_info=error)
 
 
 def _store_at_multiprocessing_exit(processor: RunRecordProcessor) -> None:
