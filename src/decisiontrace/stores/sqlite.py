@@ -353,7 +353,10 @@ class SQLiteStore(RunStore):
             connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         if self._schema_ready_in != os.getpid():
-            self._ensure_schema(connection)
+            # Most opens find the schema in place: checking needs no write lock, so a
+            # store opens even while another process holds that lock for a long write.
+            if not self._schema_is_current(connection):
+                self._ensure_schema(connection)
             self._schema_ready_in = os.getpid()
 
     def _open_error(self, exc: sqlite3.Error) -> StoreError:
@@ -361,6 +364,21 @@ class SQLiteStore(RunStore):
             f"cannot use {self.path} as a run database ({exc}); if it is not a SQLite "
             "file, move it away or point DECISIONTRACE_STORE at another path"
         )
+
+    @staticmethod
+    def _schema_is_current(connection: sqlite3.Connection) -> bool:
+        """Every table, column and index of this version is there (read-only check)."""
+        try:
+            row = connection.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if row is None or int(row[0]) != SCHEMA_VERSION:
+                return False
+            names = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        except (sqlite3.Error, ValueError):
+            return False
+        return {"journal", "journal_run_id", *_INDEXES} <= names and set(_RUN_COLUMNS) <= columns
 
     def _ensure_schema(self, connection: sqlite3.Connection) -> None:
         """Create or upgrade the tables; one writer at a time thanks to BEGIN IMMEDIATE."""
@@ -596,23 +614,31 @@ class SQLiteStore(RunStore):
         if since is not None:
             conditions.append("started_at >= ?")
             parameters.append(since_text(since))
+        exact_node = None
         if node_id is not None:
+            if "\x00" in node_id:
+                # SQLite's JSON functions end a string at a NUL: select on what comes
+                # before it, and compare whole ids below.
+                exact_node, node_id = node_id, node_id.split("\x00", 1)[0]
             conditions.append("EXISTS (SELECT 1 FROM json_each(runs.nodes) WHERE value = ?)")
             parameters.append(node_id)
         # The record is only fetched for a row whose summary is missing.
-        query = "SELECT summary, CASE WHEN summary IS NULL THEN record END FROM runs"
+        query = "SELECT summary, CASE WHEN summary IS NULL THEN record END, nodes FROM runs"
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY started_at DESC, run_id DESC"
-        if limit is not None:
+        if limit is not None and exact_node is None:
             query += " LIMIT ?"
             parameters.append(max(limit, 0))
         try:
             rows = self._connection().execute(query, parameters).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path}: {exc}") from exc
+        if exact_node is not None:
+            rows = [row for row in rows if exact_node in json.loads(row[2] or "[]")]
+            rows = rows if limit is None else rows[: max(limit, 0)]
         summaries: list[Record] = []
-        for summary_text, record_text in rows:
+        for summary_text, record_text, _ in rows:
             if summary_text is not None:
                 summaries.append(json.loads(summary_text))
             elif record_text is not None:
