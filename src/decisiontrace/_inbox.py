@@ -59,10 +59,13 @@ def span_data(span: ReadableSpan) -> _codec.SpanData:
         start_ns=span.start_time or 0,
         end_ns=span.end_time,
         attributes=attributes_of(span),
+        # Decision spans have no events: skip building the SDK's event tuple for them.
         events=[
             _codec.EventData(event.name, event.timestamp, plain(event.attributes))
             for event in span.events
-        ],
+        ]
+        if getattr(span, "_events", True)
+        else (),
         error=span.status.status_code is StatusCode.ERROR,
     )
 
