@@ -420,20 +420,26 @@ class RunRecordProcessor(SpanProcessor):
 
     def _queue_for_writing(self, runs: list[PendingRun]) -> None:
         self._unwritten.extend(runs)
+        if self._failing_since is not None:  # a healthy store takes them all this pass
+            self._trim_unwritten()
+
+    def _trim_unwritten(self) -> None:
+        """Drop the oldest runs beyond ``max_unwritten_runs`` (the store is failing)."""
         overflow = len(self._unwritten) - self._max_unwritten
-        if overflow > 0:
-            del self._unwritten[:overflow]
-            self.dropped_runs += overflow
-            self._dropped_while_failing += overflow
-            if "dropped" not in self._logged:  # once: a failing store must not flood logs
-                self._logged.add("dropped")
-                logger.error(
-                    "decisiontrace: runs are being dropped (%d so far): the store keeps "
-                    "failing and the queue of %d runs waiting to be written is full; "
-                    "RunRecordProcessor.dropped_runs counts them",
-                    overflow,
-                    self._max_unwritten,
-                )
+        if overflow <= 0:
+            return
+        del self._unwritten[:overflow]
+        self.dropped_runs += overflow
+        self._dropped_while_failing += overflow
+        if "dropped" not in self._logged:  # once: a failing store must not flood logs
+            self._logged.add("dropped")
+            logger.error(
+                "decisiontrace: runs are being dropped (%d so far): the store keeps "
+                "failing and the queue of %d runs waiting to be written is full; "
+                "RunRecordProcessor.dropped_runs counts them",
+                overflow,
+                self._max_unwritten,
+            )
 
     # --- the journal -------------------------------------------------------------------
 
@@ -486,6 +492,7 @@ class RunRecordProcessor(SpanProcessor):
                     error,
                 )
             self._retry_at = now + min(5.0, 0.1 * 2 ** min(6, int(now - self._failing_since)))
+            self._trim_unwritten()
             return
         self.written_runs += len(batch)
         self._unwritten = []
