@@ -239,3 +239,13 @@ def test_a_writer_without_write_access_keeps_its_runs_until_access_is_granted(
     assert stderr.count("runs are being dropped") == 1
     assert stderr.count("could not write") == 1
     reader.close()
+
+
+def test_a_healthy_store_takes_a_burst_larger_than_the_queue_bound(db: Path) -> None:
+    # The bound is for runs waiting on a failing store, not for one busy writer pass.
+    pipeline = make_pipeline(SQLiteStore(db), max_unwritten_runs=5, flush_interval=30)
+    run_ids = record(pipeline.tracker, "burst", 50)
+    pipeline.flush()
+    assert all(pipeline.store.load_run(run_id) is not None for run_id in run_ids)
+    assert pipeline.processor.dropped_runs == 0
+    pipeline.provider.shutdown()
