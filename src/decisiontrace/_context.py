@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
-    from decisiontrace.tracker import LiveRun
+    from decisiontrace._live import LiveRun
 
 P = ParamSpec("P")
 R = TypeVar("R")

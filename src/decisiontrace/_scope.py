@@ -15,7 +15,8 @@ from decisiontrace.models import Run, RunStatus
 if TYPE_CHECKING:
     from contextvars import Token
 
-    from decisiontrace.tracker import DecisionTracker, LiveRun
+    from decisiontrace._live import LiveRun
+    from decisiontrace.tracker import DecisionTracker
 
 logger = logging.getLogger("decisiontrace")
 

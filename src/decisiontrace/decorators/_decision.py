@@ -26,7 +26,7 @@ from decisiontrace.models import DecisionType
 from decisiontrace.tracker import DecisionTracker
 
 if TYPE_CHECKING:
-    from decisiontrace.tracker import LiveDecision, LiveRun
+    from decisiontrace._live import LiveDecision, LiveRun
 
 # Bound once: these run on every call.
 _get_run = ctx.current_run.get

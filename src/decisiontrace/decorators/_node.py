@@ -10,7 +10,7 @@ from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F
 
 if TYPE_CHECKING:
-    from decisiontrace.tracker import LiveRun
+    from decisiontrace._live import LiveRun
 
 # Bound once: these run on every call.
 _get_run = ctx.current_run.get

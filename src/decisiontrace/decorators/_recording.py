@@ -21,8 +21,8 @@ from decisiontrace._jsonsafe import safe_str
 from decisiontrace.decorators._kinds import doc_line, qualname
 
 if TYPE_CHECKING:
+    from decisiontrace._live import LiveDecision, LiveRun
     from decisiontrace.decorators._decision import DecisionDecorator
-    from decisiontrace.tracker import LiveDecision, LiveRun
 
 logger = logging.getLogger("decisiontrace")
 

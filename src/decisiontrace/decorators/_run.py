@@ -17,7 +17,7 @@ from decisiontrace.models import RunStatus
 from decisiontrace.tracker import DecisionTracker
 
 if TYPE_CHECKING:
-    from decisiontrace.tracker import LiveRun
+    from decisiontrace._live import LiveRun
 
 logger = logging.getLogger("decisiontrace")
 

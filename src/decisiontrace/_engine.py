@@ -1,0 +1,460 @@
+"""The span engine under the tracker: starting and ending run and decision spans.
+
+:class:`SpanEngine` turns recording calls, already resolved to a live run and checked,
+into spans: a root span per run, a child span per decision (open until its outcome),
+problem events, and the live state that mirrors them. The public API around it, with
+its never-raise wrappers, is :class:`~decisiontrace.tracker.DecisionTracker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from decisiontrace import _codec, _normalize, _records
+from decisiontrace import _context as ctx
+from decisiontrace import semconv as sc
+from decisiontrace._live import ROOT_CONTEXT, LiveDecision, LiveRun
+from decisiontrace._redact import redact_text
+from decisiontrace.models import Decision, DecisionType, Outcome, RunStatus
+
+if TYPE_CHECKING:
+    from decisiontrace.tracker import DecisionTracker
+
+logger = logging.getLogger("decisiontrace")
+
+#: Run and execution ids come from here, seeded from os.urandom, reseeded in a forked child.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+class SpanEngine:
+    """Emits the spans of runs and decisions and keeps their live state."""
+
+    stream_id: str
+    _tracer: trace.Tracer
+    _runs: dict[str, LiveRun]
+    _run_id_prefix: str
+    _outcome_aggregator: Any
+    _max_active_runs: int
+    _run_timeout_ns: int
+    _limit_warned: set[str]
+
+    def _start(
+        self,
+        execution_id: str | None,
+        goal_id: Any,
+        goal_description: Any,
+        input_data: Any,
+    ) -> LiveRun:
+        start_ns = time.time_ns()
+        if execution_id is None:
+            execution_id = f"{_ids.getrandbits(128):032x}"
+        else:
+            execution_id = _normalize.text(execution_id, "start_run(): execution_id")
+        goal_id = _normalize.text(goal_id, "start_run(): goal_id")
+        goal_description = _normalize.text(goal_description, "start_run(): goal_description")
+        stamp = _records.ns_to_stamp(start_ns)
+        # A private generator: fast (no syscall), and unaffected by random.seed() in the
+        # agent, which would make every process produce the same ids and overwrite runs.
+        run_id = f"{self._run_id_prefix}{stamp}_{_ids.getrandbits(32):08x}"
+        attributes = _codec.run_start_attributes(
+            run_id=run_id,
+            goal_id=goal_id,
+            goal_description=goal_description,
+            stream_id=self.stream_id,
+            execution_id=execution_id,
+            input_data=input_data,
+        )
+        caller = trace.get_current_span().get_span_context()
+        span = self._tracer.start_span(
+            f"{sc.RUN_SPAN_NAME_PREFIX} {self.stream_id}",
+            context=ROOT_CONTEXT,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            links=[Link(caller)] if caller.is_valid else None,
+            start_time=start_ns,
+        )
+        # The engine is only ever the base of a DecisionTracker.
+        tracker = cast("DecisionTracker", self)
+        live = LiveRun(tracker, execution_id, run_id, goal_id, span, attributes, start_ns)
+        # pop, then insert: a reused execution id moves to the end, keeping the order by age.
+        previous = self._runs.pop(execution_id, None)
+        self._runs[execution_id] = live
+        if previous is not None:
+            _normalize.warn(
+                f"start_run: execution {execution_id!r} already has run {previous.run_id}; "
+                "that run is ended as cancelled"
+            )
+            self._finish(
+                previous, False, "", None, RunStatus.CANCELLED, remove=False,
+                end_reason="its execution started a new run",
+            )  # fmt: skip
+        self._enforce_limits(start_ns)
+        return live
+
+    def _enforce_limits(self, now_ns: int) -> None:
+        """End the oldest runs as stuck while there are too many or they are too old.
+
+        O(1) amortized: only the head of the insertion-ordered ``_runs`` is examined,
+        and every run is ended at most once.
+        """
+        runs = self._runs
+        oldest_allowed = now_ns - self._run_timeout_ns
+        while runs:
+            try:
+                oldest = next(iter(runs.values()))
+            except (StopIteration, RuntimeError):  # another thread changed _runs: next time
+                return
+            if len(runs) > self._max_active_runs:
+                reason = f"too many active runs (max_active_runs={self._max_active_runs})"
+            elif oldest.start_ns < oldest_allowed:
+                reason = "run did not end within run_timeout"
+            else:
+                return
+            if runs.get(oldest.execution_id) is oldest:
+                del runs[oldest.execution_id]
+            else:  # ended meanwhile by its own thread
+                continue
+            kind = reason.split(" ", 1)[0]
+            if kind not in self._limit_warned:  # once per tracker and limit: no log storm
+                self._limit_warned.add(kind)
+                _normalize.warn(f"run {oldest.run_id} ended as stuck: {reason}")
+            self._finish(oldest, False, "", None, RunStatus.STUCK, remove=False, end_reason=reason)
+
+    def _finish(
+        self,
+        live: LiveRun,
+        success: Any,
+        narrative: Any,
+        output_data: Any,
+        status: RunStatus | str | None,
+        *,
+        remove: bool = True,
+        end_reason: str | None = None,
+    ) -> None:
+        end_ns = time.time_ns()
+        with live.lock:
+            if live.end_ns is not None:
+                return
+            live.end_ns = end_ns
+            open_decisions = [d for d in live.decisions.values() if d.end_ns is None]
+            outcomes = [d.outcome for d in live.decisions.values()]
+            intents_failed = [
+                str(d.attributes[sc.DECISION_INTENT])
+                for d in live.decisions.values()
+                if d.outcome is None or not d.outcome[sc.OUTCOME_SUCCESS]
+            ]
+            problems = [
+                (str(a[sc.PROBLEM_SEVERITY]), str(a[sc.PROBLEM_DESCRIPTION]))
+                for a, _ in live.problems
+            ]
+            nodes = list(live.nodes)
+        for decision in open_decisions:
+            decision.end_ns = end_ns
+            decision.span.end(end_time=end_ns)
+        if status is None:
+            status_value = "completed" if success else "failed"
+        else:
+            status_value = _normalize.text(status, "end_run(): status")
+            if status_value not in {s.value for s in RunStatus}:
+                _normalize.warn(f"end_run(): unknown status {status_value!r}; recorded as 'failed'")
+                status_value = "failed"
+        successful = sum(1 for o in outcomes if o is not None and o[sc.OUTCOME_SUCCESS])
+        failed = sum(1 for o in outcomes if o is not None and not o[sc.OUTCOME_SUCCESS])
+        narrative = redact_text(
+            _normalize.text(narrative, "end_run(): narrative")
+        ) or _records.narrative(
+            status_value, len(outcomes), successful, failed, problems, intents_failed
+        )
+        end_attributes: _codec.Attributes = {
+            sc.RUN_STATUS: status_value,
+            sc.RUN_NARRATIVE: narrative,
+            sc.RUN_DECISION_COUNT: len(outcomes),
+            sc.RUN_SUCCESS_COUNT: successful,
+            sc.RUN_FAILURE_COUNT: failed,
+            sc.RUN_TOTAL_TOKENS: sum(o[sc.OUTCOME_TOKENS] for o in outcomes if o is not None),
+            sc.RUN_PROBLEM_COUNT: len(problems),
+            sc.RUN_NODES: nodes,
+        }
+        if end_reason is not None:
+            end_attributes[sc.RUN_END_REASON] = end_reason
+        if output_data:
+            end_attributes[sc.RUN_OUTPUT] = _normalize.json_object_attr(
+                output_data, "end_run(): output_data"
+            )
+        live.end_attributes = end_attributes
+        span = live.span
+        span.set_attributes(end_attributes)
+        if status_value in ("failed", "stuck"):
+            span.set_status(Status(StatusCode.ERROR, f"run {status_value}"))
+        span.end(end_time=end_ns)
+        if remove and self._runs.get(live.execution_id) is live:
+            del self._runs[live.execution_id]
+        if ctx.current_run.get() is live:
+            ctx.current_run.set(None)
+
+    def _decide(
+        self,
+        live: LiveRun,
+        intent: Any,
+        options: Any,
+        chosen: Any,
+        reasoning: Any,
+        node_id: Any,
+        decision_type: Any,
+        constraints: Any,
+        context: Any,
+    ) -> str:
+        start_ns = time.time_ns()
+        where = "decide()"
+        intent = intent if type(intent) is str else _normalize.text(intent, f"{where}: intent")
+        if not live.recording:
+            return self._decide_unrecorded(live, intent, chosen, node_id, start_ns)
+        options_json = option_ids = None
+        if type(options) is _normalize.PreparedOptions:  # a decorator's static list
+            normalized = options.options
+            options_json = options.json()
+            option_ids = options.ids
+        else:
+            normalized = _normalize.normalize_options(options, where)
+        if node_id is None:
+            node_id = ctx.current_node.get() or live.current_node
+        elif type(node_id) is not str:
+            node_id = _normalize.text(node_id, f"{where}: node_id")
+        decision_type = (
+            decision_type.value
+            if type(decision_type) is DecisionType
+            else _normalize.decision_type_value(decision_type, where)
+        )
+        with live.lock:
+            if live.end_ns is not None:
+                _normalize.warn(f"{where} called for run {live.run_id} after it ended: {intent}")
+                return ""
+            decision_id = f"dec_{len(live.decisions)}"
+            if node_id not in live.nodes:
+                live.nodes.append(node_id)
+            attributes = _codec.decision_attributes(
+                run_id=live.run_id,
+                decision_id=decision_id,
+                intent=intent,
+                options=normalized,
+                chosen=chosen
+                if type(chosen) is str
+                else _normalize.text(chosen, f"{where}: chosen"),
+                reasoning=reasoning
+                if type(reasoning) is str
+                else _normalize.text(reasoning, f"{where}: reasoning"),
+                node_id=node_id,
+                decision_type=decision_type,
+                constraints=_normalize.string_list(constraints, f"{where}: constraints"),
+                context=context,
+                where=where,
+                options_json=options_json,
+                option_ids=option_ids,
+            )
+            current = trace.get_current_span().get_span_context()
+            parent = None if current.trace_id == live.trace_id else live.context
+            span = self._tracer.start_span(
+                f"{sc.DECISION_SPAN_NAME_PREFIX} {intent}",
+                context=parent,
+                attributes=attributes,
+                start_time=start_ns,
+            )
+            live.decisions[decision_id] = LiveDecision(
+                decision_id, span, attributes, start_ns, normalized
+            )
+        if self._outcome_aggregator is not None:
+            decision = Decision.model_validate(_codec.decision_record(attributes, start_ns, None))
+            self._notify(
+                "record_decision",
+                stream_id=self.stream_id,
+                execution_id=live.execution_id,
+                decision=decision,
+            )
+        return decision_id
+
+    def _decide_unrecorded(
+        self, live: LiveRun, intent: str, chosen: Any, node_id: Any, start_ns: int
+    ) -> str:
+        """A decision in a run that is not recorded: an id and the live essentials only.
+
+        The decision's "span" is the run's own non-recording span, so code that makes
+        it current (decorators) keeps propagating the run's trace context.
+        """
+        if node_id is None:
+            node_id = ctx.current_node.get() or live.current_node
+        with live.lock:
+            if live.end_ns is not None:
+                return ""
+            decision_id = f"dec_{len(live.decisions)}"
+            attributes: _codec.Attributes = {
+                sc.DECISION_ID: decision_id,
+                sc.DECISION_INTENT: intent,
+                sc.NODE_ID: node_id if type(node_id) is str else str(node_id),
+                sc.DECISION_CHOSEN_ID: chosen if type(chosen) is str else str(chosen),
+            }
+            live.decisions[decision_id] = LiveDecision(decision_id, live.span, attributes, start_ns)
+            if attributes[sc.NODE_ID] not in live.nodes:
+                live.nodes.append(attributes[sc.NODE_ID])
+        return decision_id
+
+    def _record_outcome(
+        self,
+        live: LiveRun,
+        decision_id: Any,
+        success: Any,
+        *,
+        result: Any = None,
+        error: Any = None,
+        summary: Any = "",
+        state_changes: Any = None,
+        tokens_used: Any = 0,
+        latency_ms: Any = 0,
+        error_type: Any = None,
+        input_tokens: Any = None,
+        output_tokens: Any = None,
+        chosen: Any = None,
+        reasoning: Any = None,
+        quiet: bool = False,
+    ) -> None:
+        """Record an outcome (and a late choice) and end the decision span.
+
+        ``quiet``: the result was captured, not handed over (decorators), so converting
+        or truncating it is expected and not warned about.
+        """
+        end_ns = time.time_ns()
+        where = "record_outcome()"
+        decision = live.decisions.get(decision_id)
+        if decision is None:
+            _normalize.warn(f"{where}: run {live.run_id} has no decision {decision_id!r}")
+            return
+        if type(success) is not bool:
+            _normalize.warn(f"{where}: success should be a bool, got {type(success).__name__}")
+            success = bool(success)
+        if not live.recording:
+            with live.lock:
+                if decision.outcome is None and decision.end_ns is None:
+                    decision.outcome = {
+                        sc.OUTCOME_SUCCESS: success,
+                        sc.OUTCOME_TOKENS: tokens_used if type(tokens_used) is int else 0,
+                    }
+                    decision.end_ns = end_ns
+            return
+        if input_tokens is not None:
+            input_tokens = _normalize.integer(input_tokens, f"{where}: input_tokens")
+        if output_tokens is not None:
+            output_tokens = _normalize.integer(output_tokens, f"{where}: output_tokens")
+        tokens = _normalize.integer(tokens_used, f"{where}: tokens_used")
+        if not tokens and (input_tokens or output_tokens):
+            tokens = (input_tokens or 0) + (output_tokens or 0)
+        attributes = _codec.outcome_attributes(
+            success=success,
+            result=result,
+            quiet=quiet,
+            error=None if error is None else _normalize.text(error, f"{where}: error"),
+            summary=_normalize.text(summary, f"{where}: summary"),
+            state_changes=state_changes,
+            tokens_used=tokens,
+            latency_ms=_normalize.integer(latency_ms, f"{where}: latency_ms"),
+            error_type=None if error_type is None else _normalize.text(error_type, "error_type"),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            where=where,
+        )
+        choice = None
+        if chosen is not None or reasoning is not None:
+            choice = self._choice(decision, chosen, reasoning)
+        with live.lock:
+            if decision.outcome is not None or decision.end_ns is not None:
+                _normalize.warn(f"{where}: decision {decision_id} of {live.run_id} already ended")
+                return
+            if choice:
+                updated = {**decision.attributes, **choice}
+                if sc.DECISION_CHOSEN_ID in choice and sc.DECISION_CHOSEN_CONFIDENCE not in choice:
+                    updated.pop(sc.DECISION_CHOSEN_CONFIDENCE, None)
+                decision.attributes = updated
+            decision.outcome = attributes
+            decision.end_ns = end_ns
+        span = decision.span
+        span.set_attributes({**attributes, **choice} if choice else attributes)
+        if not success:
+            span.set_status(Status(StatusCode.ERROR, attributes.get(sc.OUTCOME_ERROR)))
+        span.end(end_time=end_ns)
+        if self._outcome_aggregator is not None:
+            record = _codec.decision_record({**decision.attributes, **attributes}, 0, end_ns)
+            self._notify(
+                "record_outcome",
+                stream_id=self.stream_id,
+                execution_id=live.execution_id,
+                decision_id=decision_id,
+                outcome=Outcome.model_validate(record["outcome"]),
+            )
+
+    @staticmethod
+    def _choice(decision: LiveDecision, chosen: Any, reasoning: Any) -> _codec.Attributes:
+        """Attributes that set a decision's choice (and reasoning) after it started."""
+        where = "record_outcome()"
+        update: _codec.Attributes = {}
+        if reasoning is not None:
+            text = reasoning if type(reasoning) is str else _normalize.text(reasoning, where)
+            update[sc.DECISION_REASONING] = redact_text(text) if text else text
+        if chosen is None:
+            return update
+        chosen = chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen")
+        update[sc.DECISION_CHOSEN_ID] = chosen
+        options = decision.options or ()
+        for option in options:
+            if option["id"] == chosen:
+                update[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
+                break
+        else:
+            if options and chosen:
+                ids = [option["id"] for option in options]
+                _normalize.warn(f"{where}: chosen option {chosen!r} is not among the options {ids}")
+        return update
+
+    def _report_problem(
+        self,
+        live: LiveRun,
+        severity: Any,
+        description: Any,
+        decision_id: Any,
+        root_cause: Any,
+        suggested_fix: Any,
+    ) -> str:
+        time_ns = time.time_ns()
+        where = "report_problem()"
+        with live.lock:
+            if live.end_ns is not None:
+                _normalize.warn(f"{where} called for run {live.run_id} after it ended")
+                return ""
+            problem_id = f"prob_{len(live.problems)}"
+            attributes = _codec.problem_attributes(
+                problem_id=problem_id,
+                severity=_normalize.text(severity, f"{where}: severity"),
+                description=_normalize.text(description, f"{where}: description"),
+                decision_id=None if decision_id is None else _normalize.text(decision_id, where),
+                root_cause=None if root_cause is None else _normalize.text(root_cause, where),
+                suggested_fix=None
+                if suggested_fix is None
+                else _normalize.text(suggested_fix, where),
+            )
+            live.problems.append((attributes, time_ns))
+            live.span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
+        return problem_id
+
+    def _notify(self, method: str, **kwargs: Any) -> None:
+        """Call the outcome aggregator, fenced off: its errors are logged, not raised."""
+        hook: Callable[..., Any] = getattr(self._outcome_aggregator, method)
+        try:
+            hook(**kwargs)
+        except Exception:
+            logger.exception("decisiontrace: outcome_aggregator.%s raised", method)

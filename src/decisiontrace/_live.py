@@ -1,0 +1,131 @@
+"""The live view of runs in flight: what the tracker keeps between span calls.
+
+A live run holds its root span, its decisions (each with its span and the attributes it
+was given) and its problems. Its record is decoded from those very attributes by the
+codec the processor uses, which is why the live view equals the stored run.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
+from decisiontrace import _codec
+from decisiontrace import semconv as sc
+from decisiontrace.models import Run
+
+if TYPE_CHECKING:
+    from decisiontrace.tracker import DecisionTracker
+
+ROOT_CONTEXT = otel_context.Context()
+
+
+class LiveDecision:
+    """A decision in flight: its span and the attributes it was given."""
+
+    __slots__ = ("attributes", "decision_id", "end_ns", "options", "outcome", "span", "start_ns")
+
+    def __init__(
+        self,
+        decision_id: str,
+        span: Span,
+        attributes: _codec.Attributes,
+        start_ns: int,
+        options: list[dict[str, Any]] | None = None,
+    ):
+        self.decision_id = decision_id
+        self.span = span
+        self.attributes = attributes
+        self.start_ns = start_ns
+        self.options = options  # normalized, so a late choice needs no JSON decoding
+        self.end_ns: int | None = None
+        self.outcome: _codec.Attributes | None = None
+
+    def record(self) -> _codec.Record:
+        """The decision as a stored-form dict."""
+        attributes = self.attributes
+        if self.outcome is not None:
+            attributes = {**attributes, **self.outcome}
+        return _codec.decision_record(attributes, self.start_ns, self.end_ns)
+
+
+class LiveRun:
+    """A run in flight: its root span, decisions and problems, and the current node."""
+
+    __slots__ = (
+        "attributes",
+        "context",
+        "current_node",
+        "decisions",
+        "end_attributes",
+        "end_ns",
+        "execution_id",
+        "goal_id",
+        "lock",
+        "nodes",
+        "problems",
+        "recording",
+        "run_id",
+        "span",
+        "start_ns",
+        "trace_id",
+        "tracker",
+    )
+
+    def __init__(
+        self,
+        tracker: DecisionTracker,
+        execution_id: str,
+        run_id: str,
+        goal_id: str,
+        span: Span,
+        attributes: _codec.Attributes,
+        start_ns: int,
+    ):
+        self.tracker = tracker
+        self.execution_id = execution_id
+        self.run_id = run_id
+        self.goal_id = goal_id
+        self.span = span
+        self.trace_id = span.get_span_context().trace_id
+        # False without an SDK, or when a sampler dropped the run: then nothing will
+        # store or export it, and decisions skip the encoding work (see _decide_unrecorded).
+        self.recording = span.is_recording()
+        self.context = trace.set_span_in_context(span, ROOT_CONTEXT)
+        self.attributes = attributes
+        self.start_ns = start_ns
+        self.end_ns: int | None = None
+        self.end_attributes: _codec.Attributes = {}
+        self.decisions: dict[str, LiveDecision] = {}
+        self.problems: list[tuple[_codec.Attributes, int]] = []
+        self.current_node = "unknown"
+        self.nodes: list[str] = []
+        self.lock = threading.Lock()
+
+    def note_node(self, node_id: str) -> None:
+        """Count ``node_id`` as executed in this run (first-seen order)."""
+        with self.lock:
+            if node_id not in self.nodes:
+                self.nodes.append(node_id)
+
+    def record(self) -> _codec.Record:
+        """The run as a stored-form dict, decoded from the attributes its spans carry."""
+        with self.lock:
+            decisions = [d.record() for d in self.decisions.values()]
+            problems = [_codec.problem_record(a, t) for a, t in self.problems]
+            nodes = list(self.nodes)
+        return _codec.run_record(
+            {**self.attributes, sc.RUN_NODES: nodes, **self.end_attributes},
+            self.start_ns,
+            self.end_ns,
+            decisions,
+            problems,
+        )
+
+    def view(self) -> Run:
+        """The run as a :class:`Run` model."""
+        return Run.model_validate(self.record())
