@@ -387,3 +387,23 @@ def test_an_exception_that_cannot_be_printed_still_ends_the_run_as_failed(
         raise Unprintable()
     run = stored(pipeline, scope.run_id)
     assert run.status == dt.RunStatus.FAILED
+
+
+def test_lone_surrogates_do_not_cost_the_run(pipeline: Pipeline) -> None:
+    # Half an emoji from a cut-off stream, or a file name read with surrogateescape.
+    half = "\ud83d"
+    tracker = pipeline.tracker
+    with tracker.run(f"goal {half}", half, {"text": half}) as scope:
+        decision_id = tracker.decide(
+            intent=f"intent {half}",
+            options=[{"id": half, "description": half}],
+            chosen=half,
+            reasoning=half,
+            context={half: half},
+        )
+        tracker.record_outcome(decision_id=decision_id, success=True, result=[half])
+    run = stored(pipeline, scope.run_id)
+    assert run.goal_id == "goal \ufffd"
+    assert run.input_data == {"text": "\ufffd"}
+    assert run.decisions[0].outcome is not None
+    assert run.decisions[0].outcome.result == ["\ufffd"]
