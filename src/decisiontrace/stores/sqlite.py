@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -29,11 +28,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic_core import PydanticSerializationError, from_json, to_json
+from pydantic_core import from_json
 
 from decisiontrace import _records
 from decisiontrace._assembly import record_from_compact
-from decisiontrace.stores._filters import record_node_ids, since_text
+from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores._filters import since_text
 from decisiontrace.stores.base import (
     AssembledRun,
     JournalEntry,
@@ -47,14 +47,6 @@ logger = logging.getLogger("decisiontrace")
 #: Version of the table layout this module writes; stored in ``meta`` so a later
 #: version knows what it is opening.
 SCHEMA_VERSION = 2
-#: Per row, ``schema_version`` says what the ``record`` column holds: 1, the run record
-#: as JSON text; 2, the run's spans in compact form (what the processor writes, several
-#: times cheaper to produce) as zlib-compressed JSON, decoded on read by the same code
-#: the processor uses. Compression costs ~25 µs a run and saves SQLite ~10x that in
-#: page writes (a 10-decision run: 14 KB -> 1.2 KB).
-_ROW_RECORD = 1
-_ROW_SPANS = 2
-
 # Every column of ``runs`` after the primary key, with its type. Opening a database
 # written by an older version adds whichever of these are missing.
 _RUN_COLUMNS: dict[str, str] = {
@@ -143,89 +135,6 @@ def _process_alive(pid: int) -> bool:
     except OSError:  # EPERM: it exists, under another user
         return True
     return True
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON text, non-ASCII kept as is.
-
-    pydantic-core's encoder writes the same text as ``json.dumps`` with compact
-    separators for these records, about three times faster; records are JSON-ready
-    (no NaN, str keys), and anything else raises TypeError as json.dumps would.
-    """
-    try:
-        return to_json(value).decode()
-    except PydanticSerializationError as error:
-        raise TypeError(str(error)) from error
-
-
-def _row(record: Record) -> tuple[Any, ...]:
-    """The ``runs`` row of one record."""
-    return (
-        record["id"],
-        record["goal_id"],
-        record.get("status", "running"),
-        record.get("started_at"),
-        record.get("completed_at"),
-        _dumps(record_node_ids(record)),
-        _dumps(record),
-        _dumps(_records.summary_from_record(record)),
-        _ROW_RECORD,
-    )
-
-
-def _spans_row(run: AssembledRun) -> tuple[Any, ...]:
-    """The ``runs`` row of a run assembled from spans, kept in compact span form."""
-    try:
-        return _spans_row_of(run.record(light=True), run.compact())
-    except (TypeError, ValueError):
-        # Text UTF-8 cannot hold (a lone surrogate: half an emoji from a cut-off stream,
-        # a file name decoded with surrogateescape) breaks JSON encoding and decoding:
-        # store the run with U+FFFD in its place, rather than not at all.
-        compact = _valid_text(run.compact())
-        return _spans_row_of(record_from_compact(compact), compact)
-
-
-def _spans_row_of(light: Record, compact: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        _checked_text(light["id"]),
-        _checked_text(light["goal_id"]),
-        _checked_text(light["status"]),
-        light["started_at"],
-        light["completed_at"],
-        _dumps(record_node_ids(light)),
-        zlib.compress(_json_bytes(compact), 1),
-        _dumps(_records.summary_from_record(light)),
-        _ROW_SPANS,
-    )
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _checked_text(value: Any) -> Any:
-    """``value``; ValueError if it is text SQLite cannot store as UTF-8."""
-    if type(value) is str and not value.isascii() and _SURROGATE.search(value):
-        raise ValueError("lone surrogate in text")
-    return value
-
-
-def _valid_text(value: Any) -> Any:
-    """A copy of ``value`` with lone surrogates replaced by U+FFFD in every string."""
-    if isinstance(value, str):
-        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_valid_text(key): _valid_text(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_valid_text(item) for item in value]
-    return value
-
-
-def _json_bytes(value: Any) -> bytes:
-    """Compact JSON of JSON-ready data; TypeError for anything else."""
-    try:
-        return to_json(value)
-    except PydanticSerializationError as error:
-        raise TypeError(str(error)) from error
 
 
 def _close_own_connections(
@@ -433,7 +342,9 @@ class SQLiteStore(RunStore):
             "AND (schema_version IS NULL OR schema_version = 1)"
         ).fetchall()
         if stale:
-            connection.executemany(_UPSERT, [_row(json.loads(text)) for (text,) in stale])
+            connection.executemany(
+                _UPSERT, [_rows.record_row(json.loads(text)) for (text,) in stale]
+            )
 
     # -- RunStore ------------------------------------------------------------------------
 
@@ -447,7 +358,7 @@ class SQLiteStore(RunStore):
         if not records:
             return
         # Serialize before the transaction: a bad record then costs no lock time.
-        self._write([_row(record) for record in records])
+        self._write([_rows.record_row(record) for record in records])
 
     def _write(self, rows: list[tuple[Any, ...]], *, clear_journal: bool = False) -> None:
         self._transaction(
@@ -490,7 +401,7 @@ class SQLiteStore(RunStore):
         runs' journal entries are deleted in the same transaction.
         """
         if runs:
-            self._write([_spans_row(run) for run in runs], clear_journal=self._journal_in_use)
+            self._write([_rows.spans_row(run) for run in runs], clear_journal=self._journal_in_use)
 
     # -- the journal ---------------------------------------------------------------------
 
@@ -510,10 +421,10 @@ class SQLiteStore(RunStore):
         rows = []
         for run_id, trace_id, data in entries:
             try:
-                payload = _json_bytes(data)
-                run = _checked_text(run_id)
-            except (TypeError, ValueError):  # lone surrogates: see _spans_row
-                payload, run = _json_bytes(_valid_text(data)), _valid_text(run_id)
+                payload = _rows.json_bytes(data)
+                run = _rows.checked_text(run_id)
+            except (TypeError, ValueError):  # lone surrogates: see _rows.spans_row
+                payload, run = _rows.json_bytes(_rows.valid_text(data)), _rows.valid_text(run_id)
             rows.append((run, trace_id, pid, zlib.compress(payload, 1)))
         self._transaction([(_JOURNAL_INSERT, rows)])
 
@@ -580,7 +491,7 @@ class SQLiteStore(RunStore):
         if row is None or row[0] is None:
             return None
         try:
-            if row[1] == _ROW_SPANS:
+            if row[1] == _rows.ROW_SPANS:
                 return record_from_compact(from_json(zlib.decompress(row[0])))
             record: Record = json.loads(row[0])
         except (ValueError, TypeError, KeyError, zlib.error) as exc:
