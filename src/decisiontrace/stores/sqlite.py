@@ -33,7 +33,9 @@ from pydantic_core import from_json
 from decisiontrace import _records
 from decisiontrace._assembly import record_from_compact
 from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._filters import since_text
+from decisiontrace.stores._sqlite_schema import SCHEMA_VERSION
 from decisiontrace.stores.base import (
     AssembledRun,
     JournalEntry,
@@ -44,54 +46,6 @@ from decisiontrace.stores.base import (
 
 logger = logging.getLogger("decisiontrace")
 
-#: Version of the table layout this module writes; stored in ``meta`` so a later
-#: version knows what it is opening.
-SCHEMA_VERSION = 2
-# Every column of ``runs`` after the primary key, with its type. Opening a database
-# written by an older version adds whichever of these are missing.
-_RUN_COLUMNS: dict[str, str] = {
-    "goal_id": "TEXT",
-    "status": "TEXT",
-    "started_at": "TEXT",
-    "completed_at": "TEXT",
-    "nodes": "TEXT",
-    "record": "TEXT",
-    "summary": "TEXT",
-    "schema_version": "INTEGER",
-}
-
-_INDEXES = {
-    "runs_goal_id": "goal_id",
-    "runs_status": "status",
-    "runs_started_at": "started_at",
-}
-
-_UPSERT = """
-INSERT INTO runs (
-    run_id, goal_id, status, started_at, completed_at, nodes, record, summary, schema_version
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(run_id) DO UPDATE SET
-    goal_id = excluded.goal_id,
-    status = excluded.status,
-    started_at = excluded.started_at,
-    completed_at = excluded.completed_at,
-    nodes = excluded.nodes,
-    record = excluded.record,
-    summary = excluded.summary,
-    schema_version = excluded.schema_version
-"""
-
-_JOURNAL_TABLE = """
-CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    trace_id TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    data BLOB NOT NULL
-)
-"""
-_JOURNAL_INSERT = "INSERT INTO journal (run_id, trace_id, pid, data) VALUES (?, ?, ?, ?)"
-_JOURNAL_DELETE = "DELETE FROM journal WHERE run_id = ?"
 
 #: Errors after which this thread's connection is reopened on the next use: it was
 #: opened read-only or without access, and keeping it would keep the fault forever
@@ -264,8 +218,8 @@ class SQLiteStore(RunStore):
         if self._schema_ready_in != os.getpid():
             # Most opens find the schema in place: checking needs no write lock, so a
             # store opens even while another process holds that lock for a long write.
-            if not self._schema_is_current(connection):
-                self._ensure_schema(connection)
+            if not _schema.schema_is_current(connection):
+                _schema.ensure_schema(connection, str(self.path))
             self._schema_ready_in = os.getpid()
 
     def _open_error(self, exc: sqlite3.Error) -> StoreError:
@@ -273,78 +227,6 @@ class SQLiteStore(RunStore):
             f"cannot use {self.path} as a run database ({exc}); if it is not a SQLite "
             "file, move it away or point DECISIONTRACE_STORE at another path"
         )
-
-    @staticmethod
-    def _schema_is_current(connection: sqlite3.Connection) -> bool:
-        """Every table, column and index of this version is there (read-only check)."""
-        try:
-            row = connection.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
-            if row is None or int(row[0]) != SCHEMA_VERSION:
-                return False
-            names = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
-            columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
-        except (sqlite3.Error, ValueError):
-            return False
-        return {"journal", "journal_run_id", *_INDEXES} <= names and set(_RUN_COLUMNS) <= columns
-
-    def _ensure_schema(self, connection: sqlite3.Connection) -> None:
-        """Create or upgrade the tables; one writer at a time thanks to BEGIN IMMEDIATE."""
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT)"
-            )
-            connection.execute("CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY NOT NULL)")
-            present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
-            for column, column_type in _RUN_COLUMNS.items():
-                if column not in present:
-                    # Names come from _RUN_COLUMNS, never from data.
-                    connection.execute(f"ALTER TABLE runs ADD COLUMN {column} {column_type}")
-            for index, column in _INDEXES.items():
-                connection.execute(f"CREATE INDEX IF NOT EXISTS {index} ON runs ({column})")
-            connection.execute(_JOURNAL_TABLE)
-            connection.execute("CREATE INDEX IF NOT EXISTS journal_run_id ON journal (run_id)")
-            row = connection.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
-            stored = int(row[0]) if row is not None else 0
-            if stored > SCHEMA_VERSION:
-                logger.warning(
-                    "%s was written by a newer decisiontrace (schema %d, this one knows %d); "
-                    "reading it as schema %d",
-                    self.path,
-                    stored,
-                    SCHEMA_VERSION,
-                    SCHEMA_VERSION,
-                )
-            else:
-                self._backfill(connection)
-                connection.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (str(SCHEMA_VERSION),),
-                )
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-
-    @staticmethod
-    def _backfill(connection: sqlite3.Connection) -> None:
-        """Fill the derived columns of rows written before those columns existed."""
-        stale = connection.execute(
-            "SELECT record FROM runs WHERE record IS NOT NULL AND "
-            "(summary IS NULL OR nodes IS NULL OR goal_id IS NULL OR status IS NULL "
-            "OR started_at IS NULL OR schema_version IS NULL) "
-            "AND (schema_version IS NULL OR schema_version = 1)"
-        ).fetchall()
-        if stale:
-            connection.executemany(
-                _UPSERT, [_rows.record_row(json.loads(text)) for (text,) in stale]
-            )
 
     # -- RunStore ------------------------------------------------------------------------
 
@@ -362,8 +244,8 @@ class SQLiteStore(RunStore):
 
     def _write(self, rows: list[tuple[Any, ...]], *, clear_journal: bool = False) -> None:
         self._transaction(
-            [(_UPSERT, rows)]
-            + ([(_JOURNAL_DELETE, [(row[0],) for row in rows])] if clear_journal else [])
+            [(_schema.UPSERT, rows)]
+            + ([(_schema.JOURNAL_DELETE, [(row[0],) for row in rows])] if clear_journal else [])
         )
 
     def _transaction(self, statements: list[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
@@ -426,7 +308,7 @@ class SQLiteStore(RunStore):
             except (TypeError, ValueError):  # lone surrogates: see _rows.spans_row
                 payload, run = _rows.json_bytes(_rows.valid_text(data)), _rows.valid_text(run_id)
             rows.append((run, trace_id, pid, zlib.compress(payload, 1)))
-        self._transaction([(_JOURNAL_INSERT, rows)])
+        self._transaction([(_schema.JOURNAL_INSERT, rows)])
 
     def journal_take_orphans(self) -> list[JournalEntry]:
         """Entries, oldest first, of unsaved runs whose writing process is gone.
@@ -472,7 +354,7 @@ class SQLiteStore(RunStore):
     def journal_clear(self, run_ids: Sequence[str]) -> None:
         """Delete the journal entries of these runs, in one transaction."""
         if run_ids:
-            self._transaction([(_JOURNAL_DELETE, [(run_id,) for run_id in run_ids])])
+            self._transaction([(_schema.JOURNAL_DELETE, [(run_id,) for run_id in run_ids])])
 
     def load_record(self, run_id: str) -> Record | None:
         """The stored record of ``run_id``, or None.

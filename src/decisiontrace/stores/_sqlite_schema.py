@@ -1,0 +1,132 @@
+"""The SQLite store's schema: its tables, and creating or upgrading them.
+
+Opening a database written by an older version adds what is missing (columns,
+indexes, the journal) and fills derived columns of old rows, in one write transaction;
+a database already at this version is opened without taking the write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+
+from decisiontrace.stores import _sqlite_rows as _rows
+
+logger = logging.getLogger("decisiontrace")
+
+#: Version of the table layout this module writes; stored in ``meta`` so a later
+#: version knows what it is opening.
+SCHEMA_VERSION = 2
+# Every column of ``runs`` after the primary key, with its type. Opening a database
+# written by an older version adds whichever of these are missing.
+RUN_COLUMNS: dict[str, str] = {
+    "goal_id": "TEXT",
+    "status": "TEXT",
+    "started_at": "TEXT",
+    "completed_at": "TEXT",
+    "nodes": "TEXT",
+    "record": "TEXT",
+    "summary": "TEXT",
+    "schema_version": "INTEGER",
+}
+
+INDEXES = {
+    "runs_goal_id": "goal_id",
+    "runs_status": "status",
+    "runs_started_at": "started_at",
+}
+
+UPSERT = """
+INSERT INTO runs (
+    run_id, goal_id, status, started_at, completed_at, nodes, record, summary, schema_version
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(run_id) DO UPDATE SET
+    goal_id = excluded.goal_id,
+    status = excluded.status,
+    started_at = excluded.started_at,
+    completed_at = excluded.completed_at,
+    nodes = excluded.nodes,
+    record = excluded.record,
+    summary = excluded.summary,
+    schema_version = excluded.schema_version
+"""
+
+JOURNAL_TABLE = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    data BLOB NOT NULL
+)
+"""
+JOURNAL_INSERT = "INSERT INTO journal (run_id, trace_id, pid, data) VALUES (?, ?, ?, ?)"
+JOURNAL_DELETE = "DELETE FROM journal WHERE run_id = ?"
+
+
+def schema_is_current(connection: sqlite3.Connection) -> bool:
+    """Every table, column and index of this version is there (read-only check)."""
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            return False
+        names = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    except (sqlite3.Error, ValueError):
+        return False
+    return {"journal", "journal_run_id", *INDEXES} <= names and set(RUN_COLUMNS) <= columns
+
+
+def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
+    """Create or upgrade the tables; one writer at a time thanks to BEGIN IMMEDIATE."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT)"
+        )
+        connection.execute("CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY NOT NULL)")
+        present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        for column, column_type in RUN_COLUMNS.items():
+            if column not in present:
+                # Names come from RUN_COLUMNS, never from data.
+                connection.execute(f"ALTER TABLE runs ADD COLUMN {column} {column_type}")
+        for index, column in INDEXES.items():
+            connection.execute(f"CREATE INDEX IF NOT EXISTS {index} ON runs ({column})")
+        connection.execute(JOURNAL_TABLE)
+        connection.execute("CREATE INDEX IF NOT EXISTS journal_run_id ON journal (run_id)")
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        stored = int(row[0]) if row is not None else 0
+        if stored > SCHEMA_VERSION:
+            logger.warning(
+                "%s was written by a newer decisiontrace (schema %d, this one knows %d); "
+                "reading it as schema %d",
+                path,
+                stored,
+                SCHEMA_VERSION,
+                SCHEMA_VERSION,
+            )
+        else:
+            _backfill(connection)
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _backfill(connection: sqlite3.Connection) -> None:
+    """Fill the derived columns of rows written before those columns existed."""
+    stale = connection.execute(
+        "SELECT record FROM runs WHERE record IS NOT NULL AND "
+        "(summary IS NULL OR nodes IS NULL OR goal_id IS NULL OR status IS NULL "
+        "OR started_at IS NULL OR schema_version IS NULL) "
+        "AND (schema_version IS NULL OR schema_version = 1)"
+    ).fetchall()
+    if stale:
+        connection.executemany(UPSERT, [_rows.record_row(json.loads(text)) for (text,) in stale])
