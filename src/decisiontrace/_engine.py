@@ -8,6 +8,8 @@ its never-raise wrappers, is :class:`~decisiontrace.tracker.DecisionTracker`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -21,6 +23,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from decisiontrace import _codec, _normalize, _records
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
+from decisiontrace._jsonsafe import safe_str
 from decisiontrace._live import ROOT_CONTEXT, LiveDecision, LiveRun
 from decisiontrace._redact import redact_text
 from decisiontrace.models import Decision, DecisionType, Outcome, RunStatus
@@ -200,6 +203,34 @@ class SpanEngine:
             del self._runs[live.execution_id]
         if ctx.current_run.get() is live:
             ctx.current_run.set(None)
+
+    def _end_scope(
+        self,
+        live: LiveRun,
+        exc: BaseException | None,
+        *,
+        success: bool = True,
+        narrative: str = "",
+        output_data: dict[str, Any] | None = None,
+    ) -> None:
+        """End a run whose block (``tracker.run``, ``@agent``) exited, maybe by ``exc``.
+
+        Failed with the exception on the span and as a critical problem; cancelled on
+        cancellation. An exception that cannot even be printed still ends the run.
+        """
+        status: RunStatus | None = None
+        if exc is not None:
+            success = False
+            with contextlib.suppress(Exception):  # the SDK formats it; that may raise
+                live.span.record_exception(exc)
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                status = RunStatus.CANCELLED
+            else:
+                with contextlib.suppress(Exception):
+                    self._report_problem(
+                        live, "critical", f"{type(exc).__name__}: {safe_str(exc)}", None, None, None
+                    )
+        self._finish(live, success, narrative, output_data, status)
 
     def _decide(
         self,

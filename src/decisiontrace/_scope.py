@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 
 from decisiontrace import _context as ctx
-from decisiontrace.models import Run, RunStatus
+from decisiontrace.models import Run
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -113,17 +112,10 @@ class RunScope:
         self.__exit__(exc_type, exc, traceback)
 
     def _end(self, live: LiveRun, exc: BaseException | None) -> None:
-        status: RunStatus | None = None
-        success = True if self.success is None else self.success
-        if exc is not None:
-            success = False
-            live.span.record_exception(exc)
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                status = RunStatus.CANCELLED
-            else:
-                self._tracker.report_problem(
-                    execution_id=live.execution_id,
-                    severity="critical",
-                    description=f"{type(exc).__name__}: {exc}",
-                )
-        self._tracker._finish(live, success, self.narrative, self.output_data, status)
+        self._tracker._end_scope(
+            live,
+            exc,
+            success=True if self.success is None else self.success,
+            narrative=self.narrative,
+            output_data=self.output_data,
+        )

@@ -373,12 +373,6 @@ class Unprintable(Exception):
         raise RuntimeError("str exploded")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_scope/_run call span.record_exception(exc) and format f'{exc}' before ending "
-    "the run; when str(exc) raises, the run is left open (stored as cancelled at shutdown, "
-    "or stuck after run_timeout) instead of failed",
-)
 def test_an_exception_that_cannot_be_printed_still_ends_the_run_as_failed(
     pipeline: Pipeline,
 ) -> None:
@@ -407,3 +401,21 @@ def test_lone_surrogates_do_not_cost_the_run(pipeline: Pipeline) -> None:
     assert run.input_data == {"text": "\ufffd"}
     assert run.decisions[0].outcome is not None
     assert run.decisions[0].outcome.result == ["\ufffd"]
+
+
+def test_an_unprintable_exception_still_fails_a_run_started_by_a_decorator(
+    pipeline: Pipeline,
+) -> None:
+    tracker = pipeline.tracker
+
+    @dt.agent(goal_id="g", tracker=tracker)
+    def handle() -> None:
+        raise Unprintable()
+
+    with pytest.raises(Unprintable):
+        handle()
+    pipeline.processor.force_flush(10_000)
+    [summary] = pipeline.store.list_runs()
+    assert summary.status == dt.RunStatus.FAILED
+    # str() raised, so the problem names the exception by its repr
+    assert summary.critical_problems == ["Unprintable: Unprintable()"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -13,7 +12,6 @@ from opentelemetry import context as otel_context
 from decisiontrace import _context as ctx
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F, doc_line, qualname, tracker_or_none
-from decisiontrace.models import RunStatus
 from decisiontrace.tracker import DecisionTracker
 
 if TYPE_CHECKING:
@@ -79,18 +77,7 @@ def start_run(tracker: DecisionTracker, goal_id: str, description: str) -> LiveR
 def end_run(tracker: DecisionTracker, live: LiveRun, exc: BaseException | None) -> None:
     """End a run the way ``tracker.run`` ends one when its block exits."""
     try:
-        status: RunStatus | None = None
-        if exc is not None:
-            live.span.record_exception(exc)
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                status = RunStatus.CANCELLED
-            else:
-                tracker.report_problem(
-                    execution_id=live.execution_id,
-                    severity="critical",
-                    description=f"{type(exc).__name__}: {exc}",
-                )
-        tracker._finish(live, exc is None, "", None, status)
+        tracker._end_scope(live, exc)
     except Exception:
         logger.exception("decisiontrace: could not end run %s", live.run_id)
 
