@@ -268,7 +268,7 @@ def test_start_and_end_run_by_execution_id_never_raise(
 class AppError(Exception):
     """The decorated function's own failure, which must reach its caller unchanged."""
 
-    def __str__(self) -> str:  # printable whatever it carries (see the xfail below)
+    def __str__(self) -> str:  # printable whatever it carries
         return "the action failed"
 
 
