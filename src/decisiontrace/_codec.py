@@ -213,7 +213,7 @@ def _loads(value: Any, default: Any) -> Any:
         # pydantic-core's parser: the same values as json.loads, about twice as fast,
         # and this runs for every structured attribute of every stored decision.
         return from_json(value)
-    except ValueError:
+    except (ValueError, TypeError):
         return value
 
 

@@ -372,3 +372,43 @@ def test_processes_share_the_indexes(root: Path) -> None:
     assert sorted(read(root / "indexes" / "by_goal" / "support-goal.json")) == expected
     assert sorted(read(root / "indexes" / "by_node" / "classifier.json")) == expected
     assert sorted(name[: -len(".json")] for name in os.listdir(root / "runs")) == expected
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_does_not_inherit_a_held_lock(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    store = JSONFilesStore(tmp_path / "s")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: the holder thread does not exist here
+        try:
+            store.save_records([make_record("run_child")])
+        finally:
+            os._exit(0 if store.load_record("run_child") is not None else 1)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child deadlocked on a lock held at fork time")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.load_record("run_child") is not None

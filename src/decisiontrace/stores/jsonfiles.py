@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import secrets
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from decisiontrace.stores._filters import (
     record_node_ids,
     since_text,
 )
+from decisiontrace.stores._locks import ForkSafeLock
 from decisiontrace.stores.base import Record, RunStore, StoreError
 
 logger = logging.getLogger("decisiontrace")
@@ -121,7 +121,8 @@ class JSONFilesStore(RunStore):
         self.url = Path(os.path.abspath(given)).as_uri()
         # Containment is checked against the real path, so a symlinked store still works.
         self._root = os.path.realpath(given)
-        self._lock = threading.Lock()
+        # Renewed in a forked child: a lock held by another thread at fork() would hang it.
+        self._lock = ForkSafeLock()
         try:
             for folder in (_RUNS, _SUMMARIES, _BY_GOAL, _BY_STATUS, _BY_NODE):
                 os.makedirs(os.path.join(self._root, folder), exist_ok=True)

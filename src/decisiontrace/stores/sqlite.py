@@ -35,6 +35,7 @@ from decisiontrace._assembly import record_from_compact
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._filters import since_text
+from decisiontrace.stores._locks import ForkSafeLock
 from decisiontrace.stores._sqlite_schema import SCHEMA_VERSION
 from decisiontrace.stores.base import (
     AssembledRun,
@@ -55,27 +56,6 @@ _REOPEN_AFTER = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IO
 _ConnectionKey = tuple[int, int]
 
 
-class _LockBox:
-    """The store's lock, in a box the at-fork hook can refill in the child."""
-
-    __slots__ = ("__weakref__", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-
-_lock_boxes: weakref.WeakSet[_LockBox] = weakref.WeakSet()
-
-
-def _renew_locks_in_child() -> None:
-    """After fork(): fresh locks; one held by another parent thread would never be freed."""
-    for box in list(_lock_boxes):
-        box.lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_renew_locks_in_child)
-
-
 def _process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (a reused pid looks alive: its entries wait)."""
     if pid == os.getpid():
@@ -92,7 +72,7 @@ def _process_alive(pid: int) -> bool:
 
 
 def _close_own_connections(
-    connections: dict[_ConnectionKey, sqlite3.Connection], box: _LockBox
+    connections: dict[_ConnectionKey, sqlite3.Connection], box: ForkSafeLock
 ) -> None:
     """Close the connections this process opened; never those inherited through fork."""
     pid = os.getpid()
@@ -136,8 +116,7 @@ class SQLiteStore(RunStore):
         # Connections are opened by absolute path so a later chdir() cannot point a
         # new thread's connection at a different file.
         self._file = os.path.abspath(given)
-        self._lock_box = _LockBox()
-        _lock_boxes.add(self._lock_box)
+        self._lock_box = ForkSafeLock()
         self._connections: dict[_ConnectionKey, sqlite3.Connection] = {}
         self._schema_ready_in: int | None = None
         self._journal_in_use = False
