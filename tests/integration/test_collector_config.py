@@ -271,6 +271,14 @@ def test_config_has_pipelines(config: dict[str, Any]) -> None:
     assert pipelines(config), "service.pipelines is missing or empty"
 
 
+def test_metrics_from_configure_have_a_pipeline(config: dict[str, Any]) -> None:
+    # decisiontrace.configure() sends OTLP metrics to the same endpoint as traces: a
+    # collector without a metrics pipeline would refuse them.
+    metrics = config["service"]["pipelines"].get("metrics")
+    assert metrics is not None
+    assert "otlp" in [r.split("/")[0] for r in metrics["receivers"]]
+
+
 def test_every_referenced_component_is_defined(config: dict[str, Any]) -> None:
     for pipeline_id, pipeline in pipelines(config).items():
         for section in PIPELINE_SECTIONS:
