@@ -8,7 +8,14 @@ stores them (SQLite by default).
 from decisiontrace._context import ContextThreadPoolExecutor, bind_context
 from decisiontrace._redact import configure_redaction
 from decisiontrace._version import __version__
-from decisiontrace.decorators import agent, decision, default_tracker, node, set_default_tracker
+from decisiontrace.decorators import (
+    agent,
+    choose,
+    decision,
+    default_tracker,
+    node,
+    set_default_tracker,
+)
 from decisiontrace.instrumentor import DecisionInstrumentor
 from decisiontrace.log_context import RunContextFilter, install_log_context
 from decisiontrace.models import (
@@ -54,6 +61,7 @@ __all__ = [
     "__version__",
     "agent",
     "bind_context",
+    "choose",
     "configure",
     "configure_redaction",
     "decision",

@@ -370,6 +370,12 @@ class SpanEngine:
         if type(success) is not bool:
             _normalize.warn(f"{where}: success should be a bool, got {type(success).__name__}")
             success = bool(success)
+        pending = decision.pending_choice
+        if pending is not None:  # declared with decisiontrace.choose(); explicit wins
+            if chosen is None:
+                chosen = pending[0]
+            if reasoning is None:
+                reasoning = pending[1]
         if not live.recording:
             with live.lock:
                 if decision.outcome is None and decision.end_ns is None:
@@ -378,6 +384,11 @@ class SpanEngine:
                         sc.OUTCOME_TOKENS: tokens_used if type(tokens_used) is int else 0,
                     }
                     decision.end_ns = end_ns
+                    if chosen is not None:
+                        decision.attributes = {
+                            **decision.attributes,
+                            sc.DECISION_CHOSEN_ID: _normalize.text(chosen, f"{where}: chosen"),
+                        }
             return
         if input_tokens is not None:
             input_tokens = _normalize.integer(input_tokens, f"{where}: input_tokens")

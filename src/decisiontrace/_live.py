@@ -27,7 +27,16 @@ ROOT_CONTEXT = otel_context.Context()
 class LiveDecision:
     """A decision in flight: its span and the attributes it was given."""
 
-    __slots__ = ("attributes", "decision_id", "end_ns", "options", "outcome", "span", "start_ns")
+    __slots__ = (
+        "attributes",
+        "decision_id",
+        "end_ns",
+        "options",
+        "outcome",
+        "pending_choice",
+        "span",
+        "start_ns",
+    )
 
     def __init__(
         self,
@@ -44,6 +53,8 @@ class LiveDecision:
         self.options = options  # normalized, so a late choice needs no JSON decoding
         self.end_ns: int | None = None
         self.outcome: _codec.Attributes | None = None
+        # (chosen, reasoning) declared with decisiontrace.choose() before the outcome
+        self.pending_choice: tuple[str, str | None] | None = None
 
     def record(self) -> _codec.Record:
         """The decision as a stored-form dict."""

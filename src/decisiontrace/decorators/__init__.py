@@ -9,11 +9,13 @@ wrapt's call plus one ContextVar lookup.
   a decision records (spec callables fenced off, the outcome from the call);
 - ``_node``: ``@node``; ``_run``: runs a decorator starts (``@agent``, ``auto_run``) and
   the default tracker;
-- ``_generators``: generators and async generators driven one resumption at a time.
+- ``_generators``: generators and async generators driven one resumption at a time;
+- ``_choose``: ``choose()``, the choice declared inside a decorated function.
 """
 
+from decisiontrace.decorators._choose import choose
 from decisiontrace.decorators._decision import decision
 from decisiontrace.decorators._node import node
 from decisiontrace.decorators._run import agent, default_tracker, set_default_tracker
 
-__all__ = ["agent", "decision", "default_tracker", "node", "set_default_tracker"]
+__all__ = ["agent", "choose", "decision", "default_tracker", "node", "set_default_tracker"]
