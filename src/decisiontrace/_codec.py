@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from decisiontrace import _records
+from decisiontrace import _normalize, _records
 from decisiontrace import semconv as sc
 from decisiontrace._normalize import (
     EMPTY_LIST,
@@ -106,6 +106,33 @@ def decision_attributes(
             attributes[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
             break
     return attributes
+
+
+def choice_attributes(
+    options: list[dict[str, Any]] | None, chosen: Any, reasoning: Any
+) -> Attributes:
+    """Attributes that set a decision's choice (and reasoning) after it started.
+
+    ``options`` are the decision's normalized options, for the chosen one's confidence.
+    """
+    where = "record_outcome()"
+    update: Attributes = {}
+    if reasoning is not None:
+        text_ = reasoning if type(reasoning) is str else _normalize.text(reasoning, where)
+        update[sc.DECISION_REASONING] = redact_text(text_) if text_ else text_
+    if chosen is None:
+        return update
+    chosen = chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen")
+    update[sc.DECISION_CHOSEN_ID] = chosen
+    for option in options or ():
+        if option["id"] == chosen:
+            update[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
+            break
+    else:
+        if options and chosen:
+            ids = [option["id"] for option in options]
+            warn(f"{where}: chosen option {chosen!r} is not among the options {ids}")
+    return update
 
 
 def outcome_attributes(

@@ -413,7 +413,7 @@ class SpanEngine:
         )
         choice = None
         if chosen is not None or reasoning is not None:
-            choice = self._choice(decision, chosen, reasoning)
+            choice = _codec.choice_attributes(decision.options, chosen, reasoning)
         with live.lock:
             if decision.outcome is not None or decision.end_ns is not None:
                 _normalize.warn(f"{where}: decision {decision_id} of {live.run_id} already ended")
@@ -439,29 +439,6 @@ class SpanEngine:
                 decision_id=decision_id,
                 outcome=Outcome.model_validate(record["outcome"]),
             )
-
-    @staticmethod
-    def _choice(decision: LiveDecision, chosen: Any, reasoning: Any) -> _codec.Attributes:
-        """Attributes that set a decision's choice (and reasoning) after it started."""
-        where = "record_outcome()"
-        update: _codec.Attributes = {}
-        if reasoning is not None:
-            text = reasoning if type(reasoning) is str else _normalize.text(reasoning, where)
-            update[sc.DECISION_REASONING] = redact_text(text) if text else text
-        if chosen is None:
-            return update
-        chosen = chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen")
-        update[sc.DECISION_CHOSEN_ID] = chosen
-        options = decision.options or ()
-        for option in options:
-            if option["id"] == chosen:
-                update[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
-                break
-        else:
-            if options and chosen:
-                ids = [option["id"] for option in options]
-                _normalize.warn(f"{where}: chosen option {chosen!r} is not among the options {ids}")
-        return update
 
     def _report_problem(
         self,
