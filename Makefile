@@ -10,7 +10,7 @@ LINTED := $(wildcard src tests examples benchmarks)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,ecosystem]'
 	touch $(STAMP)
 
 install: $(STAMP)

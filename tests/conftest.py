@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from decisiontrace import RunRecordProcessor
 from decisiontrace.stores import MemoryStore
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+#: The original framework's record format (see tests/reference/README.md).
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 
 @dataclass

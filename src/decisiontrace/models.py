@@ -1,6 +1,6 @@
 """The record models: a Run with its decisions, outcomes and problems.
 
-Field for field the records of the original tracker (``../shared/reference/run.schema.json``),
+Field for field the records of the original tracker (``tests/reference/run.schema.json``),
 so records written by either can be read by both. Computed fields (``chosen_option``,
 ``was_successful``, ``was_good_decision``, ``duration_ms``, ``success_rate``) are written
 when a record is serialized and dropped again when one is loaded, so a loaded record

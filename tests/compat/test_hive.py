@@ -1,7 +1,7 @@
 """The Hive compat trackers, end to end through the real pipeline.
 
 The original ``StreamDecisionTracker``, ``StreamRuntimeAdapter`` and single-run
-``DecisionTracker`` (``/work/shared/reference``) are the specification: signatures,
+``DecisionTracker`` (``tests/reference`` and the seed source) are the specification: signatures,
 return values, id formats, metrics, narrative, aggregator calls and the stored layout.
 Every run here goes tracker -> spans -> private ``RunRecordProcessor`` -> store, and is
 read back through an independently opened store (JSON files and SQLite).

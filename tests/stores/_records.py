@@ -9,7 +9,7 @@ from typing import Any
 
 from decisiontrace import Run, RunStatus
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 EXAMPLE: dict[str, Any] = json.loads((REFERENCE / "example-run.json").read_text("utf-8"))
 EXAMPLE_SUMMARY: dict[str, Any] = json.loads(
     (REFERENCE / "example-run-summary.json").read_text("utf-8")

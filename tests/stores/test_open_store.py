@@ -20,7 +20,7 @@ from decisiontrace.stores import (
     open_store,
 )
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 EXAMPLE: dict[str, Any] = json.loads((REFERENCE / "example-run.json").read_text("utf-8"))
 
 
