@@ -48,7 +48,7 @@ def test_non_json_values_are_converted_with_a_problem_reported() -> None:
     assert decoded["when"] == "2026-01-02T03:04:05"
     assert decoded["cyclic"] == {"name": "loop", "self": "<cycle>"}
     assert decoded["set"] == [1]
-    assert decoded["odd"] == "<unrepresentable Unprintable>"
+    assert decoded["odd"] == "<tests.test_jsonsafe.Unprintable>"
     assert decoded["1"] == "int key"
 
 

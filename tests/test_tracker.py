@@ -454,7 +454,7 @@ def test_bad_input_warns_once_each_and_the_rest_is_recorded(
     assert first.input_context["bytes"].startswith("base64:")
     assert first.outcome is not None and first.outcome.success is True
     assert first.outcome.result["cyclic"] == {"me": "<cycle>"}
-    assert first.outcome.result["odd"] == "<unrepresentable Unprintable>"
+    assert first.outcome.result["odd"] == "<tests.test_tracker.Unprintable>"
     assert first.outcome.result["huge"].endswith("[truncated 183616 chars]")
     assert stored.decisions[1].decision_type == dt.DecisionType.CUSTOM
     truncated = stored.decisions[1].outcome.result  # type: ignore[union-attr]

@@ -1,21 +1,34 @@
-"""JSON text for arbitrary agent values, never raising, always valid and bounded.
+"""JSON text for arbitrary agent values: never raising, never consuming, always bounded.
 
 Agent code hands us whatever it has: results with datetimes, bytes, NaN, cycles, objects
-whose ``__repr__`` raises, 10 MB strings. Span attributes and stored records need valid
-JSON of a bounded size, so every structured value goes through :func:`dumps`.
+whose ``__repr__`` raises or hangs, 10 MB strings, and values that must not be touched
+at all: an ``openai`` stream, a generator, an open file, an HTTP response, a lazy query.
+Span attributes and stored records need valid JSON of a bounded size, so every
+structured value goes through :func:`dumps`.
+
+The rule, in one place: recording reads only plain data. Containers of the built-in
+types (dict, list, tuple, set and their subclasses, read through the built-in methods so
+an override never runs), scalars, dates, enums, bytes, pydantic models and dataclasses
+(their stored fields) are recorded by value. Anything else is recorded by
+:func:`describe_without_reading`: its type, and its length for the few built-in types
+where that is cheap and safe. Such values are never iterated, read, awaited, closed,
+``repr``-ed or mutated, so the caller gets them exactly as they were.
 """
 
 from __future__ import annotations
 
+import array
 import base64
+import collections
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Sized
 from datetime import date, datetime, time
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 #: Longest JSON text kept for one value; longer text is replaced by a truncation marker.
@@ -28,14 +41,29 @@ TRUNCATED_KEY = "_decisiontrace_truncated"
 _encode_fast = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=True
 ).encode
-
-
-class Unserializable(Exception):
-    """The value needed sanitizing; carries the sanitized JSON and why."""
+_isfinite = math.isfinite
+# Exact types pydantic-core encodes as JSON without calling into them (dates as ISO text).
+_SCALARS = frozenset((str, int, bool, type(None), datetime, date, time))
+_dict_items = dict.items
+_list_iter = list.__iter__
+_tuple_iter = tuple.__iter__
+_set_iter = set.__iter__
+_frozenset_iter = frozenset.__iter__
+# Built-in types whose len() is a stored count: cheap, and it runs no user code.
+_SIZED: frozenset[type] = frozenset(
+    (
+        collections.deque,
+        range,
+        array.array,
+        type({}.keys()),
+        type({}.values()),
+        type({}.items()),
+    )
+)
 
 
 def dumps(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str | None]:
-    """Encode ``value`` as compact JSON text.
+    """Encode ``value`` as compact JSON text, without consuming any part of it.
 
     Returns:
         ``(text, problem)``: ``text`` is always valid JSON of at most about
@@ -43,24 +71,52 @@ def dumps(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str | No
         truncated), or is None when the value was encoded as given.
     """
     problem: str | None = None
-    text: str | None
-    try:
-        # pydantic-core's encoder is ~3x faster than json's on the agent's thread. It
-        # writes NaN/Infinity as bare (invalid) literals, so output that may hold one
-        # goes through the strict encoder below, which rejects them.
-        raw = to_json(value)
-        if b"NaN" in raw or b"Infinity" in raw:
-            raise ValueError("maybe not finite")
-        text = raw.decode()
-    except Exception:  # anything the fast encoder refuses gets the careful treatment
-        text = _strict(value)
+    text: str | None = None
+    budget = [max_chars]
+    if _is_plain(value, 0, budget):
+        # Exact built-in types with finite floats only, so pydantic-core's encoder (~3x
+        # faster than json's on the agent's thread) sees nothing it could iterate or
+        # call into, and writes valid JSON.
+        try:
+            text = to_json(value).decode()
+        except Exception:
+            text = _strict(value)
     if text is None:
-        text, problem = _sanitized(value)
+        text, problem = _sanitized(value, max_chars)
     if len(text) > max_chars:
         marker = {TRUNCATED_KEY: True, "original_chars": len(text), "preview": text[:1024]}
         text = _encode_fast(marker)
         problem = f"value was larger than {max_chars} characters and was truncated"
     return text, problem
+
+
+def _is_plain(value: Any, depth: int, budget: list[int]) -> bool:
+    """Whether ``value`` encodes as it stands: exact built-in types, str keys, finite floats.
+
+    ``budget`` bounds the walk (a shared structure can be exponentially larger than its
+    memory); a value that exhausts it goes to the sanitizer, which cuts it.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return _isfinite(value)
+    if depth >= MAX_DEPTH:
+        return False
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _is_plain(item, depth + 1, budget):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110 (a plain loop is faster than all() here)
+            if not _is_plain(item, depth + 1, budget):
+                return False
+        return True
+    return False
 
 
 def _strict(value: Any) -> str | None:
@@ -71,12 +127,12 @@ def _strict(value: Any) -> str | None:
         return None
 
 
-def _sanitized(value: Any) -> tuple[str, str]:
+def _sanitized(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str]:
     """JSON text of a sanitized copy, with what had to change."""
     try:
         return (
-            _encode_fast(sanitize(value)),
-            "value is not plain JSON; unsupported parts were converted",
+            _encode_fast(sanitize(value, _budget=[max_chars])),
+            "value is not plain JSON; other values were recorded as descriptions",
         )
     except Exception:  # the sanitizer itself must never take the caller down
         return (
@@ -85,22 +141,38 @@ def _sanitized(value: Any) -> tuple[str, str]:
         )
 
 
-def sanitize(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
-    """A JSON-compatible copy of ``value`` (dict keys as str, finite numbers, no cycles)."""
-    if value is None or isinstance(value, bool | int):
+def sanitize(
+    value: Any,
+    _depth: int = 0,
+    _seen: frozenset[int] = frozenset(),
+    _budget: list[int] | None = None,
+) -> Any:
+    """A JSON-compatible copy of ``value`` that reads only plain data (see the module doc).
+
+    Dict keys become str, floats finite, cycles a ``"<cycle>"`` marker; values that are
+    not plain data become :func:`describe_without_reading` text.
+    """
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, Enum):
+        value = value.__dict__.get("_value_")  # the stored value; .value may be overridden
     if isinstance(value, str):
-        return _cut(value)
+        return _cut(str.__str__(value))
+    if isinstance(value, int):
+        return int.__index__(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+        number = float.__float__(value)
+        return number if _isfinite(number) else repr(number)
     if _depth >= MAX_DEPTH:
         return "<max depth reached>"
-    if isinstance(value, Enum):
-        return sanitize(value.value, _depth + 1, _seen)
+    if _budget is not None:
+        _budget[0] -= 1
+        if _budget[0] < 0:
+            return "<cut>"
     if isinstance(value, datetime | date | time):
         return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
+    if isinstance(value, bytes | bytearray):
+        raw = bytes(memoryview(value)[: MAX_STRING_CHARS * 4])  # the buffer, no overrides
         try:
             return _cut(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -109,24 +181,67 @@ def sanitize(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -
     if marker in _seen:
         return "<cycle>"
     seen = _seen | {marker}
-    if isinstance(value, Mapping):
-        return {_key(k): sanitize(v, _depth + 1, seen) for k, v in _items(value)}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [sanitize(v, _depth + 1, seen) for v in value]
-    dump = getattr(value, "model_dump", None)  # pydantic models
-    if callable(dump):
-        try:
-            return sanitize(dump(mode="json"), _depth + 1, seen)
-        except Exception:
-            pass
+    depth = _depth + 1
+    # The built-in methods read the containers' own storage, so a subclass's overridden
+    # (perhaps lazy or consuming) iteration never runs.
+    if isinstance(value, dict):
+        return {_key(k): sanitize(v, depth, seen, _budget) for k, v in list(_dict_items(value))}
+    if isinstance(value, list):
+        return [sanitize(v, depth, seen, _budget) for v in list(_list_iter(value))]
+    if isinstance(value, tuple):
+        return [sanitize(v, depth, seen, _budget) for v in _tuple_iter(value)]
+    if isinstance(value, set):
+        return [sanitize(v, depth, seen, _budget) for v in list(_set_iter(value))]
+    if isinstance(value, frozenset):
+        return [sanitize(v, depth, seen, _budget) for v in _frozenset_iter(value)]
+    if isinstance(value, BaseModel):
+        return sanitize(_model_fields(value), depth, seen, _budget)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        try:
-            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        except Exception:
-            fields = None
+        fields = _dataclass_fields(value)
         if fields is not None:
-            return sanitize(fields, _depth + 1, seen)
-    return safe_repr(value)
+            return sanitize(fields, depth, seen, _budget)
+    return describe_without_reading(value)
+
+
+def _model_fields(model: BaseModel) -> dict[str, Any]:
+    """A pydantic model's stored field values (no serializers or properties run)."""
+    stored = object.__getattribute__(model, "__dict__")
+    names = type(model).model_fields
+    fields = {name: stored[name] for name in names if name in stored}
+    extra = getattr(model, "__pydantic_extra__", None)
+    if type(extra) is dict:
+        fields.update(extra)
+    return fields
+
+
+def _dataclass_fields(value: Any) -> dict[str, Any] | None:
+    try:
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    except Exception:
+        return None
+
+
+def describe_without_reading(value: Any) -> str:
+    """A short description of a value recording must not read, e.g. ``<openai.Stream>``.
+
+    It names the value's type and, for the few built-in types whose length is a stored
+    count (deque, range, array, dict views), its length. It never iterates, reads,
+    awaits, closes or ``repr``-s the value, and runs none of its code, so a stream,
+    generator, file or lazy object reaches the agent's caller untouched. Never raises.
+    """
+    try:
+        kind = type(value)
+        module = kind.__module__
+        name = kind.__qualname__
+        if type(module) is not str or type(name) is not str:
+            return "<object>"
+        if module != "builtins":
+            name = f"{module}.{name}"
+        if kind in _SIZED:  # exact types: a subclass may override __len__
+            return f"<{name} of length {len(cast(Sized, value))}>"
+        return f"<{name}>"
+    except Exception:
+        return "<object>"
 
 
 def safe_repr(value: Any) -> str:
@@ -150,15 +265,12 @@ def safe_str(value: Any) -> str:
         return safe_repr(value)
 
 
-def _items(mapping: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
-    try:
-        return list(mapping.items())
-    except Exception:
-        return []
-
-
 def _key(key: Any) -> str:
-    return key if isinstance(key, str) else safe_str(key)
+    if isinstance(key, str):
+        return _cut(str.__str__(key))
+    if key is None or isinstance(key, bool | int | float | Enum):
+        return safe_str(key)
+    return describe_without_reading(key)
 
 
 def _cut(text: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-from decisiontrace._jsonsafe import dumps, safe_str
+from decisiontrace._jsonsafe import describe_without_reading, dumps, safe_str
 from decisiontrace._redact import active as active_redactor
 from decisiontrace._redact import redact_json
 
@@ -218,12 +218,15 @@ def normalize_options(options: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(options, Mapping | str):
         warn(f"{where}: options should be a list; recorded as a one-item list")
         options = [options]
+    elif isinstance(options, set | frozenset):
+        options = list(options)
     elif not isinstance(options, Sequence):
-        try:
-            options = list(options)
-        except Exception:
-            warn(f"{where}: options should be a list, got {type(options).__name__}")
-            return []
+        # An iterator or generator would be consumed by reading it: left alone.
+        warn(
+            f"{where}: options should be a list, got {describe_without_reading(options)}; "
+            "it was not read"
+        )
+        return []
     return [_option(raw, index, where) for index, raw in enumerate(options)]
 
 
