@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
+from opentelemetry._logs import _internal as logs_internal
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
 )
@@ -44,6 +45,9 @@ def reset_globals() -> None:
     metrics_internal._METER_PROVIDER_SET_ONCE = Once()
     metrics_internal._METER_PROVIDER = None
     metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
+    logs_internal._LOGGER_PROVIDER = None
+    logs_internal._PROXY_LOGGER_PROVIDER = logs_internal.ProxyLoggerProvider()
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from decisiontrace.decorators import (
     node,
     set_default_tracker,
 )
+from decisiontrace.evaluation import Judgement, evaluate, judgements_of
 from decisiontrace.instrumentor import DecisionInstrumentor
 from decisiontrace.log_context import RunContextFilter, install_log_context
 from decisiontrace.models import (
@@ -44,6 +45,7 @@ __all__ = [
     "DecisionInstrumentor",
     "DecisionTracker",
     "DecisionType",
+    "Judgement",
     "KeepEveryRunSampler",
     "KeepFailedRunsProcessor",
     "Option",
@@ -66,7 +68,9 @@ __all__ = [
     "configure_redaction",
     "decision",
     "default_tracker",
+    "evaluate",
     "install_log_context",
+    "judgements_of",
     "node",
     "open_store",
     "rebuild",

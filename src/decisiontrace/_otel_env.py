@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
@@ -31,7 +32,7 @@ EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
 # What the Python SDK picks for "otlp" when no protocol variable is set.
 DEFAULT_PROTOCOL = "grpc"
-_SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
+_SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
 
 def env(name: str) -> str | None:
@@ -150,6 +151,22 @@ def metric_exporter(name: str, protocol: str, options: dict[str, Any]) -> Metric
     )
 
     return HttpMetricExporter(**options)
+
+
+def log_exporter(name: str, protocol: str, options: dict[str, Any]) -> LogRecordExporter:
+    if name == "console":
+        return ConsoleLogRecordExporter()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+            OTLPLogExporter as GrpcLogExporter,
+        )
+
+        return GrpcLogExporter(**options)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+        OTLPLogExporter as HttpLogExporter,
+    )
+
+    return HttpLogExporter(**options)
 
 
 # --- configure ------------------------------------------------------------------------------

@@ -104,6 +104,11 @@ def _nanos(value: Any, path: str, *, required: bool) -> int | None:
     raise FieldError(path, f"expected nanoseconds as an integer string, got {_short(value)}")
 
 
+def nanos(value: Any, path: str, *, required: bool) -> int | None:
+    """Nanoseconds of a ``*UnixNano`` field (integer string or number); None if absent."""
+    return _nanos(value, path, required=required)
+
+
 def any_value(value: Any, path: str) -> Any:
     """The Python value of an OTLP ``AnyValue`` object."""
     if not isinstance(value, Mapping):

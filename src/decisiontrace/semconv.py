@@ -96,6 +96,18 @@ GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
 LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
 LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
 ERROR_TYPE: Final = "error.type"
+
+# --- evaluation events (GenAI semantic conventions; a log record each) ------------------
+#: The event name (the log record's EventName) of a judgement of a decision.
+GEN_AI_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+#: Where older emitters put the event name, before log records had an EventName field.
+EVENT_NAME_ATTRIBUTE: Final = "event.name"
+# The judgement's full DecisionEvaluation travels as DECISION_EVALUATION (JSON object),
+# the judged decision as RUN_ID, DECISION_ID, NODE_ID and DECISION_CHOSEN_ID.
 ERROR_TYPE_OTHER: Final = "_OTHER"
 
 # --- span names -------------------------------------------------------------------------

@@ -16,8 +16,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import _logs as logs_api
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricReader,
@@ -50,6 +53,7 @@ class Telemetry:
         processor: the :class:`RunRecordProcessor` storing every run.
         store: the run store.
         span_processors: the export processors added to ``tracer_provider``.
+        logger_provider: the provider evaluation events are emitted through, or None.
     """
 
     def __init__(
@@ -61,6 +65,8 @@ class Telemetry:
         owns_meter_provider: bool,
         processor: RunRecordProcessor,
         span_processors: list[KeepFailedRunsProcessor],
+        logger_provider: logs_api.LoggerProvider | None = None,
+        owns_logger_provider: bool = False,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -69,6 +75,8 @@ class Telemetry:
         self.span_processors = span_processors
         self._owns_tracer_provider = owns_tracer_provider
         self._owns_meter_provider = owns_meter_provider
+        self.logger_provider = logger_provider
+        self._owns_logger_provider = owns_logger_provider
         self._shutdown = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -83,6 +91,8 @@ class Telemetry:
             done = span_processor.force_flush(_remaining(deadline)) and done
         if isinstance(self.meter_provider, MeterProvider):
             done = self.meter_provider.force_flush(_remaining(deadline)) and done
+        if isinstance(self.logger_provider, LoggerProvider):
+            done = self.logger_provider.force_flush(_remaining(deadline)) and done
         return done
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
@@ -107,11 +117,21 @@ class Telemetry:
                 self.meter_provider.shutdown(_remaining(deadline))
             else:
                 self.meter_provider.force_flush(_remaining(deadline))
+        if isinstance(self.logger_provider, LoggerProvider):
+            if self._owns_logger_provider:
+                self.logger_provider.shutdown()
+            else:
+                self.logger_provider.force_flush(_remaining(deadline))
         if self._owns_tracer_provider:
             self.tracer_provider.shutdown()  # its processors are all stopped already
         with _lock:
             if _active is self:
                 _active = None
+
+
+def active_telemetry() -> Telemetry | None:
+    """The configuration :func:`configure` made and that is not shut down, or None."""
+    return _active
 
 
 def _remaining(deadline: float) -> int:
@@ -133,12 +153,18 @@ def _check_arguments(
     metrics_exporter: Any,
     tracer_provider: Any,
     meter_provider: Any,
+    logs_exporter: Any = None,
+    logger_provider: Any = None,
 ) -> None:
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ValueError(f"service_name must be a non-empty str, got {service_name!r}")
     if resource_attributes is not None and not isinstance(resource_attributes, Mapping):
         raise ValueError(f"resource_attributes must be a mapping, got {resource_attributes!r}")
-    for name, value in (("exporter", exporter), ("metrics_exporter", metrics_exporter)):
+    for name, value in (
+        ("exporter", exporter),
+        ("metrics_exporter", metrics_exporter),
+        ("logs_exporter", logs_exporter),
+    ):
         if value is not None:
             if not isinstance(value, str):
                 raise ValueError(f"{name} must be a str such as 'otlp', got {value!r}")
@@ -168,6 +194,8 @@ def _check_arguments(
         raise ValueError("tracer_provider must be an opentelemetry.sdk.trace.TracerProvider")
     if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
         raise ValueError("meter_provider must be an OpenTelemetry MeterProvider")
+    if logger_provider is not None and not callable(getattr(logger_provider, "get_logger", None)):
+        raise ValueError("logger_provider must be an OpenTelemetry LoggerProvider")
 
 
 def configure(
@@ -184,6 +212,8 @@ def configure(
     metrics_exporter: str | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: metrics_api.MeterProvider | None = None,
+    logs_exporter: str | None = None,
+    logger_provider: logs_api.LoggerProvider | None = None,
 ) -> Telemetry:
     """Set up run storage, span export and metrics in one call.
 
@@ -228,6 +258,12 @@ def configure(
             else the span exporters.
         tracer_provider: add to this provider instead of the global one.
         meter_provider: record metrics with this provider.
+        logs_exporter: like ``exporter``, for the log records that carry evaluation
+            events (``gen_ai.evaluation.result``, see :func:`decisiontrace.evaluate`);
+            default ``OTEL_LOGS_EXPORTER``, else the span exporters. They go to an SDK
+            ``LoggerProvider`` already installed (or passed), else to one created here
+            (same resource as the spans), installed globally.
+        logger_provider: emit evaluation events through this provider.
 
     Returns:
         The :class:`Telemetry` handle; call its ``shutdown()`` before the process exits.
@@ -248,6 +284,8 @@ def configure(
         metrics_exporter=metrics_exporter,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+        logs_exporter=logs_exporter,
+        logger_provider=logger_provider,
     )
     sampler = None if export_ratio is None else KeepEveryRunSampler(export_ratio)
     with _lock:
@@ -351,6 +389,18 @@ def configure(
         if metrics_provider is not None:
             processor.add_listener(RunMetrics(metrics_provider).record)
 
+        log_source = logs_exporter or _otel_env.env("OTEL_LOGS_EXPORTER")
+        log_exporters = (
+            _otel_env.exporter_names(
+                log_source, "logs_exporter" if logs_exporter else "OTEL_LOGS_EXPORTER"
+            )
+            if log_source
+            else list(span_exporters)
+        )
+        events_provider, owns_logger_provider = _logger_provider(
+            logger_provider, log_exporters, provider, endpoint, headers, export_timeout, protocol
+        )
+
         if owns_tracer_provider:
             if isinstance(current, trace.ProxyTracerProvider):
                 trace.set_tracer_provider(provider)
@@ -368,7 +418,40 @@ def configure(
             owns_meter_provider=owns_meter_provider,
             processor=processor,
             span_processors=span_processors,
+            logger_provider=events_provider,
+            owns_logger_provider=owns_logger_provider,
         )
         if tracer_provider is None:
             _active = telemetry
         return telemetry
+
+
+def _logger_provider(
+    given: logs_api.LoggerProvider | None,
+    exporters: list[str],
+    tracer_provider: TracerProvider,
+    endpoint: str | None,
+    headers: Mapping[str, str] | None,
+    export_timeout: float | None,
+    protocol: str | None,
+) -> tuple[logs_api.LoggerProvider | None, bool]:
+    """The provider evaluation events go through, and whether it was created here."""
+    if given is not None:
+        return given, False
+    installed = logs_api.get_logger_provider()
+    if isinstance(installed, LoggerProvider):
+        return installed, False
+    if not exporters:
+        return None, False
+    log_protocol = (
+        _otel_env.protocol(protocol, "logs") if "otlp" in exporters else _otel_env.DEFAULT_PROTOCOL
+    )
+    options = _otel_env.otlp_options(endpoint, headers, export_timeout, "logs", log_protocol)
+    created = LoggerProvider(resource=tracer_provider.resource)
+    for name in exporters:
+        created.add_log_record_processor(
+            BatchLogRecordProcessor(_otel_env.log_exporter(name, log_protocol, options))
+        )
+    # Logs (does not raise) if a non-SDK provider is installed already.
+    logs_api.set_logger_provider(created)
+    return created, True

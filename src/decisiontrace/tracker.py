@@ -9,7 +9,7 @@ attributes the spans carry, with the same code, so it agrees with the stored rec
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -20,7 +20,10 @@ from decisiontrace._jsonsafe import safe_repr, safe_str
 from decisiontrace._live import LiveRun
 from decisiontrace._scope import RunScope
 from decisiontrace._version import __version__
-from decisiontrace.models import DecisionType, Run, RunStatus
+from decisiontrace.models import DecisionEvaluation, DecisionType, Run, RunStatus
+
+if TYPE_CHECKING:
+    from decisiontrace.evaluation.judgement import Judgement
 
 logger = logging.getLogger("decisiontrace")
 
@@ -91,6 +94,7 @@ class DecisionTracker(SpanEngine):
                 "outcome_aggregator must have record_decision() and record_outcome() methods"
             )
         self.stream_id = stream_id
+        self._tracer_provider = tracer_provider
         self._tracer = trace.get_tracer(
             "decisiontrace", __version__, tracer_provider=tracer_provider
         )
@@ -302,6 +306,49 @@ class DecisionTracker(SpanEngine):
             reasoning=reasoning,
             node_id=node_id,
         )
+
+    # --- judging decisions afterwards ------------------------------------------------------
+
+    def evaluate(
+        self,
+        run_id: str,
+        decision_id: str,
+        *,
+        evaluator: str,
+        evaluation: DecisionEvaluation | dict[str, Any] | None = None,
+        score: float | None = None,
+        label: str | None = None,
+        explanation: str | None = None,
+        store: Any = None,
+        wait: float = 5.0,
+        logger_provider: Any = None,
+    ) -> Judgement | None:
+        """Record a judgement of a decision of a run this tracker recorded.
+
+        As :func:`decisiontrace.evaluate`, with this tracker's tracer provider flushed
+        when the run is not stored yet; a run of this tracker's stream is waited for up
+        to ``wait`` seconds. A run still open here cannot be judged: one warning, nothing
+        recorded. Never raises.
+        """
+        try:
+            from decisiontrace.evaluation import api  # the evaluation layer sits above
+
+            if any(
+                live.run_id == run_id and live.end_ns is None for live in list(self._runs.values())
+            ):
+                _normalize.warn(
+                    f"evaluate(): run {safe_repr(run_id)} is still open; judge its "
+                    "decisions after end_run; nothing recorded"
+                )
+                return None
+            return api.record_evaluation(
+                run_id, decision_id, evaluator, evaluation, score, label, explanation, store,
+                wait, logger_provider, self._tracer_provider,
+                poll=isinstance(run_id, str) and run_id.startswith(self._run_id_prefix),
+            )  # fmt: skip
+        except Exception:
+            logger.exception("decisiontrace: evaluate failed")
+            return None
 
     # --- monitoring --------------------------------------------------------------------
 

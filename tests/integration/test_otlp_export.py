@@ -25,6 +25,7 @@ import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
 from opentelemetry import trace
+from opentelemetry._logs import _internal as logs_internal
 from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -209,6 +210,9 @@ def reset_globals() -> None:
     metrics_internal._METER_PROVIDER_SET_ONCE = Once()
     metrics_internal._METER_PROVIDER = None
     metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
+    logs_internal._LOGGER_PROVIDER = None
+    logs_internal._PROXY_LOGGER_PROVIDER = logs_internal.ProxyLoggerProvider()
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ logger = logging.getLogger("decisiontrace")
 
 #: Version of the table layout this module writes; stored in ``meta`` so a later
 #: version knows what it is opening.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Every column of ``runs`` after the primary key, with its type. Opening a database
 # written by an older version adds whichever of these are missing.
 RUN_COLUMNS: dict[str, str] = {
@@ -61,6 +61,31 @@ CREATE TABLE IF NOT EXISTS journal (
     data BLOB NOT NULL
 )
 """
+#: Judgements of decisions (see ``decisiontrace._judgements``), apart from ``runs`` so that
+#: saving a run again (late spans) leaves them alone; merged into the record on read.
+EVALUATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    evaluator TEXT NOT NULL,
+    evaluated_at TEXT NOT NULL,
+    judgement TEXT NOT NULL,
+    PRIMARY KEY (run_id, decision_id, evaluator)
+)
+"""
+# One judgement per evaluator: the latest wins, an older one arriving late is ignored.
+EVALUATION_UPSERT = """
+INSERT INTO evaluations (run_id, decision_id, evaluator, evaluated_at, judgement)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT(run_id, decision_id, evaluator) DO UPDATE SET
+    evaluated_at = excluded.evaluated_at,
+    judgement = excluded.judgement
+WHERE excluded.evaluated_at >= evaluations.evaluated_at
+"""
+EVALUATIONS_OF_RUN = (
+    "SELECT decision_id, judgement FROM evaluations WHERE run_id = ? ORDER BY evaluated_at"
+)
+
 JOURNAL_INSERT = "INSERT INTO journal (run_id, trace_id, pid, data) VALUES (?, ?, ?, ?)"
 JOURNAL_DELETE = "DELETE FROM journal WHERE run_id = ?"
 
@@ -75,7 +100,9 @@ def schema_is_current(connection: sqlite3.Connection) -> bool:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
     except (sqlite3.Error, ValueError):
         return False
-    return {"journal", "journal_run_id", *INDEXES} <= names and set(RUN_COLUMNS) <= columns
+    return {"journal", "journal_run_id", "evaluations", *INDEXES} <= names and set(
+        RUN_COLUMNS
+    ) <= columns
 
 
 def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
@@ -94,6 +121,7 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
         for index, column in INDEXES.items():
             connection.execute(f"CREATE INDEX IF NOT EXISTS {index} ON runs ({column})")
         connection.execute(JOURNAL_TABLE)
+        connection.execute(EVALUATIONS_TABLE)
         connection.execute("CREATE INDEX IF NOT EXISTS journal_run_id ON journal (run_id)")
         row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         stored = int(row[0]) if row is not None else 0

@@ -9,11 +9,12 @@ models to readers. ``load_run`` returns exactly the Run that was saved.
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from decisiontrace import _records
+from decisiontrace import _judgements, _records
 from decisiontrace.models import Run, RunStatus, RunSummary
 
 Record = dict[str, Any]
@@ -30,6 +31,9 @@ class AssembledRun(Protocol):
 
     def compact(self) -> dict[str, Any]:
         """The run's spans as JSON-ready data (see ``_assembly.record_from_compact``)."""
+
+
+_generic_update_lock = threading.Lock()
 
 
 class StoreError(Exception):
@@ -99,6 +103,41 @@ class RunStore(abc.ABC):
 
     def journal_clear(self, run_ids: Sequence[str]) -> None:  # noqa: B027
         """Delete the journal entries of these runs (this store keeps no journal: nothing)."""
+
+    # -- judgements of decisions ------------------------------------------------------------
+
+    def update_evaluations(
+        self, run_id: str, judgements: Sequence[tuple[str, Record]]
+    ) -> list[str] | None:
+        """Merge judgements into a stored run's decisions, atomically.
+
+        Each judgement (a JSON-ready dict with ``evaluator``, ``score``, ``label``,
+        ``explanation``, ``evaluation`` and ``evaluated_at``) goes into its decision's
+        ``evaluations`` extra field, replacing that evaluator's earlier judgement; the
+        decision's ``evaluation`` becomes the latest full evaluation (see
+        ``decisiontrace._judgements``). Judgements survive the run being saved again.
+
+        This default reads the record, merges and saves it, serialized within this
+        process only, and a later save of the run replaces the judgements: stores
+        override it to do the merge in one transaction and to keep judgements across
+        saves.
+
+        Args:
+            run_id: the run.
+            judgements: ``(decision_id, judgement)`` pairs.
+
+        Returns:
+            None if the run is not stored (nothing is recorded), else the decision ids
+            not in the run (nothing is recorded for those).
+        """
+        with _generic_update_lock:
+            record = self.load_record(run_id)
+            if record is None:
+                return None
+            unknown = _judgements.apply(record, judgements)
+            if len(unknown) < len(judgements):
+                self.save_records([record])
+            return unknown
 
     def save_run(self, run: Run) -> None:
         """Store one run (insert or replace)."""

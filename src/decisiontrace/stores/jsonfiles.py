@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from decisiontrace import _records
+from decisiontrace import _judgements, _records
 from decisiontrace.stores._filters import (
     newest_first_key,
     record_matches,
@@ -195,11 +195,7 @@ class JSONFilesStore(RunStore):
                 logger.warning("not saving run %r: %s", _run_id_of(record), refusal)
                 continue
             run_id = record["id"]
-            prepared[run_id] = (
-                record,
-                json.dumps(record, indent=2, ensure_ascii=False),
-                json.dumps(_records.summary_from_record(record), indent=2, ensure_ascii=False),
-            )
+            prepared[run_id] = (record, *_texts(record))
         if not prepared:
             return
         with self._locked():
@@ -208,12 +204,42 @@ class JSONFilesStore(RunStore):
                 # Read the keys it had before it is overwritten, to drop stale entries.
                 old = self._read_quietly(run_id)
                 _plan_index_changes(changes, run_id, old, record)
+                # The run saved again (late spans): its judgements stay. A copy, so the
+                # caller's record is left as it was given.
+                copy = json.loads(record_text) if old is not None else None
+                if copy is not None and _judgements.carry_over(old, copy):
+                    record_text, summary_text = _texts(copy)
                 _write_atomically(self._must_path(_RUNS, run_id), record_text)
                 _write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
             for (folder, key), (added, removed) in changes.items():
                 self._update_index(folder, key, added, removed)
             for folder in (_RUNS, _SUMMARIES, _BY_GOAL, _BY_STATUS, _BY_NODE):
                 _fsync_directory(os.path.join(self._root, folder))
+
+    def update_evaluations(
+        self, run_id: str, judgements: Sequence[tuple[str, Record]]
+    ) -> list[str] | None:
+        """Merge judgements into a stored run, under the folder's locks (see RunStore).
+
+        Raises:
+            StoreError: the run's file is not valid JSON.
+            OSError: the file could not be written.
+        """
+        path = self._path(_RUNS, run_id)
+        if path is None:
+            return None
+        with self._locked():
+            record = _read_json(path)
+            if not isinstance(record, dict):
+                return None
+            unknown = _judgements.apply(record, judgements)
+            if len(unknown) < len(judgements):
+                record_text, summary_text = _texts(record)
+                # Goal, status and nodes are unchanged: the indexes stay as they are.
+                _write_atomically(path, record_text)
+                _write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
+                _fsync_directory(os.path.dirname(path))
+            return unknown
 
     def load_record(self, run_id: str) -> Record | None:
         """The stored record of ``run_id``, or None.
@@ -329,6 +355,14 @@ class JSONFilesStore(RunStore):
                 for entry in entries
                 if entry.name.endswith(".json") and not entry.name.startswith(".")
             ]
+
+
+def _texts(record: Record) -> tuple[str, str]:
+    """The file texts of a record and of its summary."""
+    return (
+        json.dumps(record, indent=2, ensure_ascii=False),
+        json.dumps(_records.summary_from_record(record), indent=2, ensure_ascii=False),
+    )
 
 
 def _plan_index_changes(

@@ -12,9 +12,13 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from decisiontrace import _records
+from decisiontrace import _judgements, _records
 from decisiontrace.stores._filters import newest_first_key, record_matches, since_text
 from decisiontrace.stores.base import Record, RunStore
+
+
+def _dumps(record: Record) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 class MemoryStore(RunStore):
@@ -42,12 +46,30 @@ class MemoryStore(RunStore):
             TypeError: a record holds a value JSON cannot represent (nothing is saved).
         """
         # Serialize the whole batch before touching the dict, so a bad record saves nothing.
-        texts = {
-            str(record["id"]): json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-            for record in records
-        }
+        texts = {str(record["id"]): _dumps(record) for record in records}
         with self._lock:
+            for run_id in texts:
+                old = self._texts.get(run_id)
+                # The run saved again (late spans): its judgements stay.
+                if old is not None and _judgements.EVALUATIONS_FIELD in old:
+                    record = json.loads(texts[run_id])
+                    if _judgements.carry_over(json.loads(old), record):
+                        texts[run_id] = _dumps(record)
             self._texts.update(texts)
+
+    def update_evaluations(
+        self, run_id: str, judgements: Sequence[tuple[str, Record]]
+    ) -> list[str] | None:
+        """Merge judgements into a stored run under the store's lock (see RunStore)."""
+        with self._lock:
+            text = self._texts.get(run_id)
+            if text is None:
+                return None
+            record = json.loads(text)
+            unknown = _judgements.apply(record, judgements)
+            if len(unknown) < len(judgements):
+                self._texts[run_id] = _dumps(record)
+            return unknown
 
     def load_record(self, run_id: str) -> Record | None:
         """A fresh copy of the stored record, or None."""

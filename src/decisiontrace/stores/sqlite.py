@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from decisiontrace import _records
+from decisiontrace import _judgements, _records
 from decisiontrace._assembly import record_from_compact
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
@@ -336,30 +336,84 @@ class SQLiteStore(RunStore):
             self._transaction([(_schema.JOURNAL_DELETE, [(run_id,) for run_id in run_ids])])
 
     def load_record(self, run_id: str) -> Record | None:
-        """The stored record of ``run_id``, or None.
+        """The stored record of ``run_id`` with its judgements, or None.
 
         Raises:
             StoreError: the database cannot be read or the stored record is corrupt.
         """
         try:
-            row = (
-                self._connection()
-                .execute("SELECT record, schema_version FROM runs WHERE run_id = ?", (run_id,))
-                .fetchone()
-            )
+            return self._read_record(self._connection(), run_id)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path}: {exc}") from exc
+
+    def _read_record(self, connection: sqlite3.Connection, run_id: str) -> Record | None:
+        row = connection.execute(
+            "SELECT record, schema_version FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
         if row is None or row[0] is None:
             return None
         try:
             if row[1] == _rows.ROW_SPANS:
-                return record_from_compact(from_json(zlib.decompress(row[0])))
-            record: Record = json.loads(row[0])
+                record: Record = record_from_compact(from_json(zlib.decompress(row[0])))
+            else:
+                record = json.loads(row[0])
+            judgements = [
+                (str(decision_id), json.loads(text))
+                for decision_id, text in connection.execute(_schema.EVALUATIONS_OF_RUN, (run_id,))
+            ]
         except (ValueError, TypeError, KeyError, zlib.error) as exc:
             raise StoreError(
                 f"run {run_id!r} in {self.path} is corrupt ({exc}); save it again"
             ) from exc
+        if judgements:
+            _judgements.apply(record, judgements)
         return record
+
+    def update_evaluations(
+        self, run_id: str, judgements: Sequence[tuple[str, Record]]
+    ) -> list[str] | None:
+        """Merge judgements into a stored run in one write transaction (see RunStore).
+
+        They are kept in the ``evaluations`` table, so saving the run again keeps them.
+
+        Raises:
+            StoreError: the stored record is corrupt.
+            sqlite3.Error: the write failed (nothing is recorded).
+        """
+        rows = [
+            (run_id, decision_id, str(j["evaluator"]), str(j.get("evaluated_at") or ""),
+             _rows.dumps(_rows.valid_text(j)))
+            for decision_id, j in judgements
+        ]  # fmt: skip
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                record = self._read_record(connection, run_id)
+                unknown: list[str] | None = None
+                if record is not None:
+                    known = _judgements.decision_ids(record)
+                    unknown = [
+                        decision_id for decision_id, _ in judgements if decision_id not in known
+                    ]
+                    rows = [row for row in rows if row[1] in known]
+                    if rows:
+                        connection.executemany(_schema.EVALUATION_UPSERT, rows)
+                        _judgements.apply(record, [(d, j) for d, j in judgements if d in known])
+                        connection.execute(
+                            "UPDATE runs SET summary = ? WHERE run_id = ?",
+                            (_rows.dumps(_records.summary_from_record(record)), run_id),
+                        )
+                connection.execute("COMMIT")
+                return unknown
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if str(getattr(exc, "sqlite_errorname", "")).startswith(_REOPEN_AFTER):
+                self._discard_connection(connection)
+            raise
 
     def list_summaries(
         self,
