@@ -25,14 +25,14 @@ from decisiontrace.models import RunStatus
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "collector-config"
 COMPOSE_FILE = CONFIG_DIR / "docker-compose.yml"
+TAIL_SAMPLING_COMPOSE_FILE = CONFIG_DIR / "docker-compose.tail-sampling.yml"
 TEMPO_CONFIG = CONFIG_DIR / "tempo.yaml"
 DATASOURCES = CONFIG_DIR / "grafana" / "provisioning" / "datasources" / "tempo.yaml"
 README = CONFIG_DIR / "README.md"
 
 EXPECTED_COLLECTOR_CONFIGS = frozenset(
     {
-        "otel-collector-jaeger.yaml",
-        "otel-collector-tempo.yaml",
+        "otel-collector-default.yaml",
         "otel-collector-tail-sampling.yaml",
         "otel-collector-loadbalancer.yaml",
         "otel-collector-sampler.yaml",
@@ -40,11 +40,21 @@ EXPECTED_COLLECTOR_CONFIGS = frozenset(
 )
 COLLECTOR_CONFIGS = sorted(CONFIG_DIR.glob("otel-collector-*.yaml"))
 TAIL_SAMPLING_CONFIGS = ("otel-collector-tail-sampling.yaml", "otel-collector-sampler.yaml")
+DEFAULT_CONFIG = "otel-collector-default.yaml"
 LOADBALANCER_CONFIG = "otel-collector-loadbalancer.yaml"
 SAMPLER_CONFIG = "otel-collector-sampler.yaml"
 PIPELINE_SECTIONS = ("receivers", "processors", "exporters")
 REQUIRED_SERVICES = frozenset({"collector", "jaeger", "tempo", "grafana"})
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib"
+#: Component types the collector renamed to lower_snake_case; the old names still load
+#: as deprecated aliases that log a warning at every start (core v0.144, contrib 2026).
+DEPRECATED_COMPONENT_TYPES = {
+    "otlp": "otlp_grpc",  # exporter only: the `otlp` receiver keeps its name
+    "otlphttp": "otlp_http",
+    "loadbalancing": "load_balancing",
+}
+#: Top-level Tempo blocks that Tempo 3.0 removed with the ingester/compactor design.
+TEMPO_2_BLOCKS = frozenset({"ingester", "ingester_client", "compactor", "metrics_generator_client"})
 
 #: Every name the package may write onto a span, from the one module that defines them.
 SEMCONV_NAMES = frozenset(
@@ -137,6 +147,14 @@ def host_and_port(address: str) -> tuple[str, int]:
     assert parsed.hostname is not None, f"no host in {address!r}"
     assert parsed.port is not None, f"no port in {address!r}"
     return parsed.hostname, parsed.port
+
+
+def seconds(duration: str) -> float:
+    """A collector duration such as ``5s``, ``2m`` or ``500ms`` in seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(duration).strip())
+    assert match, f"not a duration: {duration!r}"
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+    return float(match.group(1)) * scale
 
 
 def flatten_policies(policies: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -352,11 +370,24 @@ def test_decisiontrace_names_exist_in_semconv(config: dict[str, Any]) -> None:
 
 def test_otlp_exporters_point_at_compose_services(config: dict[str, Any]) -> None:
     services = compose_services()
-    for exporter_id, body in components_of_type(config, "exporters", "otlp").items():
+    for exporter_id, body in components_of_type(config, "exporters", "otlp_grpc").items():
         host, _port = host_and_port(body["endpoint"])
         assert host in services, f"{exporter_id} sends to {host!r}, not a compose service"
         # Plain gRPC inside the compose network: without this the exporter tries TLS.
         assert (body.get("tls") or {}).get("insecure") is True, f"{exporter_id}: tls.insecure"
+
+
+def test_component_types_use_current_names(config: dict[str, Any]) -> None:
+    # A deprecated alias still works but logs a warning at every collector start, and
+    # will go away: the configs use the names the collector documents today.
+    for section in ("receivers", "processors", "exporters", "connectors", "extensions"):
+        for component_id in config.get(section) or {}:
+            type_ = component_type(component_id)
+            if section == "receivers" and type_ == "otlp":
+                continue  # the OTLP receiver was not renamed
+            assert type_ not in DEPRECATED_COMPONENT_TYPES, (
+                f"{section}.{component_id}: use {DEPRECATED_COMPONENT_TYPES[type_]!r}"
+            )
 
 
 # --- tail sampling ---------------------------------------------------------------------------
@@ -480,9 +511,21 @@ def test_tail_sampling_exports_to_jaeger_and_tempo(sampling_config: dict[str, An
         hosts = {
             host_and_port(exporters[exporter_id]["endpoint"])[0]
             for exporter_id in pipeline["exporters"]
-            if component_type(exporter_id) == "otlp"
+            if component_type(exporter_id) == "otlp_grpc"
         }
         assert {"jaeger", "tempo"} <= hosts, f"pipeline {pipeline_id} exports to {hosts}"
+
+
+def test_tail_sampling_decides_soon_after_the_run_span(sampling_config: dict[str, Any]) -> None:
+    # The run span ends last. Without decision_wait_after_root_received a finished run
+    # waits the whole decision_wait (minutes) before Jaeger or Tempo shows it.
+    for processor_id, body in components_of_type(
+        sampling_config, "processors", "tail_sampling"
+    ).items():
+        after_root = seconds(body.get("decision_wait_after_root_received", "0s"))
+        cap = seconds(body.get("decision_wait", "30s"))
+        assert 0 < after_root <= 10, f"{processor_id}: decision_wait_after_root_received"
+        assert cap > after_root, f"{processor_id}: decision_wait must be the longer cap"
 
 
 def test_sampler_tier_runs_the_same_policies() -> None:
@@ -494,11 +537,11 @@ def test_sampler_tier_runs_the_same_policies() -> None:
 
 
 def loadbalancing_exporters() -> dict[str, Any]:
-    """The loadbalancing exporters of the load-balancer config (there must be one)."""
+    """The load_balancing exporters of the load-balancer config (there must be one)."""
     exporters = components_of_type(
-        collector_config(LOADBALANCER_CONFIG), "exporters", "loadbalancing"
+        collector_config(LOADBALANCER_CONFIG), "exporters", "load_balancing"
     )
-    assert exporters, "no loadbalancing exporter"
+    assert exporters, "no load_balancing exporter"
     return exporters
 
 
@@ -540,7 +583,8 @@ def test_compose_has_the_stack_services() -> None:
 
 
 def test_compose_bind_mounts_exist_under_collector_config() -> None:
-    for name, service in compose_services().items():
+    override = load_yaml(TAIL_SAMPLING_COMPOSE_FILE)["services"]
+    for name, service in [*compose_services().items(), *override.items()]:
         for source in bind_mounts(service).values():
             host_path = (CONFIG_DIR / source).resolve()
             assert host_path.is_relative_to(CONFIG_DIR.resolve()), f"{name}: {source} outside"
@@ -565,6 +609,38 @@ def test_collector_publishes_otlp_ports_to_the_host() -> None:
     assert otlp_receiver_ports(loaded, "http") == {4318}
 
 
+def test_compose_default_keeps_every_run() -> None:
+    # A new user's first look at the stack must show every run as soon as it ends:
+    # no sampling in the default collector, both backends fed.
+    collector = compose_services()["collector"]
+    assert service_config_file(collector).name == DEFAULT_CONFIG
+    default = collector_config(DEFAULT_CONFIG)
+    assert not components_of_type(default, "processors", "tail_sampling")
+    assert not components_of_type(default, "processors", "probabilistic_sampler")
+    traces = pipelines(default)["traces"]
+    hosts = {
+        host_and_port(default["exporters"][exporter_id]["endpoint"])[0]
+        for exporter_id in traces["exporters"]
+        if component_type(exporter_id) == "otlp_grpc"
+    }
+    assert hosts == {"jaeger", "tempo"}, hosts
+    for body in components_of_type(default, "processors", "batch").values():
+        assert seconds(body.get("timeout", "200ms")) <= 1, "runs would show late"
+
+
+def test_tail_sampling_compose_file_swaps_the_collector_config() -> None:
+    override = load_yaml(TAIL_SAMPLING_COMPOSE_FILE)["services"]
+    assert set(override) == {"collector"}, "the override touches only the collector"
+    base = compose_services()["collector"]
+    config_path = command_flag(base, "--config")
+    assert config_path
+    mounts = bind_mounts(override["collector"])
+    # Compose merges volumes by container path: the same target replaces the default.
+    assert config_path in mounts, f"override mounts {mounts}, the collector reads {config_path}"
+    mounted = (CONFIG_DIR / mounts[config_path]).resolve()
+    assert mounted == (CONFIG_DIR / "otel-collector-tail-sampling.yaml").resolve()
+
+
 def test_images_are_pinned() -> None:
     for name, service in compose_services().items():
         image = str(service.get("image", ""))
@@ -580,6 +656,20 @@ def test_tempo_loads_the_mounted_tempo_config() -> None:
     assert mounted_host_file(tempo, config_path) == TEMPO_CONFIG.resolve()
 
 
+def test_tempo_config_has_no_tempo_2_blocks() -> None:
+    # Tempo 3.0 removed the ingester and compactor; their blocks fail its config parse.
+    leftover = TEMPO_2_BLOCKS & set(load_yaml(TEMPO_CONFIG))
+    assert not leftover, f"tempo.yaml has Tempo 2.x blocks: {leftover}"
+
+
+def test_compose_runs_tempo_3_and_jaeger_2() -> None:
+    services = compose_services()
+    tempo_tag = str(services["tempo"]["image"]).rsplit(":", 1)[1]
+    jaeger_tag = str(services["jaeger"]["image"]).rsplit(":", 1)[1]
+    assert int(tempo_tag.split(".")[0]) >= 3, tempo_tag
+    assert int(jaeger_tag.split(".")[0]) == 2, jaeger_tag
+
+
 def test_tempo_config_receives_otlp_and_keeps_arrays_searchable() -> None:
     tempo = load_yaml(TEMPO_CONFIG)
     trace_storage = tempo["storage"]["trace"]
@@ -591,7 +681,7 @@ def test_tempo_config_receives_otlp_and_keeps_arrays_searchable() -> None:
     assert host == "0.0.0.0"
     for path in COLLECTOR_CONFIGS:
         for exporter_id, body in components_of_type(
-            collector_config(path.name), "exporters", "otlp"
+            collector_config(path.name), "exporters", "otlp_grpc"
         ).items():
             exporter_host, exporter_port = host_and_port(body["endpoint"])
             if exporter_host == "tempo":
@@ -646,5 +736,6 @@ def test_readme_queries_use_real_attribute_names() -> None:
 
 def test_readme_describes_every_config() -> None:
     text = README.read_text(encoding="utf-8")
-    undocumented = {name for name in EXPECTED_COLLECTOR_CONFIGS if name not in text}
+    names = {*EXPECTED_COLLECTOR_CONFIGS, TAIL_SAMPLING_COMPOSE_FILE.name, TEMPO_CONFIG.name}
+    undocumented = {name for name in names if name not in text}
     assert not undocumented, f"README does not mention {undocumented}"
