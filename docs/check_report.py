@@ -1,41 +1,55 @@
-"""Render the HTML report of a demo store in headless Chromium and save a screenshot.
+"""Render the HTML report of the demo's store in headless Chromium and save screenshots.
 
-    .venv/bin/python docs/check_report.py            # writes docs/report.png
+    .venv/bin/python docs/check_report.py     # writes docs/report.png and docs/report-800.png
 
-Fills a fresh store with the demo (seed 3, 4 tickets: a failure, fallbacks, escalations),
+Fills a fresh store with ``decisiontrace demo`` (its defaults: 60 tickets, seed 7),
 writes the report with ``decisiontrace report --html``, and has Chromium screenshot it
-offline at 1400x2000.
-``docs/report.png`` is committed; the test ``tests/cli/test_report.py`` runs the same
-steps into a temporary folder when ``/usr/bin/chromium`` exists.
+offline at 1400 and 800 px wide with the first failed run opened (``#open=run-N``), so
+the pictures show decisions, options and reasoning, not only the list.
+``tests/cli/test_report_browser.py`` runs the same steps into a temporary folder.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-CHROMIUM = Path("/usr/bin/chromium")
-WINDOW = (1400, 2000)
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+#: (file name, window width, window height) of each screenshot.
+SHOTS = (("report.png", 1400, 1800), ("report-800.png", 800, 1800))
 
 
-def screenshot(html: Path, png: Path, *, chromium: Path = CHROMIUM) -> None:
-    """Screenshot ``html`` into ``png`` with headless Chromium, with no network access used."""
+def find_chromium() -> str | None:
+    """The Chromium binary on PATH (Debian's package installs /usr/bin/chromium)."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(url: str, *args: str, binary: str | None = None, timeout: float = 120) -> str:
+    """Run headless Chromium on ``url`` with a fresh profile; returns its stdout."""
+    executable = binary or find_chromium()
+    if executable is None:
+        raise FileNotFoundError("chromium is not installed (apt-get install -y chromium)")
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-                f"--screenshot={png}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
-                html.resolve().as_uri(),
-            ],
-            check=True, capture_output=True, timeout=120,
+        done = subprocess.run(
+            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
+            check=True, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
+    return done.stdout
 
 
-def build_report(folder: Path, *, tickets: int = 4, seed: int = 3) -> Path:
+def screenshot(url: str, png: Path, width: int, height: int) -> None:
+    """Screenshot ``url`` into ``png`` at a ``width`` x ``height`` window."""
+    chromium(url, f"--screenshot={png}", f"--window-size={width},{height}")
+
+
+def build_report(folder: Path, *, tickets: int = 60, seed: int = 7) -> Path:
     """Run the demo into ``folder/runs.db`` and write ``folder/report.html`` from it."""
     from click.testing import CliRunner
 
@@ -54,14 +68,24 @@ def build_report(folder: Path, *, tickets: int = 4, seed: int = 3) -> Path:
     return html
 
 
+def first_failed_run(html: Path) -> str:
+    """The element id of the first failed run in the page (run-0 if none failed)."""
+    text = html.read_text(encoding="utf-8")
+    match = re.search(r'<details class="run" id="(run-\d+)"[^>]*data-status="failed"', text)
+    return match.group(1) if match else "run-0"
+
+
 def main() -> int:
     docs = Path(__file__).resolve().parent
-    if not CHROMIUM.exists():
-        print(f"{CHROMIUM} not found; install it (apt-get install chromium)", file=sys.stderr)
+    if find_chromium() is None:
+        print("chromium not found; install it (apt-get install -y chromium)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as folder:
-        screenshot(build_report(Path(folder)), docs / "report.png")
-    print(f"wrote {docs / 'report.png'}")
+        html = build_report(Path(folder))
+        url = f"{html.resolve().as_uri()}#open={first_failed_run(html)}"
+        for name, width, height in SHOTS:
+            screenshot(url, docs / name, width, height)
+            print(f"wrote {docs / name}")
     return 0
 
 

@@ -29,7 +29,7 @@ from decisiontrace.cli._errors import App, CommandError, fail, one_line
 from decisiontrace.cli._options import filters, json_option, store_option
 from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_reading, store_url
 from decisiontrace.cli.diff import diff_runs
-from decisiontrace.cli.report import render_report
+from decisiontrace.cli.report import render_report, trace_url_from_env
 from decisiontrace.cli.stats import compute_stats
 from decisiontrace.models import RunStatus
 from decisiontrace.stores import StoreError, open_store
@@ -306,12 +306,21 @@ def report(
     limit: int,
     title: str,
 ) -> int:
-    """One self-contained HTML page: runs, a timeline of each run, stats with charts."""
+    """One self-contained HTML page: every run's decisions, searchable, and stats with charts.
+
+    Runs with a trace id link to their trace when DECISIONTRACE_TRACE_URL is a URL
+    template with {trace_id} (for Jaeger: http://localhost:16686/trace/{trace_id}).
+    """
     with open_for_reading(ctx) as store:
         selected = list(load_runs(store, goal, since, limit))
         url = store.url
     page = render_report(
-        selected, compute_stats(selected), store_url=url, generated_at=datetime.now(), title=title
+        selected,
+        compute_stats(selected),
+        store_url=url,
+        generated_at=datetime.now().astimezone(),
+        title=title,
+        trace_url=trace_url_from_env(),
     )
     with open(html_path, "w", encoding="utf-8") as stream:
         stream.write(page)
