@@ -33,7 +33,11 @@ from decisiontrace.models import (
 )
 from decisiontrace.processor import RunRecordProcessor
 from decisiontrace.rebuild import RebuildResult, rebuild
-from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor
+from decisiontrace.sampling import (
+    KeepEveryRunSampler,
+    KeepFailedRunsProcessor,
+    RecordEveryRunSampler,
+)
 from decisiontrace.setup import Telemetry, configure
 from decisiontrace.stores import RunStore, open_store
 from decisiontrace.tracker import DecisionTracker
@@ -52,6 +56,7 @@ __all__ = [
     "Outcome",
     "Problem",
     "RebuildResult",
+    "RecordEveryRunSampler",
     "Run",
     "RunContextFilter",
     "RunMetrics",

@@ -85,6 +85,8 @@ class SpanEngine:
             links=[Link(caller)] if caller.is_valid else None,
             start_time=start_ns,
         )
+        if not span.is_recording() and span.get_span_context().is_valid:
+            self._warn_dropped(run_id)
         # The engine is only ever the base of a DecisionTracker.
         tracker = cast("DecisionTracker", self)
         live = LiveRun(tracker, execution_id, run_id, goal_id, span, attributes, start_ns)
@@ -102,6 +104,18 @@ class SpanEngine:
             )  # fmt: skip
         self._enforce_limits(start_ns)
         return live
+
+    def _warn_dropped(self, run_id: str) -> None:
+        """Say once per tracker that a sampler dropped a run span (a valid, unrecorded
+        span: an SDK is there, and its sampler said DROP), so the loss is never silent."""
+        if "dropped" not in self._limit_warned:
+            self._limit_warned.add("dropped")
+            _normalize.warn(
+                f"run {run_id} will not be stored: the TracerProvider's sampler dropped its "
+                "span (said once per tracker). decisiontrace.configure() makes that provider "
+                "record every run; or give it KeepEveryRunSampler(export_sampler=<your "
+                "sampler>) from decisiontrace.sampling"
+            )
 
     def _enforce_limits(self, now_ns: int) -> None:
         """End the oldest runs as stuck while there are too many or they are too old.

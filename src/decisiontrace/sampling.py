@@ -1,11 +1,13 @@
 """Sampling that keeps every run: every span is recorded, only a sample is exported.
 
-Two pieces, used together by :func:`decisiontrace.setup.configure`:
+The pieces, used by :func:`decisiontrace.setup.configure`:
 
 * :class:`KeepEveryRunSampler` never drops a span. Traces outside the export sample get
   ``RECORD_ONLY``: span processors (the :class:`~decisiontrace.processor.RunRecordProcessor`)
   see them and store every run, while exporters, which only take *sampled* spans, skip
   them.
+* :class:`RecordEveryRunSampler` wraps a sampler the user chose: its export decisions
+  stand, and the run spans it would drop (with the spans inside them) are recorded only.
 * :class:`KeepFailedRunsProcessor` is a batch span processor for one exporter that also
   exports the unsampled runs that went wrong. It holds the spans of each unsampled run
   (within memory bounds) until the run span ends, then exports the whole trace if the
@@ -27,7 +29,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, Sampler, SamplingResult
 from opentelemetry.trace import (
     Link,
     SpanContext,
@@ -126,6 +128,85 @@ class KeepEveryRunSampler(Sampler):
         if self.export_sampler is not None:
             return f"KeepEveryRunSampler{{{self.export_sampler.get_description()}}}"
         return f"KeepEveryRunSampler{{export_ratio={self.export_ratio}}}"
+
+
+class RecordEveryRunSampler(Sampler):
+    """Wraps a user's sampler so that the runs it would drop are still recorded.
+
+    The wrapped sampler keeps every decision it makes about what is *exported*: spans it
+    samples stay sampled, spans it records only stay so. Where it would drop a span, the
+    span is recorded only (never exported) if it is a run or decision span (its
+    ``decisiontrace.span_kind`` attribute at start), or if its parent is a local span
+    recorded only, such as a run the sampler left out: the LLM and tool spans inside a
+    run then reach the :class:`~decisiontrace.processor.RunRecordProcessor` too, so the
+    stored run is whole. Other spans it drops stay dropped.
+
+    :func:`decisiontrace.setup.configure` puts it around the sampler of a provider it
+    finds in place.
+
+    Args:
+        sampler: the user's sampler, which decides what is exported.
+
+    Raises:
+        ValueError: ``sampler`` is not a Sampler.
+    """
+
+    def __init__(self, sampler: Sampler) -> None:
+        if not isinstance(sampler, Sampler):
+            raise ValueError(f"sampler must be a Sampler, got {sampler!r}")
+        self.sampler = sampler
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        """The wrapped sampler's result, with DROP turned into RECORD_ONLY for run spans."""
+        result = self.sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+        if result.decision is not Decision.DROP:
+            return result
+        if not (
+            (attributes and attributes.get(sc.SPAN_KIND) in _RUN_SPAN_KINDS)
+            or _parent_recorded_only(parent_context)
+        ):
+            return result
+        parent = _parent_context(parent_context)
+        parent_state = parent.trace_state if parent is not None else None
+        # Samplers return no attributes when they drop: keep the span's own.
+        return SamplingResult(
+            Decision.RECORD_ONLY, dict(attributes or {}), result.trace_state or parent_state
+        )
+
+    def get_description(self) -> str:
+        """The wrapper's name around the wrapped sampler's description."""
+        return f"RecordEveryRunSampler{{{self.sampler.get_description()}}}"
+
+
+_RUN_SPAN_KINDS = frozenset((sc.KIND_RUN, sc.KIND_DECISION))
+
+
+def _parent_recorded_only(parent_context: Context | None) -> bool:
+    """True when the parent is a span of this process, recorded but not sampled."""
+    span = get_current_span(parent_context)
+    context = span.get_span_context()
+    return (
+        context.is_valid
+        and not context.is_remote
+        and not context.trace_flags.sampled
+        and span.is_recording()
+    )
+
+
+def never_drops(sampler: Sampler) -> bool:
+    """True for samplers of this module that record every run span already."""
+    return sampler is ALWAYS_ON or isinstance(sampler, KeepEveryRunSampler | RecordEveryRunSampler)
 
 
 def run_needs_export(span: ReadableSpan) -> bool:

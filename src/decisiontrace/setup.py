@@ -32,6 +32,7 @@ from opentelemetry.util.types import AttributeValue
 
 from decisiontrace import _otel_env
 from decisiontrace._otel_env import PROTOCOLS
+from decisiontrace._providers import SamplerWrap, find_sdk_provider, record_every_run
 from decisiontrace.metrics import RunMetrics
 from decisiontrace.processor import RunRecordProcessor
 from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor
@@ -67,6 +68,7 @@ class Telemetry:
         span_processors: list[KeepFailedRunsProcessor],
         logger_provider: logs_api.LoggerProvider | None = None,
         owns_logger_provider: bool = False,
+        sampler_wrap: SamplerWrap | None = None,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -77,6 +79,7 @@ class Telemetry:
         self._owns_meter_provider = owns_meter_provider
         self.logger_provider = logger_provider
         self._owns_logger_provider = owns_logger_provider
+        self._sampler_wrap = sampler_wrap
         self._shutdown = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -124,6 +127,8 @@ class Telemetry:
                 self.logger_provider.force_flush(_remaining(deadline))
         if self._owns_tracer_provider:
             self.tracer_provider.shutdown()  # its processors are all stopped already
+        elif self._sampler_wrap is not None:
+            self._sampler_wrap.restore()
         with _lock:
             if _active is self:
                 _active = None
@@ -190,8 +195,11 @@ def _check_arguments(
         raise ValueError(
             f"export_timeout must be a positive number of seconds, got {export_timeout!r}"
         )
-    if tracer_provider is not None and not isinstance(tracer_provider, TracerProvider):
-        raise ValueError("tracer_provider must be an opentelemetry.sdk.trace.TracerProvider")
+    if tracer_provider is not None and find_sdk_provider(tracer_provider) is None:
+        raise ValueError(
+            "tracer_provider must be an opentelemetry.sdk.trace.TracerProvider, or a "
+            "wrapper holding one (such as logfire's)"
+        )
     if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
         raise ValueError("meter_provider must be an OpenTelemetry MeterProvider")
     if logger_provider is not None and not callable(getattr(logger_provider, "get_logger", None)):
@@ -210,7 +218,7 @@ def configure(
     export_timeout: float | None = None,
     export_ratio: float | None = None,
     metrics_exporter: str | None = None,
-    tracer_provider: TracerProvider | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics_api.MeterProvider | None = None,
     logs_exporter: str | None = None,
     logger_provider: logs_api.LoggerProvider | None = None,
@@ -227,9 +235,12 @@ def configure(
     Without an SDK ``TracerProvider`` installed, one is created with the resource and a
     :class:`KeepEveryRunSampler`, and installed as the global provider, so a
     ``DecisionTracker`` created without ``tracer_provider`` records through it. With
-    one installed (or passed as ``tracer_provider``) it is left as it is: the run
-    processor is added to it, and an exporter only when ``exporter`` is given (the
-    provider's owner has usually set up export already); ``service_name``,
+    one installed (or passed as ``tracer_provider``), or a wrapper holding one such as
+    logfire's, it is kept: the run processor is added to the SDK provider, and an
+    exporter only when ``exporter`` is given (the provider's owner has usually set up
+    export already). Its sampler is wrapped in a
+    :class:`~decisiontrace.sampling.RecordEveryRunSampler`, so that runs it would drop
+    are still recorded and stored (not exported), and restored at shutdown. ``service_name``,
     ``resource_attributes`` and ``export_ratio`` cannot apply to it and are ignored with
     a warning. Metrics go to an SDK ``MeterProvider`` already installed (or passed),
     else to one created here with the metric exporters, installed globally.
@@ -256,7 +267,8 @@ def configure(
             ratio ``OTEL_TRACES_SAMPLER`` sets, else 1.0.
         metrics_exporter: like ``exporter``, for metrics; default ``OTEL_METRICS_EXPORTER``,
             else the span exporters.
-        tracer_provider: add to this provider instead of the global one.
+        tracer_provider: add to this provider (or the SDK provider it wraps) instead of
+            the global one.
         meter_provider: record metrics with this provider.
         logs_exporter: like ``exporter``, for the log records that carry evaluation
             events (``gen_ai.evaluation.result``, see :func:`decisiontrace.evaluate`);
@@ -296,7 +308,9 @@ def configure(
             )
             return _active
         current = trace.get_tracer_provider()
-        owns_tracer_provider = tracer_provider is None and not isinstance(current, TracerProvider)
+        # A wrapper (logfire's proxy, say) counts as the SDK provider it holds.
+        in_place = find_sdk_provider(tracer_provider if tracer_provider is not None else current)
+        owns_tracer_provider = in_place is None
         if owns_tracer_provider:
             span_exporters = _otel_env.exporter_names(
                 exporter or _otel_env.env("OTEL_TRACES_EXPORTER") or "otlp",
@@ -329,10 +343,10 @@ def configure(
             attributes[SERVICE_NAME] = service_name
         resource = Resource.create(attributes)
 
-        if isinstance(tracer_provider, TracerProvider):
-            provider = tracer_provider
-        elif isinstance(current, TracerProvider):
-            provider = current
+        sampler_wrap: SamplerWrap | None = None
+        if in_place is not None:
+            provider = in_place
+            sampler_wrap = record_every_run(provider)
         else:
             if sampler is None:
                 env_sampler = _otel_env.env_sampler()
@@ -420,6 +434,7 @@ def configure(
             span_processors=span_processors,
             logger_provider=events_provider,
             owns_logger_provider=owns_logger_provider,
+            sampler_wrap=sampler_wrap,
         )
         if tracer_provider is None:
             _active = telemetry
