@@ -1515,7 +1515,11 @@ def test_a_run_nobody_records_keeps_the_live_view_of_decorated_calls(
         live = run.get_run()
 
     assert telemetry_calls == []
-    assert warnings_of(caplog) == []
+    # Without an SDK nothing was ever going to be stored; a sampler that drops the run
+    # span loses it, and that is said once, never silently.
+    expected_warnings = 1 if isinstance(provider, TracerProvider) else 0
+    assert len(warnings_of(caplog)) == expected_warnings
+    assert all("will not be stored" in message for message in warnings_of(caplog))
     assert live is not None
     assert [
         (d.id, d.intent, d.node_id, d.chosen_option_id, d.outcome and d.outcome.success)
