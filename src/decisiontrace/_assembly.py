@@ -38,6 +38,11 @@ def token_usage(attributes: Mapping[str, Any] | None) -> int:
     return 0
 
 
+#: Pending runs are keyed by trace id; fragments (what another process recorded into
+#: a run, see ``decisiontrace._remote``) by trace id and the spans' fragment id.
+Key = int | tuple[int, str]
+
+
 class PendingRun:
     """The spans of one trace seen so far; once complete, an assembled run.
 
@@ -45,9 +50,16 @@ class PendingRun:
     record for indexes and summaries (:meth:`record` with ``light``), or its compact
     span form (:meth:`compact`), which a store may keep instead of the record and turn
     back into exactly the same record with :func:`record_from_compact`.
+
+    A *fragment* (``fragment`` set) holds the decisions and problems one process
+    recorded into a run started elsewhere; its record is a Run with the same id, a
+    ``fragment_id`` and status ``running``, which stores merge with the run's record.
     """
 
-    __slots__ = ("decisions", "first_seen", "reason", "run", "run_seen", "status", "tokens")
+    __slots__ = (
+        "decisions", "first_seen", "fragment", "fragment_attributes", "last_added",
+        "problems", "reason", "run", "run_seen", "status", "tokens",
+    )  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.run: _codec.SpanData | None = None
@@ -57,6 +69,10 @@ class PendingRun:
         self.run_seen = 0.0
         self.status: str | None = None  # overrides the span's (stuck runs)
         self.reason: str | None = None
+        self.fragment: str | None = None
+        self.fragment_attributes: dict[str, Any] = {}
+        self.problems: list[_codec.EventData] = []  # a fragment's problem events
+        self.last_added = now
 
     def complete(self) -> bool:
         """The run span has ended and every decision it counted has arrived."""
@@ -83,6 +99,8 @@ class PendingRun:
             )
             for key, d in self.decisions.items()
         ]
+        if self.fragment is not None:
+            return self._fragment_record(decisions)
         run = self.run
         if run is None:
             # The root span was lost: rebuild what the decisions say about their run.
@@ -105,9 +123,39 @@ class PendingRun:
             record["end_reason"] = self.reason
         return record
 
+    def _fragment_record(self, decisions: list[_codec.Record]) -> _codec.Record:
+        starts = [d.start_ns for d in self.decisions.values()]
+        starts.extend(e.time_ns for e in self.problems)
+        record = _codec.run_record(
+            self.fragment_attributes,
+            min(starts) if starts else 0,
+            None,
+            decisions,
+            _codec.problems_of(self.problems),
+            status="running",
+        )
+        record["fragment_id"] = self.fragment
+        return record
+
     def compact(self) -> dict[str, Any]:
         """The run's spans as JSON-ready data: cheap to write, decoded again on read."""
         run = self.run
+        if self.fragment is not None:
+            return {
+                "format": COMPACT_FORMAT,
+                "run": None,
+                "decisions": [
+                    [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0)]
+                    for key, d in self.decisions.items()
+                ],
+                "status": None,
+                "reason": None,
+                "fragment": [
+                    self.fragment,
+                    self.fragment_attributes,
+                    [[e.name, e.time_ns, e.attributes] for e in self.problems],
+                ],
+            }
         return {
             "format": COMPACT_FORMAT,
             "run": None
@@ -149,26 +197,51 @@ def record_from_compact(data: Mapping[str, Any]) -> _codec.Record:
             pending.tokens[index] = tokens
     pending.status = data.get("status")
     pending.reason = data.get("reason")
+    fragment = data.get("fragment")
+    if fragment is not None:
+        pending.fragment, pending.fragment_attributes, problems = fragment
+        pending.problems = [_codec.EventData(n, t, a) for n, t, a in problems]
     return pending.record()
 
 
 class RunAssembler:
     """Collects spans per trace and hands back finished run records.
 
+    Fragments (spans with ``decisiontrace.fragment.id``) are handed out once no span
+    of theirs arrived for ``fragment_quiet`` seconds (or ``late_span_grace`` after their
+    first unwritten span, under steady traffic), and kept for ``fragment_keep`` seconds
+    after that: later spans of the same fragment are added and the whole fragment
+    handed out again, so the store's copy grows with it.
+
     Args:
         late_span_grace: seconds to wait, once a run span has ended, for decision spans
             it counted but that have not arrived, and to keep a written run that was
             missing some so that late ones are merged in and the run written again.
-        max_recent: how many such incomplete written runs are kept for late spans.
+        max_recent: how many such incomplete written runs are kept for late spans, and
+            how many written fragments are kept for their later spans.
+        fragment_quiet: see above.
+        fragment_keep: see above.
     """
 
-    def __init__(self, late_span_grace: float = 5.0, max_recent: int = 1000) -> None:
+    def __init__(
+        self,
+        late_span_grace: float = 5.0,
+        max_recent: int = 1000,
+        *,
+        fragment_quiet: float = 0.5,
+        fragment_keep: float = 600.0,
+    ) -> None:
         self.late_span_grace = late_span_grace
         self.max_recent = max_recent
-        self.pending: dict[int, PendingRun] = {}
+        self.fragment_quiet = fragment_quiet
+        self.fragment_keep = fragment_keep
+        self.pending: dict[Key, PendingRun] = {}
         self._recent: OrderedDict[int, tuple[float, PendingRun]] = OrderedDict()
+        self._recent_fragments: OrderedDict[tuple[int, str], tuple[float, PendingRun]] = (
+            OrderedDict()
+        )
 
-    def _pending_for(self, trace_id: int, now: float) -> PendingRun:
+    def _pending_for(self, trace_id: int, now: float) -> PendingRun:  # a root run's
         pending = self.pending.get(trace_id)
         if pending is None:
             recent = self._recent.pop(trace_id, None)
@@ -176,10 +249,46 @@ class RunAssembler:
             self.pending[trace_id] = pending
         return pending
 
+    def _fragment_for(self, key: tuple[int, str], span: _codec.SpanData, now: float) -> PendingRun:
+        pending = self.pending.get(key)
+        if pending is None:
+            recent = self._recent_fragments.pop(key, None)
+            if recent is not None:
+                pending = recent[1]
+                pending.first_seen = now
+            else:
+                pending = PendingRun(now)
+                # The store's key: unique even if this assembler forgot the fragment
+                # (or restarted) and meets later spans of it, so no copy replaces another.
+                pending.fragment = f"{key[1]}/{span.span_id:016x}"
+                attributes = span.attributes
+                pending.fragment_attributes = {
+                    sc.RUN_ID: str(attributes.get(sc.RUN_ID, "")),
+                    sc.GOAL_ID: str(attributes.get(sc.GOAL_ID, "")),
+                }
+            self.pending[key] = pending
+        pending.last_added = now
+        return pending
+
     def add(self, span: _codec.SpanData, now: float | None = None) -> None:
-        """Take one ended span of ours (a run or a decision span)."""
+        """Take one ended span of ours (a run, decision or problem span)."""
         now = time.monotonic() if now is None else now
-        kind = span.attributes.get(sc.SPAN_KIND)
+        attributes = span.attributes
+        kind = attributes.get(sc.SPAN_KIND)
+        fragment = attributes.get(sc.FRAGMENT_ID)
+        if fragment is not None and kind != sc.KIND_RUN:
+            pending = self._fragment_for((span.trace_id, str(fragment)), span, now)
+            if kind == sc.KIND_DECISION:
+                pending.decisions[span.span_id] = span
+                root = self.pending.get(span.trace_id)
+                if root is not None and span.span_id in root.tokens:
+                    # LLM spans under it ended first, before anyone knew its fragment.
+                    pending.tokens[span.span_id] = root.tokens.pop(span.span_id)
+                    if root.run is None and not root.decisions and not root.tokens:
+                        del self.pending[span.trace_id]
+            elif kind == sc.KIND_PROBLEM:
+                pending.problems.extend(e for e in span.events if e.name == sc.PROBLEM_EVENT)
+            return
         pending = self._pending_for(span.trace_id, now)
         if kind == sc.KIND_RUN:
             pending.run = span
@@ -187,9 +296,14 @@ class RunAssembler:
         elif kind == sc.KIND_DECISION:
             pending.decisions[span.span_id] = span
 
-    def add_tokens(self, trace_id: int, decision_span_id: int, tokens: int) -> None:
-        """Add an LLM span's token count to the decision span it ran under."""
-        pending = self._pending_for(trace_id, time.monotonic())
+    def add_tokens(
+        self, trace_id: int, decision_span_id: int, tokens: int, key: Key | None = None
+    ) -> None:
+        """Add an LLM span's token count to the decision span it ran under (in the
+        pending run ``key``, when known: a fragment's)."""
+        pending = self.pending.get(key) if key is not None else None
+        if pending is None:
+            pending = self._pending_for(trace_id, time.monotonic())
         pending.tokens[decision_span_id] = pending.tokens.get(decision_span_id, 0) + tokens
 
     def add_tree(self, spans: Iterable[_codec.SpanData]) -> None:
@@ -197,11 +311,13 @@ class RunAssembler:
         our decisions, whose tokens are added to those decisions."""
         spans = list(spans)
         parents = {(s.trace_id, s.span_id): s.parent_id for s in spans}
-        decisions = {
-            (s.trace_id, s.span_id)
-            for s in spans
-            if s.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION
-        }
+        decisions: dict[tuple[int, int], Key | None] = {}
+        for s in spans:
+            if s.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION:
+                fragment = s.attributes.get(sc.FRAGMENT_ID)
+                decisions[(s.trace_id, s.span_id)] = (
+                    None if fragment is None else (s.trace_id, str(fragment))
+                )
         for span in spans:
             if sc.SPAN_KIND in span.attributes:
                 self.add(span)
@@ -214,7 +330,7 @@ class RunAssembler:
             while parent is not None and seen < 256:
                 key = (span.trace_id, parent)
                 if key in decisions:
-                    self.add_tokens(span.trace_id, parent, tokens)
+                    self.add_tokens(span.trace_id, parent, tokens, decisions[key])
                     break
                 parent = parents.get(key)
                 seen += 1
@@ -234,8 +350,10 @@ class RunAssembler:
         the grace period for missing ones has passed, or when ``force`` is set.
         """
         now = time.monotonic() if now is None else now
-        ready: list[PendingRun] = []
-        for trace_id in [t for t, p in self.pending.items() if p.run is not None]:
+        ready = self._take_fragments(force, now)
+        for trace_id in [
+            t for t, p in self.pending.items() if p.run is not None and type(t) is int
+        ]:
             pending = self.pending[trace_id]
             complete = pending.complete()
             if not (complete or force or now - pending.run_seen >= self.late_span_grace):
@@ -247,12 +365,39 @@ class RunAssembler:
         self._expire_recent(now)
         return ready
 
+    def _take_fragments(self, force: bool, now: float) -> list[PendingRun]:
+        """Fragments to write now (see the class docstring), remembered for later spans."""
+        ready: list[PendingRun] = []
+        keys = [k for k in self.pending if type(k) is tuple]
+        for key in keys:
+            pending = self.pending[key]
+            if not (
+                force
+                or now - pending.last_added >= self.fragment_quiet
+                or now - pending.first_seen >= self.late_span_grace
+            ):
+                continue
+            del self.pending[key]
+            ready.append(pending)
+            self._recent_fragments[key] = (now, pending)
+            while len(self._recent_fragments) > self.max_recent:
+                self._recent_fragments.popitem(last=False)
+        recent = self._recent_fragments
+        while recent:
+            _, (seen, _) = next(iter(recent.items()))
+            if now - seen < self.fragment_keep:
+                break
+            recent.popitem(last=False)
+        return ready
+
     def take_orphan_runs(self, max_age: float, now: float | None = None) -> list[PendingRun]:
         """Decisions whose run span never arrived within ``max_age`` seconds: stuck runs."""
         now = time.monotonic() if now is None else now
         orphans = []
         for trace_id in [
-            t for t, p in self.pending.items() if p.run is None and now - p.first_seen >= max_age
+            t
+            for t, p in self.pending.items()
+            if p.run is None and p.fragment is None and now - p.first_seen >= max_age
         ]:
             pending = self.pending.pop(trace_id)
             if pending.decisions:  # token counts alone are not a run: just forget them

@@ -300,7 +300,7 @@ def decision_record(
         evaluation = None
     input_context = _loads(get(sc.DECISION_INPUT_CONTEXT), {})
     was_successful = outcome is not None and outcome["success"]
-    return {
+    record: Record = {
         "id": str(get(sc.DECISION_ID, "")),
         "timestamp": _records.ns_to_iso(start_ns),
         "node_id": str(get(sc.NODE_ID, "unknown")),
@@ -317,6 +317,10 @@ def decision_record(
         "was_successful": was_successful,
         "was_good_decision": _records.was_good_decision(was_successful, evaluation),
     }
+    service = get(sc.FRAGMENT_SERVICE)
+    if service is not None:  # made in another process than the run's root
+        record["service"] = str(service)
+    return record
 
 
 def _light_decision_record(
@@ -339,7 +343,7 @@ def _light_decision_record(
     chosen = None
     if not was_successful or evaluation is not None:
         chosen = _records.chosen_option(decoded_options(attributes), chosen_id)
-    return {
+    record: Record = {
         "id": str(get(sc.DECISION_ID, "")),
         "timestamp": "",
         "node_id": str(get(sc.NODE_ID, "unknown")),
@@ -352,6 +356,10 @@ def _light_decision_record(
         "was_successful": was_successful,
         "was_good_decision": _records.was_good_decision(was_successful, evaluation),
     }
+    service = get(sc.FRAGMENT_SERVICE)
+    if service is not None:
+        record["service"] = str(service)
+    return record
 
 
 def problem_record(attributes: Mapping[str, Any], time_ns: int) -> Record:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from decisiontrace import _codec, _normalize, _records
+from decisiontrace import _codec, _normalize, _records, _remote
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import safe_str
@@ -58,6 +58,7 @@ class SpanEngine:
         input_data: Any,
     ) -> LiveRun:
         start_ns = time.time_ns()
+        _remote.check_propagator()
         if execution_id is None:
             execution_id = f"{_ids.getrandbits(128):032x}"
         else:
@@ -283,7 +284,7 @@ class SpanEngine:
             if live.end_ns is not None:
                 _normalize.warn(f"{where} called for run {live.run_id} after it ended: {intent}")
                 return ""
-            decision_id = f"dec_{len(live.decisions)}"
+            decision_id = live.next_decision_id()
             if node_id not in live.nodes:
                 live.nodes.append(node_id)
             attributes = _codec.decision_attributes(
@@ -305,6 +306,11 @@ class SpanEngine:
                 options_json=options_json,
                 option_ids=option_ids,
             )
+            if live.fragment_id is not None:  # recorded into another process's run
+                live.last_used_ns = start_ns
+                attributes[sc.FRAGMENT_ID] = live.fragment_id
+                attributes[sc.FRAGMENT_SERVICE] = live.service or ""
+                attributes[sc.GOAL_ID] = live.goal_id
             current = trace.get_current_span().get_span_context()
             parent = None if current.trace_id == live.trace_id else live.context
             span = self._tracer.start_span(
@@ -339,7 +345,7 @@ class SpanEngine:
         with live.lock:
             if live.end_ns is not None:
                 return ""
-            decision_id = f"dec_{len(live.decisions)}"
+            decision_id = live.next_decision_id()
             attributes: _codec.Attributes = {
                 sc.DECISION_ID: decision_id,
                 sc.DECISION_INTENT: intent,
@@ -469,7 +475,7 @@ class SpanEngine:
             if live.end_ns is not None:
                 _normalize.warn(f"{where} called for run {live.run_id} after it ended")
                 return ""
-            problem_id = f"prob_{len(live.problems)}"
+            problem_id = live.next_problem_id()
             attributes = _codec.problem_attributes(
                 problem_id=problem_id,
                 severity=_normalize.text(severity, f"{where}: severity"),
@@ -481,8 +487,31 @@ class SpanEngine:
                 else _normalize.text(suggested_fix, where),
             )
             live.problems.append((attributes, time_ns))
-            live.span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
+            if live.fragment_id is None:
+                live.span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
+                return problem_id
+        # No run span here: the problem travels on a span of its own.
+        self._problem_span(live, attributes, time_ns)
         return problem_id
+
+    def _problem_span(self, live: LiveRun, attributes: _codec.Attributes, time_ns: int) -> None:
+        """A problem of a fragment: a zero-length span carrying the problem event."""
+        live.last_used_ns = time_ns
+        current = trace.get_current_span().get_span_context()
+        span = self._tracer.start_span(
+            f"{sc.PROBLEM_SPAN_NAME_PREFIX} {attributes[sc.PROBLEM_SEVERITY]}",
+            context=None if current.trace_id == live.trace_id else live.context,
+            attributes={
+                sc.SPAN_KIND: sc.KIND_PROBLEM,
+                sc.RUN_ID: live.run_id,
+                sc.GOAL_ID: live.goal_id,
+                sc.FRAGMENT_ID: live.fragment_id or "",
+                sc.FRAGMENT_SERVICE: live.service or "",
+            },
+            start_time=time_ns,
+        )
+        span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
+        span.end(end_time=time_ns)
 
     def _notify(self, method: str, **kwargs: Any) -> None:
         """Call the outcome aggregator, fenced off: its errors are logged, not raised."""

@@ -45,7 +45,9 @@ def span_entry(span: _codec.SpanData) -> JournalEntry | None:
     """The entry of one run or decision span (open or ended), or None for other spans."""
     kind = span.attributes.get(sc.SPAN_KIND)
     run_id = run_id_of(span)
-    if not run_id:
+    if not run_id or sc.FRAGMENT_ID in span.attributes:
+        # A fragment's spans are written within a fraction of a second anyway, and
+        # recovered as a run of their own they would replace the run's root record.
         return None
     # A copy: an open span's attributes may still change on the agent's thread.
     attributes = dict(span.attributes)
@@ -81,7 +83,7 @@ def tokens_entry(run_id: str, trace_id: int, decision_span_id: int, tokens: int)
 def entries_of_pass(
     items: Iterable[_codec.SpanData | Tokens],
     ready: Iterable[PendingRun],
-    pending: Mapping[int, PendingRun],
+    pending: Mapping[Any, PendingRun],
 ) -> list[JournalEntry]:
     """The entries for the spans a writer pass took in, except those of runs it saves now.
 

@@ -14,7 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from decisiontrace import _codec
+from decisiontrace import _codec, _remote
 from decisiontrace import semconv as sc
 from decisiontrace.models import Run
 
@@ -65,7 +65,12 @@ class LiveDecision:
 
 
 class LiveRun:
-    """A run in flight: its root span, decisions and problems, and the current node."""
+    """A run in flight: its root span, decisions and problems, and the current node.
+
+    A run started in another process and recorded into here (a *fragment*, see
+    ``decisiontrace._remote``) has a ``fragment_id`` and ``service``; its ``span`` is the
+    remote parent span it was found under, and it never ends here.
+    """
 
     __slots__ = (
         "attributes",
@@ -75,12 +80,15 @@ class LiveRun:
         "end_attributes",
         "end_ns",
         "execution_id",
+        "fragment_id",
         "goal_id",
+        "last_used_ns",
         "lock",
         "nodes",
         "problems",
         "recording",
         "run_id",
+        "service",
         "span",
         "start_ns",
         "trace_id",
@@ -96,6 +104,10 @@ class LiveRun:
         span: Span,
         attributes: _codec.Attributes,
         start_ns: int,
+        *,
+        remote_context: otel_context.Context | None = None,
+        fragment_id: str | None = None,
+        service: str | None = None,
     ):
         self.tracker = tracker
         self.execution_id = execution_id
@@ -105,8 +117,18 @@ class LiveRun:
         self.trace_id = span.get_span_context().trace_id
         # False without an SDK, or when a sampler dropped the run: then nothing will
         # store or export it, and decisions skip the encoding work (see _decide_unrecorded).
-        self.recording = span.is_recording()
-        self.context = trace.set_span_in_context(span, ROOT_CONTEXT)
+        self.fragment_id = fragment_id
+        self.service = service
+        self.last_used_ns = start_ns
+        if remote_context is None:
+            self.recording = span.is_recording()
+            # The run's baggage entry travels with its trace context to other processes.
+            self.context = _remote.with_run(
+                trace.set_span_in_context(span, ROOT_CONTEXT), run_id, execution_id, goal_id
+            )
+        else:  # a fragment: decisions go under the remote parent, recorded if sampled
+            self.recording = True
+            self.context = remote_context
         self.attributes = attributes
         self.start_ns = start_ns
         self.end_ns: int | None = None
@@ -116,6 +138,21 @@ class LiveRun:
         self.current_node = "unknown"
         self.nodes: list[str] = []
         self.lock = threading.Lock()
+
+    def next_decision_id(self) -> str:
+        """The id of the next decision (call under ``lock``): ``dec_N``, or in a
+        fragment ``dec_N@{fragment id}``, unique within the run across processes."""
+        number = len(self.decisions)
+        if self.fragment_id is None:
+            return f"dec_{number}"
+        return f"dec_{number}@{self.fragment_id}"
+
+    def next_problem_id(self) -> str:
+        """The id of the next problem (call under ``lock``), as :meth:`next_decision_id`."""
+        number = len(self.problems)
+        if self.fragment_id is None:
+            return f"prob_{number}"
+        return f"prob_{number}@{self.fragment_id}"
 
     def note_node(self, node_id: str) -> None:
         """Count ``node_id`` as executed in this run (first-seen order)."""

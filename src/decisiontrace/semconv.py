@@ -113,3 +113,18 @@ ERROR_TYPE_OTHER: Final = "_OTHER"
 # --- span names -------------------------------------------------------------------------
 RUN_SPAN_NAME_PREFIX: Final = "invoke_agent"
 DECISION_SPAN_NAME_PREFIX: Final = "decision"
+
+# --- runs across processes ----------------------------------------------------------------
+#: The W3C baggage entry that names the run a trace belongs to, so that another process
+#: receiving the trace context records into that run (see ``docs/propagation.md``).
+#: Its value is URL-encoded ``run=<run id>&exec=<execution id>&goal=<goal id>``.
+BAGGAGE_RUN: Final = "decisiontrace.run"
+#: ``"problem"`` on the span that carries a problem reported in a process that does not
+#: hold the run span (the problem is a ``decisiontrace.problem`` event on it).
+KIND_PROBLEM: Final = "problem"
+#: On decision and problem spans recorded into a run started in another process: which
+#: recording of the run they belong to (``{service}:{pid}:{8 hex}``), and the process's
+#: ``service.name``.
+FRAGMENT_ID: Final = "decisiontrace.fragment.id"
+FRAGMENT_SERVICE: Final = "decisiontrace.fragment.service"
+PROBLEM_SPAN_NAME_PREFIX: Final = "problem"

@@ -9,6 +9,7 @@ attributes the spans carry, with the same code, so it agrees with the stored rec
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -18,6 +19,7 @@ from decisiontrace import _normalize
 from decisiontrace._engine import SpanEngine
 from decisiontrace._jsonsafe import safe_repr, safe_str
 from decisiontrace._live import LiveRun
+from decisiontrace._remote_runs import RemoteRuns
 from decisiontrace._scope import RunScope
 from decisiontrace._version import __version__
 from decisiontrace.models import DecisionEvaluation, DecisionType, Run, RunStatus
@@ -33,13 +35,19 @@ def _describe(what: tuple[Any, ...]) -> str:
     return " ".join(safe_str(part) for part in what)
 
 
-class DecisionTracker(SpanEngine):
+class DecisionTracker(SpanEngine, RemoteRuns):
     """Records runs and decisions of many concurrent executions as OpenTelemetry spans.
 
     The API is the original ``StreamDecisionTracker``'s, taken by keyword. Inside
     ``with tracker.run(...)`` (or after ``start_run`` in the same context) the
     ``execution_id`` may be left out. Recording calls never raise: bad input logs one
     warning and records what it can.
+
+    In a process that received a run's trace context from another process (an
+    OpenTelemetry server instrumentation attached it, or ``decisiontrace.propagation``),
+    ``decide``, ``record_outcome`` and ``report_problem`` without ``execution_id``
+    record into that run; their ids (``dec_N@{service}:{pid}:{8 hex}``) say which
+    process made them. See ``docs/propagation.md``.
 
     Args:
         stream_id: the stream this tracker records for (part of every run id).
@@ -104,6 +112,9 @@ class DecisionTracker(SpanEngine):
         self._max_active_runs = max_active_runs
         self._run_timeout_ns = int(run_timeout * 1e9)
         self._limit_warned: set[str] = set()
+        # Runs of other processes recorded into here, least recently used first.
+        self._remote_runs: OrderedDict[str, LiveRun] = OrderedDict()
+        self._service: str | None = None
         # The single-run tracker of the original framework names runs without a stream.
         self._run_id_prefix = f"run_{stream_id}_"
 
@@ -170,7 +181,12 @@ class DecisionTracker(SpanEngine):
         """
         try:
             live = self._resolve(execution_id, "end_run")
-            if live is not None:
+            if live is not None and live.fragment_id is not None:
+                _normalize.warn(
+                    f"end_run: run {live.run_id} was started in another process; "
+                    "only that process ends it"
+                )
+            elif live is not None:
                 self._finish(live, success, narrative, output_data, status)
         except Exception:
             logger.exception("decisiontrace: end_run failed")
@@ -380,7 +396,7 @@ class DecisionTracker(SpanEngine):
         and safely: it is whatever the agent passed.
         """
         if execution_id is None:
-            live = self._current()
+            live = self._current() or self._remote_run()
             if live is None:
                 _normalize.warn(
                     f"{method} called outside a run and without execution_id {_describe(what)}"

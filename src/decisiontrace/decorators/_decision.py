@@ -21,7 +21,7 @@ from decisiontrace import _normalize
 from decisiontrace.decorators._generators import Session, drive, items_text
 from decisiontrace.decorators._kinds import Decorator, F, callable_or_none, tracker_or_none
 from decisiontrace.decorators._recording import Recorder
-from decisiontrace.decorators._run import default_tracker, generator_in_new_run
+from decisiontrace.decorators._run import default_tracker, generator_in_new_run, remote_run
 from decisiontrace.models import DecisionType
 from decisiontrace.tracker import DecisionTracker
 
@@ -107,9 +107,11 @@ class DecisionSpec(Recorder):
     ) -> Any:
         live = _get_run()
         if live is None or live.end_ns is not None:
-            if not self.auto_run:
-                return wrapped(*args, **kwargs)
-            return self._sync_in_new_run(wrapped, instance, args, kwargs)
+            live = remote_run(self.tracker)
+            if live is None:
+                if not self.auto_run:
+                    return wrapped(*args, **kwargs)
+                return self._sync_in_new_run(wrapped, instance, args, kwargs)
         decision = self.open(live, self.node_id, instance, args, kwargs)
         if decision is None:
             return wrapped(*args, **kwargs)
@@ -147,9 +149,11 @@ class DecisionSpec(Recorder):
     ) -> Any:
         live = _get_run()
         if live is None or live.end_ns is not None:
-            if not self.auto_run:
-                return wrapped(*args, **kwargs)
-            return self._coroutine_in_new_run(wrapped, instance, args, kwargs)
+            live = remote_run(self.tracker)
+            if live is None:
+                if not self.auto_run:
+                    return wrapped(*args, **kwargs)
+                return self._coroutine_in_new_run(wrapped, instance, args, kwargs)
         return self._coroutine(live, wrapped, instance, args, kwargs)
 
     async def _coroutine_in_new_run(
@@ -192,7 +196,9 @@ class DecisionSpec(Recorder):
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
         live = _get_run()
-        if (live is None or live.end_ns is not None) and self.auto_run:
+        if live is None or live.end_ns is not None:
+            live = remote_run(self.tracker)
+        if live is None and self.auto_run:
             return generator_in_new_run(
                 self.tracker or default_tracker(),
                 self.goal_id,
@@ -207,8 +213,10 @@ class DecisionSpec(Recorder):
     ) -> Any:
         """The generator, driven with its decision when a run is current (else as is)."""
         live = _get_run()
-        gen = wrapped(*args, **kwargs)
         if live is None or live.end_ns is not None:
+            live = remote_run(self.tracker)
+        gen = wrapped(*args, **kwargs)
+        if live is None:
             return gen
         return drive(self.kind, gen, _DecisionSession(self, live, instance, args, kwargs))
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from decisiontrace import _context as ctx
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F
+from decisiontrace.decorators._run import remote_run
 
 if TYPE_CHECKING:
     from decisiontrace._live import LiveRun
@@ -49,7 +50,9 @@ class _NodeSpec:
     ) -> Any:
         live = _get_run()
         if live is None or live.end_ns is not None:
-            return wrapped(*args, **kwargs)
+            live = remote_run(None)  # the node of a run another process started
+            if live is None:
+                return wrapped(*args, **kwargs)
         live.note_node(self.node_id)
         token = _set_node(self.node_id)
         try:
@@ -62,7 +65,9 @@ class _NodeSpec:
     ) -> Any:
         live = _get_run()
         if live is None or live.end_ns is not None:
-            return wrapped(*args, **kwargs)
+            live = remote_run(None)  # the node of a run another process started
+            if live is None:
+                return wrapped(*args, **kwargs)
         return self._coroutine(live, wrapped, args, kwargs)
 
     async def _coroutine(
@@ -80,7 +85,9 @@ class _NodeSpec:
     ) -> Any:
         live = _get_run()
         if live is None or live.end_ns is not None:
-            return wrapped(*args, **kwargs)
+            live = remote_run(None)  # the node of a run another process started
+            if live is None:
+                return wrapped(*args, **kwargs)
         live.note_node(self.node_id)
         token = _set_node(self.node_id)  # decorators below read the node when called
         try:

@@ -7,9 +7,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
 from decisiontrace import _context as ctx
+from decisiontrace import semconv as sc
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F, doc_line, qualname, tracker_or_none
 from decisiontrace.tracker import DecisionTracker
@@ -25,6 +27,8 @@ _set_run = ctx.current_run.set
 _reset_run = ctx.current_run.reset
 _attach = otel_context.attach
 _detach = otel_context.detach
+_get_baggage = baggage.get_baggage
+_BAGGAGE_RUN = sc.BAGGAGE_RUN
 
 
 # --- the module default tracker -----------------------------------------------------------
@@ -60,6 +64,26 @@ def set_default_tracker(tracker: DecisionTracker | None) -> None:
         raise TypeError(f"tracker must be a DecisionTracker or None, got {type(tracker).__name__}")
     with _default_lock:
         _default = tracker
+
+
+def remote_run(tracker: DecisionTracker | None) -> LiveRun | None:
+    """The run of another process that the current context names (see ``_remote``), or None.
+
+    Called where no run of this process is current; ``tracker`` (default: the default
+    tracker) keeps the fragment this process records into it.
+    """
+    if _get_baggage(_BAGGAGE_RUN) is None:  # the common case: one context lookup
+        return None
+    try:
+        return (tracker or default_tracker())._remote_run()
+    except Exception:
+        logger.exception("decisiontrace: could not join the run of the current context")
+        return None
+
+
+def remote_run_named() -> bool:
+    """Whether the current context names a run of another process."""
+    return _get_baggage(_BAGGAGE_RUN) is not None
 
 
 # --- runs started by a decorator --------------------------------------------------------------
