@@ -176,6 +176,9 @@ def _decision_label(decision: Decision) -> Text:
     label = mark
     label.append(f"{decision.id} ", style="bold")
     label.append(f"[{decision.node_id}] ", style="cyan")
+    service = getattr(decision, "service", None)  # made in another process than the run's
+    if isinstance(service, str) and service:
+        label.append(f"@{service} ", style="magenta")
     label.append(decision.intent)
     label.append(f"  {decision.decision_type.value}", style="dim")
     if decision.chosen_option_id:
