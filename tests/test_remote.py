@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -224,7 +225,7 @@ def test_fragments_beyond_the_limit_are_closed(agent: Process) -> None:
 
 
 def test_fragment_compact_form_gives_back_the_same_record(agent: Process, tool: Process) -> None:
-    run_id, headers, _ = _call_in_run(agent)
+    _, headers, _ = _call_in_run(agent)
     with propagation.attached(headers):
         tool.tracker.quick_decision(intent="go", action="act", reasoning="r")
         tool.tracker.report_problem(severity="critical", description="down")
@@ -238,7 +239,7 @@ def test_fragment_compact_form_gives_back_the_same_record(agent: Process, tool: 
     keep = Keep()
     processor = tool.processor
     processor.store = keep
-    tool.tracker._close_fragment(tool.tracker._remote_runs[run_id])
+    tool.tracker._close_fragment(next(iter(tool.tracker._remote_runs.values())))
     tool.flush()
     assert seen
     for pending in seen:
@@ -274,3 +275,50 @@ def test_baggage_values_that_are_not_ours_are_ignored() -> None:
     context = otel_context.Context()
     assert _remote.current_ref(context) is None
     assert W3CBaggagePropagator  # the helpers' fallback propagator is importable
+
+
+def test_the_run_the_context_names_wins_over_a_stale_current_run(
+    agent: Process, tool: Process
+) -> None:
+    @dt.decision("Pick", options=["a"], tracker=tool.tracker)
+    def pick() -> str:
+        return "a"
+
+    def handle(headers: dict[str, str]) -> None:
+        with propagation.attached(headers):
+            pick()
+
+    run_id, headers, _ = _call_in_run(agent)
+    # start_run makes its run current with no reset: a worker thread may keep it.
+    stale = tool.tracker.start_run(goal_id="old work", execution_id="worker")
+    handle(headers)
+    tool.tracker.end_run(success=True, execution_id="worker")
+    tool.flush()
+    fragment = tool.store.load_run(run_id)
+    old = tool.store.load_run(stale)
+    assert fragment is not None and old is not None
+    assert len(fragment.decisions) == 1 and fragment.decisions[0].id.startswith("dec_0@tool:")
+    assert old.decisions == []
+
+
+def test_a_context_naming_a_run_of_this_process_records_into_that_run(agent: Process) -> None:
+    @dt.decision("Pick", options=["a"], tracker=agent.tracker)
+    def pick() -> str:
+        return "a"
+
+    headers: dict[str, str] = {}
+    with agent.tracker.run("loopback") as run:
+        propagate.inject(headers)
+        # A request this process sends to itself, handled on another thread.
+        worker = threading.Thread(target=lambda: _handle(headers, pick))
+        worker.start()
+        worker.join()
+    agent.flush()
+    stored = agent.store.load_run(run.run_id)
+    assert stored is not None
+    assert [d.id for d in stored.decisions] == ["dec_0"]
+
+
+def _handle(headers: dict[str, str], fn: Any) -> None:
+    with propagation.attached(headers):
+        fn()

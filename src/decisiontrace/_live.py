@@ -74,6 +74,7 @@ class LiveRun:
 
     __slots__ = (
         "attributes",
+        "baggage",
         "context",
         "current_node",
         "decisions",
@@ -123,12 +124,14 @@ class LiveRun:
         if remote_context is None:
             self.recording = span.is_recording()
             # The run's baggage entry travels with its trace context to other processes.
-            self.context = _remote.with_run(
-                trace.set_span_in_context(span, ROOT_CONTEXT), run_id, execution_id, goal_id
+            self.baggage = _remote.baggage_value(run_id, execution_id, goal_id)
+            self.context = _remote.with_value(
+                trace.set_span_in_context(span, ROOT_CONTEXT), self.baggage
             )
         else:  # a fragment: decisions go under the remote parent, recorded if sampled
             self.recording = True
             self.context = remote_context
+            self.baggage = _remote.current_value(remote_context) or ""
         self.attributes = attributes
         self.start_ns = start_ns
         self.end_ns: int | None = None

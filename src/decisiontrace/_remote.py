@@ -44,15 +44,21 @@ class RunRef(NamedTuple):
 
 
 def baggage_value(run_id: str, execution_id: str, goal_id: str) -> str:
-    """The value of the run's baggage entry."""
-    return urlencode({"run": run_id, "exec": execution_id, "goal": goal_id[:_MAX_GOAL]})
-
-
-def with_run(context: Context, run_id: str, execution_id: str, goal_id: str) -> Context:
-    """``context`` with the baggage entry naming the run."""
-    return baggage.set_baggage(
-        sc.BAGGAGE_RUN, baggage_value(run_id, execution_id, goal_id), context
+    """The value of the run's baggage entry (text that is not UTF-8 becomes ``?``)."""
+    return urlencode(
+        {"run": run_id, "exec": execution_id, "goal": goal_id[:_MAX_GOAL]}, errors="replace"
     )
+
+
+def with_value(context: Context, value: str) -> Context:
+    """``context`` with the baggage entry naming a run (``value`` from :func:`baggage_value`)."""
+    return baggage.set_baggage(sc.BAGGAGE_RUN, value, context)
+
+
+def current_value(context: Context | None = None) -> str | None:
+    """The raw value of the run's baggage entry in ``context`` (default: the current one)."""
+    value = _get_baggage(sc.BAGGAGE_RUN, context)
+    return value if isinstance(value, str) else None
 
 
 def parse(value: Any) -> RunRef | None:
@@ -123,8 +129,9 @@ __all__ = [
     "baggage_value",
     "check_propagator",
     "current_ref",
+    "current_value",
     "new_fragment_id",
     "parse",
     "service_name",
-    "with_run",
+    "with_value",
 ]

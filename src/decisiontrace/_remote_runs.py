@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from decisiontrace.tracker import DecisionTracker
 
 _get_current_span = trace.get_current_span
+_get_value = _remote.current_value
 
 
 class RemoteRuns:
@@ -34,23 +35,37 @@ class RemoteRuns:
     _tracer: trace.Tracer
     _max_active_runs: int
     _run_timeout_ns: int
+    _runs: dict[str, LiveRun]
+    #: By the value of the baggage entry naming the run.
     _remote_runs: OrderedDict[str, LiveRun]
     _service: str | None
 
-    def _remote_run(self) -> LiveRun | None:
-        """The fragment of the run the current context names, started if need be.
+    def _in_context(self, live: LiveRun | None) -> LiveRun | None:
+        """The run to record into: ``live`` (this process's current run, or None) unless
+        the current context names another run, then that one (see :meth:`_remote_run`)."""
+        value = _get_value()
+        if value is None or (live is not None and value == live.baggage):
+            return live
+        return self._remote_run(value) or live
 
-        None when the context names no run or carries no valid span context.
+    def _remote_run(self, value: str) -> LiveRun | None:
+        """The run the baggage ``value`` names: a run of this tracker if it is one, else
+        this process's fragment of it, started if need be.
+
+        None when ``value`` names no run or the context carries no valid span context.
         """
-        ref = _remote.current_ref()
-        if ref is None:
-            return None
         runs = self._remote_runs
-        live = runs.get(ref.run_id)
+        live = runs.get(value)
         if live is not None and live.end_ns is None:
             with contextlib.suppress(KeyError):  # forgotten meanwhile by another thread
-                runs.move_to_end(ref.run_id)
+                runs.move_to_end(value)
             return live
+        ref = _remote.parse(value)
+        if ref is None:
+            return None
+        local = self._runs.get(ref.execution_id)
+        if local is not None and local.run_id == ref.run_id:  # our own run, come back
+            return local if local.end_ns is None else None
         span = _get_current_span()
         if not span.get_span_context().is_valid:
             return None
@@ -71,9 +86,9 @@ class RemoteRuns:
             fragment_id=_remote.new_fragment_id(service),
             service=service,
         )
-        live = runs.setdefault(ref.run_id, created)
+        live = runs.setdefault(value, created)
         if live is not created and live.end_ns is not None:
-            runs[ref.run_id] = live = created
+            runs[value] = live = created
         self._forget_remote_runs(now)
         return live
 
@@ -83,12 +98,12 @@ class RemoteRuns:
         idle_before = now_ns - self._run_timeout_ns
         while runs:
             try:
-                run_id, oldest = next(iter(runs.items()))
+                key, oldest = next(iter(runs.items()))
             except (StopIteration, RuntimeError):  # changed by another thread: next time
                 return
             if len(runs) <= self._max_active_runs and oldest.last_used_ns >= idle_before:
                 return
-            if runs.pop(run_id, None) is oldest:
+            if runs.pop(key, None) is oldest:
                 self._close_fragment(oldest)
 
     @staticmethod

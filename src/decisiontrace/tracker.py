@@ -396,7 +396,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
         and safely: it is whatever the agent passed.
         """
         if execution_id is None:
-            live = self._current() or self._remote_run()
+            live = self._in_context(self._current())
             if live is None:
                 _normalize.warn(
                     f"{method} called outside a run and without execution_id {_describe(what)}"

@@ -6,9 +6,8 @@ import logging
 
 from opentelemetry import trace
 
-from decisiontrace import _context as ctx
 from decisiontrace import _normalize
-from decisiontrace.decorators._run import remote_run
+from decisiontrace.decorators._run import run_in_context
 
 logger = logging.getLogger("decisiontrace")
 
@@ -30,7 +29,7 @@ def choose(option_id: str, reasoning: str | None = None) -> None:
             return search_kb(question)   # may raise: the choice is still recorded
     """
     try:
-        live = ctx.current_run.get() or remote_run(None)
+        live = run_in_context(None)
         span = trace.get_current_span()
         if live is not None:
             with live.lock:

@@ -21,7 +21,7 @@ from decisiontrace import _normalize
 from decisiontrace.decorators._generators import Session, drive, items_text
 from decisiontrace.decorators._kinds import Decorator, F, callable_or_none, tracker_or_none
 from decisiontrace.decorators._recording import Recorder
-from decisiontrace.decorators._run import default_tracker, generator_in_new_run, remote_run
+from decisiontrace.decorators._run import default_tracker, generator_in_new_run, run_in_context
 from decisiontrace.models import DecisionType
 from decisiontrace.tracker import DecisionTracker
 
@@ -105,13 +105,11 @@ class DecisionSpec(Recorder):
     def call_sync(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        live = _get_run()
-        if live is None or live.end_ns is not None:
-            live = remote_run(self.tracker)
-            if live is None:
-                if not self.auto_run:
-                    return wrapped(*args, **kwargs)
-                return self._sync_in_new_run(wrapped, instance, args, kwargs)
+        live = run_in_context(self.tracker)
+        if live is None:
+            if not self.auto_run:
+                return wrapped(*args, **kwargs)
+            return self._sync_in_new_run(wrapped, instance, args, kwargs)
         decision = self.open(live, self.node_id, instance, args, kwargs)
         if decision is None:
             return wrapped(*args, **kwargs)
@@ -147,13 +145,11 @@ class DecisionSpec(Recorder):
     def call_coroutine(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        live = _get_run()
-        if live is None or live.end_ns is not None:
-            live = remote_run(self.tracker)
-            if live is None:
-                if not self.auto_run:
-                    return wrapped(*args, **kwargs)
-                return self._coroutine_in_new_run(wrapped, instance, args, kwargs)
+        live = run_in_context(self.tracker)
+        if live is None:
+            if not self.auto_run:
+                return wrapped(*args, **kwargs)
+            return self._coroutine_in_new_run(wrapped, instance, args, kwargs)
         return self._coroutine(live, wrapped, instance, args, kwargs)
 
     async def _coroutine_in_new_run(
@@ -195,9 +191,7 @@ class DecisionSpec(Recorder):
     def call_generator(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        live = _get_run()
-        if live is None or live.end_ns is not None:
-            live = remote_run(self.tracker)
+        live = run_in_context(self.tracker)
         if live is None and self.auto_run:
             return generator_in_new_run(
                 self.tracker or default_tracker(),
@@ -212,9 +206,7 @@ class DecisionSpec(Recorder):
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
         """The generator, driven with its decision when a run is current (else as is)."""
-        live = _get_run()
-        if live is None or live.end_ns is not None:
-            live = remote_run(self.tracker)
+        live = run_in_context(self.tracker)
         gen = wrapped(*args, **kwargs)
         if live is None:
             return gen

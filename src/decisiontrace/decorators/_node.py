@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from decisiontrace import _context as ctx
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F
-from decisiontrace.decorators._run import remote_run
+from decisiontrace.decorators._run import run_in_context
 
 if TYPE_CHECKING:
     from decisiontrace._live import LiveRun
@@ -48,11 +48,9 @@ class _NodeSpec:
     def call_sync(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        live = _get_run()
-        if live is None or live.end_ns is not None:
-            live = remote_run(None)  # the node of a run another process started
-            if live is None:
-                return wrapped(*args, **kwargs)
+        live = run_in_context(None)
+        if live is None:
+            return wrapped(*args, **kwargs)
         live.note_node(self.node_id)
         token = _set_node(self.node_id)
         try:
@@ -63,11 +61,9 @@ class _NodeSpec:
     def call_coroutine(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        live = _get_run()
-        if live is None or live.end_ns is not None:
-            live = remote_run(None)  # the node of a run another process started
-            if live is None:
-                return wrapped(*args, **kwargs)
+        live = run_in_context(None)
+        if live is None:
+            return wrapped(*args, **kwargs)
         return self._coroutine(live, wrapped, args, kwargs)
 
     async def _coroutine(
@@ -83,11 +79,9 @@ class _NodeSpec:
     def call_generator(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        live = _get_run()
-        if live is None or live.end_ns is not None:
-            live = remote_run(None)  # the node of a run another process started
-            if live is None:
-                return wrapped(*args, **kwargs)
+        live = run_in_context(None)
+        if live is None:
+            return wrapped(*args, **kwargs)
         live.note_node(self.node_id)
         token = _set_node(self.node_id)  # decorators below read the node when called
         try:

@@ -7,11 +7,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
 from decisiontrace import _context as ctx
-from decisiontrace import semconv as sc
+from decisiontrace import _remote
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F, doc_line, qualname, tracker_or_none
 from decisiontrace.tracker import DecisionTracker
@@ -27,8 +26,7 @@ _set_run = ctx.current_run.set
 _reset_run = ctx.current_run.reset
 _attach = otel_context.attach
 _detach = otel_context.detach
-_get_baggage = baggage.get_baggage
-_BAGGAGE_RUN = sc.BAGGAGE_RUN
+_get_value = _remote.current_value
 
 
 # --- the module default tracker -----------------------------------------------------------
@@ -66,24 +64,24 @@ def set_default_tracker(tracker: DecisionTracker | None) -> None:
         _default = tracker
 
 
-def remote_run(tracker: DecisionTracker | None) -> LiveRun | None:
-    """The run of another process that the current context names (see ``_remote``), or None.
+def run_in_context(tracker: DecisionTracker | None) -> LiveRun | None:
+    """The run a decorated call records into, or None.
 
-    Called where no run of this process is current; ``tracker`` (default: the default
-    tracker) keeps the fragment this process records into it.
+    The current run of this process, unless the current OpenTelemetry context names
+    another run (a request from another process, see ``decisiontrace._remote``): then
+    ``tracker`` (default: the default tracker) records into that run as a fragment.
     """
-    if _get_baggage(_BAGGAGE_RUN) is None:  # the common case: one context lookup
-        return None
+    live = _get_run()
+    if live is not None and live.end_ns is not None:
+        live = None
+    value = _get_value()
+    if value is None or (live is not None and value == live.baggage):
+        return live  # the common cases: one context lookup
     try:
-        return (tracker or default_tracker())._remote_run()
+        return (tracker or default_tracker())._remote_run(value) or live
     except Exception:
         logger.exception("decisiontrace: could not join the run of the current context")
-        return None
-
-
-def remote_run_named() -> bool:
-    """Whether the current context names a run of another process."""
-    return _get_baggage(_BAGGAGE_RUN) is not None
+        return live
 
 
 # --- runs started by a decorator --------------------------------------------------------------
