@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,17 @@ from decisiontrace.cli.app import main
 from decisiontrace.cli.report import render_report, trace_url_from_env
 from decisiontrace.cli.report._payload import embed_json
 from decisiontrace.cli.stats import compute_stats
-from decisiontrace.models import Decision, Option, Outcome, Problem, Run, RunStatus
+from decisiontrace.evaluation.judgement import build, stored_form
+from decisiontrace.models import (
+    Decision,
+    DecisionEvaluation,
+    Option,
+    Outcome,
+    Problem,
+    Run,
+    RunStatus,
+)
+from decisiontrace.stores import open_store
 from tests.cli import DEMO_TICKETS, DemoStore, fill_demo_store
 
 
@@ -276,3 +287,31 @@ def test_a_run_with_a_trace_id_links_to_its_trace(monkeypatch: pytest.MonkeyPatc
     html = render_report([bad], compute_stats([bad]), store_url="x",
                          generated_at=datetime(2026, 5, 10))  # fmt: skip
     assert "trace" not in page_data(html)[0]
+
+
+def test_the_original_single_evaluation_shows_when_no_evaluator_judged() -> None:
+    run = hostile_run()
+    decision = run.decisions[0]
+    del decision.__pydantic_extra__["evaluations"]  # type: ignore[index]
+    decision.evaluation = DecisionEvaluation(
+        goal_aligned=False, better_option_existed=True, better_option_id="plain",
+        outcome_quality=0.3, explanation="plain was cheaper",
+    )  # fmt: skip
+    html = render_report([run], compute_stats([run]), store_url="x", generated_at=NOW)
+    assert page_data(html)[0]["d"][0]["ev"] == [
+        ["evaluation", 0.3, "not goal aligned; better option: plain", "plain was cheaper"]
+    ]
+
+
+def test_judgements_stored_by_evaluators_show_in_the_report(tmp_path: Path) -> None:
+    demo = fill_demo_store(tmp_path)
+    run = demo.runs[0]
+    decision_id = run.decisions[0].id
+    judgement = build("llm-judge", None, 0.75, "good", "picked the right category")
+    with open_store(demo.url) as store:
+        assert store.update_evaluations(run.id, [(decision_id, stored_form(judgement))]) == []
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["--store", demo.url, "report", "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    entry = page_data(page.read_text(encoding="utf-8"))[0]["d"][0]
+    assert entry["ev"] == [["llm-judge", 0.75, "good", "picked the right category"]]

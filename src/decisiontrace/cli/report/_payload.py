@@ -98,10 +98,20 @@ def _option(option: Option) -> list[Any]:
 
 
 def _evaluations(decision: Decision) -> list[list[Any]]:
-    """The ``evaluations`` extra (one judgement per evaluator), as rows of text."""
+    """The ``evaluations`` extra (one judgement per evaluator), as rows of text.
+
+    A record with only the original's single ``evaluation`` shows that one instead.
+    """
     raw = (decision.model_extra or {}).get("evaluations")
     if not isinstance(raw, list):
-        return []
+        evaluation = decision.evaluation
+        if evaluation is None:
+            return []
+        verdict = "goal aligned" if evaluation.goal_aligned else "not goal aligned"
+        if evaluation.better_option_existed:
+            verdict += f"; better option: {evaluation.better_option_id or '?'}"
+        return [["evaluation", _number(evaluation.outcome_quality), verdict,
+                 _text(evaluation.explanation)]]  # fmt: skip
     rows = []
     for item in raw:
         if not isinstance(item, dict):
