@@ -83,7 +83,7 @@ table { border-collapse: collapse; margin: 6px 0 12px; }
 th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left;
   vertical-align: top; }
 th { font-weight: 600; background: #f8f9fa; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .scroll { max-width: 100%; overflow-x: auto; }
 a { color: #1a5fb4; text-decoration: none; } a:hover { text-decoration: underline; }
 .charts { display: flex; flex-wrap: wrap; gap: 28px; align-items: flex-start; }
