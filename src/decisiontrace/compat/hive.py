@@ -5,14 +5,15 @@ An agent written against the original switches by changing its imports only::
     from decisiontrace.compat.hive import StreamDecisionTracker, StreamRuntimeAdapter
 
 Signatures, positional order, return values, id formats and the
-``outcome_aggregator`` calls are the original's. What changes underneath: every run
-and decision is an OpenTelemetry span, the record is rebuilt from those spans by a
-:class:`~decisiontrace.processor.RunRecordProcessor` and written to ``storage``, bad
-input warns instead of raising, and ``end_run`` works without an event loop.
+``outcome_aggregator`` calls are the original's, and so is ``storage``: whatever the
+original accepted (see :mod:`decisiontrace.compat._storage`). What changes underneath:
+every run and decision is an OpenTelemetry span, the record is rebuilt from those
+spans, bad input warns instead of raising, and ``end_run`` works without an event loop.
 
-Unless a ``tracer_provider`` is given, each tracker records through a private
-``TracerProvider`` whose only processor stores runs in ``storage``. With a
-``tracer_provider``, the spans go there and the caller decides what stores them.
+Unless a ``tracer_provider`` is given, trackers record through providers private to
+this module, one per store plus one without processors, shared by every tracker: a
+tracker owns no thread and nothing outlives it but the runs it stored. With a
+``tracer_provider``, the spans go there, and the caller decides what stores them.
 """
 
 from __future__ import annotations
@@ -20,32 +21,50 @@ from __future__ import annotations
 import logging
 import os
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
-from decisiontrace.models import DecisionType, Run
-from decisiontrace.processor import RunRecordProcessor
-from decisiontrace.stores import JSONFilesStore, RunStore, open_store
-from decisiontrace.tracker import DecisionTracker as _CoreTracker
+from decisiontrace._jsonsafe import safe_repr
+from decisiontrace._live import LiveRun
+from decisiontrace.compat._core import CompatCore, amended
+from decisiontrace.compat._storage import Sink, StoreSink, assemble, resolve, with_run
+from decisiontrace.models import DecisionType, Run, RunStatus
+from decisiontrace.stores import JSONFilesStore
 
 T = TypeVar("T")
 logger = logging.getLogger("decisiontrace")
 #: How long the single-run tracker's end_run waits for its run to be written.
 _END_RUN_FLUSH_MS = 5_000
-Storage = RunStore | str | os.PathLike[str]
+#: Ended runs per tracker that a later end_run for the same execution can still amend.
+_AMENDABLE_RUNS = 64
+_CLOSED_REASON = "tracker closed with the run still open"
+Storage = Any
 
 __all__ = ["DecisionTracker", "StreamDecisionTracker", "StreamRuntimeAdapter"]
 
 
-def _private_provider(store: RunStore) -> tuple[TracerProvider, RunRecordProcessor]:
-    processor = RunRecordProcessor(store)
-    provider = TracerProvider()
-    provider.add_span_processor(processor)
-    return provider, processor
+class _EndedRun:
+    """A run that ended, kept for a second end_run: its spans, maybe already amended."""
+
+    __slots__ = ("decision_spans", "handed", "pending", "run_span")
+
+    def __init__(self, live: LiveRun) -> None:
+        self.run_span: Any = live.span
+        self.decision_spans: list[Any] = [d.span for d in live.decisions.values()]
+        self.pending: Any = None  # the assembled run, once built
+        self.handed: Run | None = None  # the Run given to save_run
+
+    def assembled(self) -> Any:
+        if self.pending is None:
+            self.pending = assemble(self.run_span, self.decision_spans)
+            self.run_span = None
+            self.decision_spans = []
+        return self.pending
 
 
 class StreamDecisionTracker:
@@ -53,8 +72,12 @@ class StreamDecisionTracker:
 
     Args:
         stream_id: unique identifier of the stream.
-        storage: a store, or a path: a directory gets the original's JSON-files layout
-            (``runs/{run_id}.json``), a ``.db`` file or ``sqlite:///`` URL SQLite.
+        storage: what the original accepted, looked at only when the first run starts:
+            a decisiontrace store, store URL or path (a directory gets the original's
+            JSON-files layout, a ``.db`` file or ``sqlite:///`` URL SQLite); any object
+            with ``save_run(run)`` (plain or async), which gets every finished run as a
+            Run; or an object with a ``base_path`` directory (JSON-files layout there).
+            Anything else: one error is logged and runs are not stored.
         outcome_aggregator: optional; its ``record_decision`` and ``record_outcome``
             are called exactly as the original calls them.
         tracer_provider: optional; see the module docstring.
@@ -69,14 +92,61 @@ class StreamDecisionTracker:
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.stream_id = stream_id
-        self._storage = storage if isinstance(storage, RunStore) else open_store(storage)
-        self._processor: RunRecordProcessor | None = None
-        if tracer_provider is None:
-            tracer_provider, self._processor = _private_provider(self._storage)
-        self._provider = tracer_provider
-        self._tracker = _CoreTracker(
+        self._storage = storage
+        self._sink: Sink | None = None
+        self._external = tracer_provider is not None
+        self._external_provider = tracer_provider
+        self._tracker = CompatCore(
             stream_id, tracer_provider=tracer_provider, outcome_aggregator=outcome_aggregator
         )
+        self._ended: OrderedDict[str, _EndedRun] = OrderedDict()
+        if not self._external:
+            ref = weakref.ref(self)  # no cycle: a dropped tracker is freed at once
+
+            def run_ended(live: LiveRun) -> None:
+                tracker = ref()
+                if tracker is not None:
+                    tracker._run_ended(live)
+
+            self._tracker.run_ended = run_ended
+
+    def _resolve_storage(self) -> Sink:
+        sink = self._sink
+        if sink is None:
+            sink, problem = resolve(self._storage)
+            if problem is not None:
+                logger.error(
+                    "decisiontrace: storage %s of stream %r cannot store runs (%s); "
+                    "its runs are recorded as spans but not stored",
+                    safe_repr(self._storage),
+                    self.stream_id,
+                    problem,
+                )
+            self._tracker._tracer = sink.tracer  # spans go where this storage is written
+            self._sink = sink
+        return sink
+
+    def _run_ended(self, live: LiveRun) -> None:
+        """Every run this tracker ends: kept for a second end_run, handed to the sink."""
+        sink = self._sink
+        if sink is None:
+            return
+        ended = _EndedRun(live)
+        ended_runs = self._ended
+        ended_runs.pop(live.execution_id, None)
+        ended_runs[live.execution_id] = ended
+        while len(ended_runs) > _AMENDABLE_RUNS:
+            ended_runs.popitem(last=False)
+        if sink.takes_records:
+            ended.handed = sink.run_ended(ended.assembled())
+
+    def _amend(self, ended: _EndedRun, success: Any, narrative: Any, output_data: Any) -> None:
+        """A second end_run: the run it ended is changed and stored again."""
+        pending = ended.assembled()
+        if pending.run is None or self._sink is None:
+            return
+        ended.pending = with_run(pending, amended(pending.run, success, narrative, output_data))
+        ended.handed = self._sink.run_amended(ended.pending, ended.handed)
 
     # === RUN LIFECYCLE ===
 
@@ -87,8 +157,24 @@ class StreamDecisionTracker:
         goal_description: str = "",
         input_data: dict[str, Any] | None = None,
     ) -> str:
-        """Start a run for an execution; returns the run id."""
-        return self._tracker.start_run(
+        """Start a run for an execution; returns the run id.
+
+        A second start_run for an execution whose run has no decision yet replaces that
+        run, as the original does: nothing is stored for it.
+        """
+        if not self._external:
+            self._resolve_storage()
+        core = self._tracker
+        live = core._lookup(execution_id)
+        if live is not None and live.end_ns is None and not live.decisions:
+            try:
+                run_id = core.restart(live, goal_id, goal_description, input_data)
+            except Exception:
+                logger.exception("decisiontrace: start_run failed")
+                run_id = ""
+            if run_id:
+                return run_id
+        return core.start_run(
             execution_id=execution_id,
             goal_id=goal_id,
             goal_description=goal_description,
@@ -102,8 +188,25 @@ class StreamDecisionTracker:
         narrative: str = "",
         output_data: dict[str, Any] | None = None,
     ) -> None:
-        """End the run of an execution; it is stored in the background."""
-        self._tracker.end_run(
+        """End the run of an execution; it is stored in the background.
+
+        With a ``save_run`` storage the run is handed to it before this returns. A
+        second end_run for an execution whose run already ended updates that run's
+        status, narrative and output and stores it again, as the original does.
+        """
+        core = self._tracker
+        if core._lookup(execution_id) is None:
+            try:
+                ended = self._ended.get(execution_id)
+            except TypeError:  # an unhashable id: the core tracker warns about it
+                ended = None
+            if ended is not None:
+                try:
+                    self._amend(ended, success, narrative, output_data)
+                except Exception:
+                    logger.exception("decisiontrace: end_run failed")
+                return
+        core.end_run(
             execution_id=execution_id,
             success=success,
             narrative=narrative,
@@ -223,17 +326,28 @@ class StreamDecisionTracker:
     # === ADDITIONS ===
 
     def close(self) -> None:
-        """Flush and stop the private provider (its writer thread); no-op otherwise."""
-        if self._processor is not None:
-            self._provider.shutdown()  # type: ignore[attr-defined]
+        """End this tracker's runs still open as cancelled, and wait until they are stored.
+
+        The shared providers and writers stay up for other trackers. No-op with a
+        ``tracer_provider`` (its owner shuts it down).
+        """
+        if self._external:
+            return
+        core = self._tracker
+        for live in list(core._runs.values()):
+            core._finish(live, False, "", None, RunStatus.CANCELLED, end_reason=_CLOSED_REASON)
+        self.flush()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every ended run is in storage (private provider only)."""
-        if self._processor is None:
-            return bool(
-                getattr(self._provider, "force_flush", lambda _: True)(int(timeout_s * 1e3))
-            )
-        return self._processor.force_flush(int(timeout_s * 1000))
+        """Wait until every ended run is stored; True when all are, in time.
+
+        Runs handed to an async ``save_run`` on the agent's own event loop are that
+        loop's to run: this does not wait for them.
+        """
+        if self._external_provider is not None:
+            force_flush = getattr(self._external_provider, "force_flush", None)
+            return True if force_flush is None else bool(force_flush(int(timeout_s * 1e3)))
+        return True if self._sink is None else self._sink.flush(timeout_s)
 
 
 class StreamRuntimeAdapter:
@@ -245,8 +359,8 @@ class StreamRuntimeAdapter:
         self._current_node = "unknown"
 
     @property
-    def storage(self) -> RunStore:
-        """The store runs are written to."""
+    def storage(self) -> Any:
+        """The tracker's storage, as it was given."""
         return self._runtime._storage
 
     @property
@@ -394,11 +508,19 @@ class DecisionTracker(StreamRuntimeAdapter):
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         Path(storage_path).mkdir(parents=True, exist_ok=True)
-        stream = StreamDecisionTracker(
-            "single", JSONFilesStore(storage_path), tracer_provider=tracer_provider
-        )
+        path = os.path.abspath(os.fspath(storage_path))
+        # The path, not a store object: trackers of one folder share its writer.
+        stream = StreamDecisionTracker("single", path, tracer_provider=tracer_provider)
         stream._tracker._run_id_prefix = "run_"
         super().__init__(stream, "")
+        sink = None if stream._external else stream._resolve_storage()
+        store = sink.pipeline.store if isinstance(sink, StoreSink) else None
+        self._store = store if isinstance(store, JSONFilesStore) else JSONFilesStore(path)
+
+    @property
+    def storage(self) -> JSONFilesStore:
+        """The JSON-files store at ``storage_path``."""
+        return self._store
 
     def end_run(
         self,
@@ -408,15 +530,15 @@ class DecisionTracker(StreamRuntimeAdapter):
     ) -> None:
         """End the run and write it to ``storage_path/runs/{run_id}.json`` before returning."""
         super().end_run(success, narrative, output_data)
-        processor = self._runtime._processor
-        if processor is not None and not processor.force_flush(_END_RUN_FLUSH_MS):
+        runtime = self._runtime
+        if not runtime._external and not runtime.flush(_END_RUN_FLUSH_MS / 1000):
             logger.error(
                 "decisiontrace: run not yet written to %s; it stays queued and is retried",
                 self.storage.url,
             )
 
     def close(self) -> None:
-        """Flush and stop the private provider (its writer thread); no-op otherwise."""
+        """End the run if still open (as cancelled) and wait until it is written."""
         self._runtime.close()
 
     def decide_and_execute(
