@@ -311,7 +311,9 @@ def test_llm_spans_nest_under_the_decision_and_their_tokens_are_summed(pipe: Pip
     assert all(s["trace_id"] == decision_span["trace_id"] for s in llm_spans)
     assert decision_span["attributes"][IN] == 100
     assert decision_span["attributes"][OUT] == 20
-    assert decision_span["attributes"][sc.OUTCOME_TOKENS] == 120
+    # the LLM spans ended before the decision: their tokens are on its span, as stored
+    assert decision_span["attributes"][sc.OUTCOME_TOKENS] == 120 + 15 + 10
+    assert decision_span["attributes"][sc.OUTCOME_LLM_TOKENS] == 15 + 10
     (record,) = pipe.only_run().decisions
     assert record.outcome is not None
     assert record.outcome.tokens_used == 120 + 15 + 10

@@ -185,16 +185,17 @@ def test_llm_spans_under_a_decision_add_their_tokens(
                 "completion", attributes={sc.LLM_TOKEN_COUNT_PROMPT: 3}
             ):
                 pass
+        tracker.record_outcome(decision_id=decision_id, success=True, tokens_used=7)
+        # In the run but after the decision: it counts for the run only.
         with tracer.start_as_current_span(
             "outside any decision", attributes={sc.GEN_AI_USAGE_INPUT_TOKENS: 1000}
         ):
             pass
-        tracker.record_outcome(decision_id=decision_id, success=True, tokens_used=7)
     assert processor.force_flush(5000)
     stored = store.load_run(run.run_id)
     assert stored is not None and stored.decisions[0].outcome is not None
     assert stored.decisions[0].outcome.tokens_used == 7 + 120 + 3
-    assert stored.metrics.total_tokens == 130
+    assert stored.metrics.total_tokens == 1130
 
 
 def test_decisions_whose_run_span_never_ends_are_stored_as_stuck() -> None:

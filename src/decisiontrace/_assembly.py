@@ -7,6 +7,7 @@ decision spans (and the LLM spans under them) share its trace id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -15,28 +16,9 @@ from typing import Any
 
 from decisiontrace import _codec
 from decisiontrace import semconv as sc
+from decisiontrace._tokens import attribute_tree
 
 logger = logging.getLogger("decisiontrace")
-
-_TOKEN_KEYS = (
-    (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS),
-    (sc.GEN_AI_USAGE_PROMPT_TOKENS, sc.GEN_AI_USAGE_COMPLETION_TOKENS),
-    (sc.LLM_TOKEN_COUNT_PROMPT, sc.LLM_TOKEN_COUNT_COMPLETION),
-)
-
-
-def token_usage(attributes: Mapping[str, Any] | None) -> int:
-    """Tokens an LLM span reports (GenAI names, their older names, or OpenInference's)."""
-    if not attributes:
-        return 0
-    for input_key, output_key in _TOKEN_KEYS:
-        if input_key in attributes or output_key in attributes:
-            try:
-                return int(attributes.get(input_key) or 0) + int(attributes.get(output_key) or 0)
-            except (TypeError, ValueError):
-                return 0
-    return 0
-
 
 #: Pending runs are keyed by trace id; fragments (what another process recorded into
 #: a run, see ``decisiontrace._remote``) by trace id and the spans' fragment id.
@@ -58,13 +40,16 @@ class PendingRun:
 
     __slots__ = (
         "decisions", "first_seen", "fragment", "fragment_attributes", "last_added",
-        "problems", "reason", "run", "run_seen", "status", "tokens",
+        "problems", "reason", "run", "run_seen", "run_tokens", "status", "tokens",
     )  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.run: _codec.SpanData | None = None
         self.decisions: dict[int, _codec.SpanData] = {}
+        # LLM tokens by the decision span they count for, and for the run only
+        # (docs/span-model.md, "Tokens from LLM spans"; decided in _tokens).
         self.tokens: dict[int, int] = {}
+        self.run_tokens = 0
         self.first_seen = now
         self.run_seen = 0.0
         self.status: str | None = None  # overrides the span's (stuck runs)
@@ -93,12 +78,16 @@ class PendingRun:
 
     def record(self, *, light: bool = False) -> _codec.Record:
         """The run record from what has arrived (see :func:`_codec.decision_record`)."""
-        decisions = [
-            _codec.decision_record(
-                d.attributes, d.start_ns, d.end_ns, self.tokens.get(key, 0), light=light
+        decisions = []
+        run_tokens = self.run_tokens
+        for key, d in self.decisions.items():
+            extra = self._extra_tokens(key, d)
+            if extra and sc.OUTCOME_SUCCESS not in d.attributes:
+                run_tokens += extra  # a decision without an outcome has no token count
+                extra = 0
+            decisions.append(
+                _codec.decision_record(d.attributes, d.start_ns, d.end_ns, extra, light=light)
             )
-            for key, d in self.decisions.items()
-        ]
         if self.fragment is not None:
             return self._fragment_record(decisions)
         run = self.run
@@ -107,7 +96,13 @@ class PendingRun:
             first = min(self.decisions.values(), key=lambda d: d.start_ns)
             attributes: dict[str, Any] = {sc.RUN_ID: first.attributes.get(sc.RUN_ID, "")}
             record = _codec.run_record(
-                attributes, first.start_ns, None, decisions, [], status=self.status or "stuck"
+                attributes,
+                first.start_ns,
+                None,
+                decisions,
+                [],
+                status=self.status or "stuck",
+                run_tokens=run_tokens,
             )
         else:
             record = _codec.run_record(
@@ -118,10 +113,23 @@ class PendingRun:
                 _codec.problems_of(run.events),
                 status=self.status,
                 error=run.error,
+                run_tokens=run_tokens,
             )
         if self.reason is not None:
             record["end_reason"] = self.reason
         return record
+
+    def _extra_tokens(self, key: int, decision: _codec.SpanData) -> int:
+        """LLM tokens of a decision not yet in its span's ``tokens_used``.
+
+        The tracker puts the tokens of LLM spans that ended before the decision on its
+        span (and says how many); only those counted after that are added here.
+        """
+        counted = self.tokens.get(key, 0)
+        if not counted:
+            return 0
+        on_span = decision.attributes.get(sc.OUTCOME_LLM_TOKENS, 0)
+        return max(0, counted - on_span) if type(on_span) is int else counted
 
     def _fragment_record(self, decisions: list[_codec.Record]) -> _codec.Record:
         starts = [d.start_ns for d in self.decisions.values()]
@@ -173,6 +181,7 @@ class PendingRun:
             ],
             "status": self.status,
             "reason": self.reason,
+            "run_tokens": self.run_tokens,
         }
 
 
@@ -197,6 +206,7 @@ def record_from_compact(data: Mapping[str, Any]) -> _codec.Record:
             pending.tokens[index] = tokens
     pending.status = data.get("status")
     pending.reason = data.get("reason")
+    pending.run_tokens = int(data.get("run_tokens") or 0)
     fragment = data.get("fragment")
     if fragment is not None:
         pending.fragment, pending.fragment_attributes, problems = fragment
@@ -217,10 +227,14 @@ class RunAssembler:
         late_span_grace: seconds to wait, once a run span has ended, for decision spans
             it counted but that have not arrived, and to keep a written run that was
             missing some so that late ones are merged in and the run written again.
-        max_recent: how many such incomplete written runs are kept for late spans, and
-            how many written fragments are kept for their later spans.
+        max_recent: how many such incomplete written runs are kept for late spans, how
+            many runs for late tokens, and how many written fragments are kept for
+            their later spans.
         fragment_quiet: see above.
         fragment_keep: see above.
+        late_token_window: seconds a written run whose trace still had LLM spans open
+            is kept (see :meth:`expect_late_tokens`), so that their tokens (a stream
+            read once the run was over) are merged in and the run written again.
     """
 
     def __init__(
@@ -230,8 +244,10 @@ class RunAssembler:
         *,
         fragment_quiet: float = 0.5,
         fragment_keep: float = 600.0,
+        late_token_window: float = 60.0,
     ) -> None:
         self.late_span_grace = late_span_grace
+        self.late_token_window = late_token_window
         self.max_recent = max_recent
         self.fragment_quiet = fragment_quiet
         self.fragment_keep = fragment_keep
@@ -240,11 +256,22 @@ class RunAssembler:
         self._recent_fragments: OrderedDict[tuple[int, str], tuple[float, PendingRun]] = (
             OrderedDict()
         )
+        self._late: OrderedDict[int, tuple[float, PendingRun]] = OrderedDict()
+        # Traces whose run ended with spans still open: set by the agent's thread.
+        self._expect_late: dict[int, None] = {}
+
+    def expect_late_tokens(self, trace_id: int) -> None:
+        """The run of this trace ended with LLM spans still open: keep it once written."""
+        expect = self._expect_late
+        expect[trace_id] = None
+        if len(expect) > self.max_recent:
+            with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread
+                del expect[next(iter(expect))]
 
     def _pending_for(self, trace_id: int, now: float) -> PendingRun:  # a root run's
         pending = self.pending.get(trace_id)
         if pending is None:
-            recent = self._recent.pop(trace_id, None)
+            recent = self._recent.pop(trace_id, None) or self._late.pop(trace_id, None)
             pending = recent[1] if recent is not None else PendingRun(now)
             self.pending[trace_id] = pending
         return pending
@@ -297,43 +324,34 @@ class RunAssembler:
             pending.decisions[span.span_id] = span
 
     def add_tokens(
-        self, trace_id: int, decision_span_id: int, tokens: int, key: Key | None = None
+        self, trace_id: int, decision_span_id: int | None, tokens: int, key: Key | None = None
     ) -> None:
-        """Add an LLM span's token count to the decision span it ran under (in the
-        pending run ``key``, when known: a fragment's)."""
+        """Count an LLM span's tokens for a decision span (None: the trace's run only), in
+        the pending run ``key`` when known (a fragment's)."""
         pending = self.pending.get(key) if key is not None else None
         if pending is None:
             pending = self._pending_for(trace_id, time.monotonic())
-        pending.tokens[decision_span_id] = pending.tokens.get(decision_span_id, 0) + tokens
+        if decision_span_id is None:
+            pending.run_tokens += tokens
+        else:
+            pending.tokens[decision_span_id] = pending.tokens.get(decision_span_id, 0) + tokens
 
     def add_tree(self, spans: Iterable[_codec.SpanData]) -> None:
-        """Take every span of some traces at once (OTLP JSON): ours, and LLM spans under
-        our decisions, whose tokens are added to those decisions."""
+        """Take every span of some traces at once (OTLP JSON): ours, and LLM spans,
+        whose tokens count by the rules of :mod:`decisiontrace._tokens`."""
         spans = list(spans)
-        parents = {(s.trace_id, s.span_id): s.parent_id for s in spans}
-        decisions: dict[tuple[int, int], Key | None] = {}
-        for s in spans:
-            if s.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION:
-                fragment = s.attributes.get(sc.FRAGMENT_ID)
-                decisions[(s.trace_id, s.span_id)] = (
-                    None if fragment is None else (s.trace_id, str(fragment))
-                )
+        fragments: dict[tuple[int, int], Key] = {}
         for span in spans:
-            if sc.SPAN_KIND in span.attributes:
+            attributes = span.attributes
+            if sc.SPAN_KIND in attributes:
                 self.add(span)
-                continue
-            tokens = token_usage(span.attributes)
-            if not tokens:
-                continue
-            parent = span.parent_id
-            seen = 0
-            while parent is not None and seen < 256:
-                key = (span.trace_id, parent)
-                if key in decisions:
-                    self.add_tokens(span.trace_id, parent, tokens, decisions[key])
-                    break
-                parent = parents.get(key)
-                seen += 1
+                fragment = attributes.get(sc.FRAGMENT_ID)
+                if fragment is not None and attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION:
+                    fragments[(span.trace_id, span.span_id)] = (span.trace_id, str(fragment))
+        for counted in attribute_tree(spans):
+            decision = counted.decision_span_id
+            key = None if decision is None else fragments.get((counted.trace_id, decision))
+            self.add_tokens(counted.trace_id, decision, counted.tokens, key)
 
     def take_ready(self, *, force: bool = False, now: float | None = None) -> list[_codec.Record]:
         """Records of the runs that can be written now (see :meth:`take_ready_runs`)."""
@@ -360,8 +378,10 @@ class RunAssembler:
                 continue
             del self.pending[trace_id]
             ready.append(pending)
-            if not (complete and pending.counted()):
-                self._remember(trace_id, pending, now)
+            if trace_id in self._expect_late:
+                self._remember(self._late, trace_id, pending, now)
+            elif not (complete and pending.counted()):
+                self._remember(self._recent, trace_id, pending, now)
         self._expire_recent(now)
         return ready
 
@@ -405,17 +425,29 @@ class RunAssembler:
                 orphans.append(pending)
         return orphans
 
-    def _remember(self, trace_id: int, pending: PendingRun, now: float) -> None:
-        self._recent[trace_id] = (now, pending)
-        while len(self._recent) > self.max_recent:
-            self._recent.popitem(last=False)
+    def _remember(
+        self,
+        kept: OrderedDict[int, tuple[float, PendingRun]],
+        trace_id: int,
+        pending: PendingRun,
+        now: float,
+    ) -> None:
+        kept[trace_id] = (now, pending)
+        while len(kept) > self.max_recent:
+            dropped, _ = kept.popitem(last=False)
+            self._expect_late.pop(dropped, None)
 
     def _expire_recent(self, now: float) -> None:
-        while self._recent:
-            trace_id, (seen, _) = next(iter(self._recent.items()))
-            if now - seen < self.late_span_grace:
-                break
-            del self._recent[trace_id]
+        for kept, keep_for in (
+            (self._recent, self.late_span_grace),
+            (self._late, self.late_token_window),
+        ):
+            while kept:
+                trace_id, (seen, _) = next(iter(kept.items()))
+                if now - seen < keep_for:
+                    break
+                del kept[trace_id]
+                self._expect_late.pop(trace_id, None)
 
 
 def _records_of(runs: list[PendingRun]) -> list[_codec.Record]:

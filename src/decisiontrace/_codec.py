@@ -396,6 +396,7 @@ def run_record(
     *,
     status: str | None = None,
     error: bool = False,
+    run_tokens: int = 0,
 ) -> Record:
     """The stored Run dict from a run span's attributes and its decision and problem dicts.
 
@@ -407,10 +408,12 @@ def run_record(
         problems: problem dicts, in order.
         status: overrides the status the span carries (stuck/cancelled runs).
         error: the span's status was ERROR (used when it carries no run status).
+        run_tokens: LLM tokens that count for the run but none of its decisions.
     """
     get = attributes.get
     decisions.sort(key=_decision_order)
-    successful = failed = tokens = latency = 0
+    successful = failed = latency = 0
+    tokens = run_tokens
     nodes = [str(n) for n in get(sc.RUN_NODES, ())]
     seen_nodes = set(nodes)
     for decision in decisions:

@@ -26,6 +26,7 @@ from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import safe_str
 from decisiontrace._live import ROOT_CONTEXT, LiveDecision, LiveRun
 from decisiontrace._redact import redact_text
+from decisiontrace._tokens import LEDGER
 from decisiontrace.models import Decision, DecisionType, Outcome, RunStatus
 
 if TYPE_CHECKING:
@@ -192,16 +193,21 @@ class SpanEngine:
         ) or _records.narrative(
             status_value, len(outcomes), successful, failed, problems, intents_failed
         )
+        # LLM tokens that counted for the run but none of its decisions (see _tokens).
+        run_llm_tokens = LEDGER.take_run(live.span.get_span_context().trace_id)
         end_attributes: _codec.Attributes = {
             sc.RUN_STATUS: status_value,
             sc.RUN_NARRATIVE: narrative,
             sc.RUN_DECISION_COUNT: len(outcomes),
             sc.RUN_SUCCESS_COUNT: successful,
             sc.RUN_FAILURE_COUNT: failed,
-            sc.RUN_TOTAL_TOKENS: sum(o[sc.OUTCOME_TOKENS] for o in outcomes if o is not None),
+            sc.RUN_TOTAL_TOKENS: run_llm_tokens
+            + sum(o[sc.OUTCOME_TOKENS] for o in outcomes if o is not None),
             sc.RUN_PROBLEM_COUNT: len(problems),
             sc.RUN_NODES: nodes,
         }
+        if run_llm_tokens:
+            end_attributes[sc.RUN_LLM_TOKENS] = run_llm_tokens
         if end_reason is not None:
             end_attributes[sc.RUN_END_REASON] = end_reason
         if output_data:
@@ -417,6 +423,9 @@ class SpanEngine:
         tokens = _normalize.integer(tokens_used, f"{where}: tokens_used")
         if not tokens and (input_tokens or output_tokens):
             tokens = (input_tokens or 0) + (output_tokens or 0)
+        # Tokens of LLM spans that ended under the decision so far, so that the exported
+        # span carries the stored total (docs/span-model.md, "Tokens from LLM spans").
+        llm_tokens = LEDGER.take_decision(decision.span.get_span_context().span_id)
         attributes = _codec.outcome_attributes(
             success=success,
             result=result,
@@ -424,13 +433,15 @@ class SpanEngine:
             error=None if error is None else _normalize.text(error, f"{where}: error"),
             summary=_normalize.text(summary, f"{where}: summary"),
             state_changes=state_changes,
-            tokens_used=tokens,
+            tokens_used=tokens + llm_tokens,
             latency_ms=_normalize.integer(latency_ms, f"{where}: latency_ms"),
             error_type=None if error_type is None else _normalize.text(error_type, "error_type"),
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             where=where,
         )
+        if llm_tokens:
+            attributes[sc.OUTCOME_LLM_TOKENS] = llm_tokens
         choice = None
         if chosen is not None or reasoning is not None:
             choice = _codec.choice_attributes(decision.options, chosen, reasoning)

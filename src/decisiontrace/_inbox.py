@@ -14,17 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import StatusCode
 
 from decisiontrace import _codec
-
-
-class Tokens:
-    """An LLM span's token count, for the decision span it ran under."""
-
-    __slots__ = ("decision_span_id", "tokens", "trace_id")
-
-    def __init__(self, trace_id: int, decision_span_id: int, tokens: int) -> None:
-        self.trace_id = trace_id
-        self.decision_span_id = decision_span_id
-        self.tokens = tokens
+from decisiontrace._tokens import Tokens
 
 
 def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:

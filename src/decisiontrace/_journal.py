@@ -74,8 +74,10 @@ def span_entry(span: _codec.SpanData) -> JournalEntry | None:
     return run_id, trace_key(span.trace_id), data
 
 
-def tokens_entry(run_id: str, trace_id: int, decision_span_id: int, tokens: int) -> JournalEntry:
-    """The entry of an LLM span's tokens, counted for the decision it ran under."""
+def tokens_entry(
+    run_id: str, trace_id: int, decision_span_id: int | None, tokens: int
+) -> JournalEntry:
+    """The entry of an LLM span's tokens, counted for a decision (None: the run only)."""
     data = {"kind": "tokens", "span_id": decision_span_id, "tokens": tokens}
     return run_id, trace_key(trace_id), data
 
@@ -143,8 +145,11 @@ def recovered_runs(entries: Iterable[JournalEntry]) -> tuple[list[PendingRun], l
                 pending = by_trace[trace_id] = PendingRun(0.0)
             kind = data["kind"]
             if kind == "tokens":
-                span_id = int(data["span_id"])
-                pending.tokens[span_id] = pending.tokens.get(span_id, 0) + int(data["tokens"])
+                if data["span_id"] is None:
+                    pending.run_tokens += int(data["tokens"])
+                else:
+                    span_id = int(data["span_id"])
+                    pending.tokens[span_id] = pending.tokens.get(span_id, 0) + int(data["tokens"])
                 continue
             span = _codec.SpanData(
                 trace_id=int(trace_id, 16),

@@ -33,8 +33,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from decisiontrace import _codec, _signals
 from decisiontrace import semconv as sc
-from decisiontrace._assembly import PendingRun, RunAssembler, token_usage
-from decisiontrace._inbox import Started, Tokens
+from decisiontrace._assembly import PendingRun, RunAssembler
+from decisiontrace._inbox import Started
+from decisiontrace._tokens import LEDGER, TokenAttribution
 from decisiontrace._writer import WriterThread
 from decisiontrace.stores import RunStore, open_store
 
@@ -67,6 +68,9 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         max_unwritten_runs: assembled runs waiting while the store fails; beyond it the
             oldest are dropped and counted.
         late_span_grace: seconds to wait for decision spans that end after their run.
+        late_token_window: seconds a stored run is kept (the 1000 most recent) so that
+            the tokens of an LLM span that ends after it (a stream read once the run
+            was over) update the stored run.
         run_timeout: seconds after which a run span still open, or decisions whose run
             span never arrived, are stored as a ``stuck`` run.
         max_open_runs: run spans open at once; beyond it the oldest is stored as a
@@ -92,6 +96,7 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         max_queue_size: int = 200_000,
         max_unwritten_runs: int = 10_000,
         late_span_grace: float = 5.0,
+        late_token_window: float = 60.0,
         run_timeout: float = 3600.0,
         max_open_runs: int = 10_000,
         journal: bool = False,
@@ -102,6 +107,7 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             ("max_queue_size", max_queue_size),
             ("max_unwritten_runs", max_unwritten_runs),
             ("late_span_grace", late_span_grace),
+            ("late_token_window", late_token_window),
             ("run_timeout", run_timeout),
             ("max_open_runs", max_open_runs),
         ):
@@ -120,7 +126,9 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         self._run_timeout = float(run_timeout)
         self._journal = bool(journal)
         self._recovered = not self._journal  # journal orphans are recovered once
-        self._assembler = RunAssembler(late_span_grace=late_span_grace)
+        self._assembler = RunAssembler(
+            late_span_grace=late_span_grace, late_token_window=late_token_window
+        )
         # Traces of runs open when this process was forked: the parent's, not ours.
         self._inherited_traces: frozenset[int] = frozenset()
         self._reset_state()
@@ -142,8 +150,8 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
 
     def _reset_state(self) -> None:
         self._inbox: deque[Any] = deque()
-        # span id -> decision span id, for every open span at or under a decision span
-        self._subtree: dict[int, int] = {}
+        # Which LLM span's tokens count, for what (the rules live in _tokens).
+        self._tokens = TokenAttribution(self._max_queue_size, self._forgot_a_span)
         # trace id -> open run span (to store runs that never end as stuck/cancelled)
         self._open_runs: dict[int, Span] = {}
         # trace id -> span id -> open decision span (stored with such a run, unfinished)
@@ -181,46 +189,43 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             kind = attributes.get(_KIND) if attributes else None
             context = span.get_span_context()
             span_id = context.span_id
-            subtree = self._subtree
+            trace_id = context.trace_id
+            parent = span.parent
             if kind == _DECISION:
-                if len(subtree) >= self._max_queue_size:
-                    self._forget_oldest_subtree_entry()
-                subtree[span_id] = span_id
-                open_decisions = self._open_decisions.get(context.trace_id)
+                self._tokens.decision_started(
+                    trace_id, span_id, parent.span_id if parent is not None else 0
+                )
+                open_decisions = self._open_decisions.get(trace_id)
                 if open_decisions is None:
                     if len(self._open_decisions) >= self._max_queue_size:
                         self._forget_oldest_open_decisions()
-                    self._open_decisions[context.trace_id] = {span_id: span}
+                    self._open_decisions[trace_id] = {span_id: span}
                 else:
                     open_decisions[span_id] = span
                 if self._journal:
                     self._enqueue(Started(span))
             elif kind == _RUN:
                 open_runs = self._open_runs
-                open_runs[context.trace_id] = span
+                open_runs[trace_id] = span
                 if len(open_runs) > self._max_open_runs:
                     self._evict_oldest_open_run()
                 if self._journal:
                     self._enqueue(Started(span))
                 if self._thread is None:
                     self._start_writer()  # to expire it, should nothing else ever end
-            elif subtree:
-                parent = span.parent
-                if parent is not None:
-                    decision = subtree.get(parent.span_id)
-                    if decision is not None:
-                        if len(subtree) >= self._max_queue_size:
-                            self._forget_oldest_subtree_entry()
-                        subtree[span_id] = decision
+            elif parent is not None and (self._open_runs or self._tokens.notes):
+                self._tokens.span_started(
+                    trace_id,
+                    span_id,
+                    parent.span_id,
+                    trace_id in self._open_runs or trace_id in self._open_decisions,
+                )
         except Exception:
             self._log_once("on_start", "on_start failed")
 
-    def _forget_oldest_subtree_entry(self) -> None:
-        """Bound the map of spans under decisions: spans that never end leave entries."""
-        with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread
-            del self._subtree[next(iter(self._subtree))]
+    def _forgot_a_span(self) -> None:
         self._log_once(
-            "subtree_full", "too many open spans under decisions; oldest forgotten", error=False
+            "subtree_full", "too many open spans under runs; the oldest is forgotten", error=False
         )
 
     def _forget_oldest_open_decisions(self) -> None:
@@ -251,29 +256,38 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             inherited = self._inherited_traces
             if inherited and context.trace_id in inherited:
                 return  # a run of the parent process: the parent stores it
+            trace_id = context.trace_id
             if kind is not None:
                 if kind == _DECISION:
-                    self._subtree.pop(context.span_id, None)
-                    open_decisions = self._open_decisions.get(context.trace_id)
+                    self._tokens.decision_ended(trace_id, context.span_id)
+                    LEDGER.discard_decision(context.span_id)
+                    open_decisions = self._open_decisions.get(trace_id)
                     if open_decisions is not None:
                         open_decisions.pop(context.span_id, None)
                         if not open_decisions:
-                            self._open_decisions.pop(context.trace_id, None)
+                            self._open_decisions.pop(trace_id, None)
                 elif kind == _RUN:
-                    self._open_runs.pop(context.trace_id, None)
-                    self._open_decisions.pop(context.trace_id, None)
-                item: Any = span
-            elif self._subtree:
-                decision = self._subtree.pop(context.span_id, None)
+                    self._open_runs.pop(trace_id, None)
+                    self._open_decisions.pop(trace_id, None)
+                    if self._tokens.run_ended(trace_id):
+                        self._assembler.expect_late_tokens(trace_id)
+                    LEDGER.discard_run(trace_id)
+                self._enqueue(span)
+            elif self._tokens.notes:
+                open_decisions = self._open_decisions.get(trace_id)
+                item = self._tokens.span_ended(
+                    trace_id, context.span_id, attributes, open_decisions
+                )
+                if item is None:
+                    return
+                # Counted on the spans of a decision or run still open (see _tokens).
+                decision = item.decision_span_id
                 if decision is None:
-                    return
-                tokens = token_usage(attributes)
-                if not tokens:
-                    return
-                item = Tokens(context.trace_id, decision, tokens)
-            else:
-                return
-            self._enqueue(item)
+                    if trace_id in self._open_runs:
+                        LEDGER.add(context.span_id, None, trace_id, item.tokens)
+                elif open_decisions is not None and decision in open_decisions:
+                    LEDGER.add(context.span_id, decision, trace_id, item.tokens)
+                self._enqueue(item)
         except Exception:
             self._log_once("on_end", "on_end failed")
 
@@ -343,7 +357,10 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         # starts empty, with its own writer thread and (the store keys connections by
         # pid) its own connection, and ignores the parent's runs should they end here.
         self._inherited_traces = self._inherited_traces | frozenset(self._open_runs)
-        self._assembler = RunAssembler(late_span_grace=self._assembler.late_span_grace)
+        self._assembler = RunAssembler(
+            late_span_grace=self._assembler.late_span_grace,
+            late_token_window=self._assembler.late_token_window,
+        )
         self._reset_state()
         self._recovered = True
 

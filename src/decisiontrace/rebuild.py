@@ -19,7 +19,8 @@ from typing import IO, Any, cast
 
 from decisiontrace import _codec, _otlp_json
 from decisiontrace import semconv as sc
-from decisiontrace._assembly import RunAssembler, token_usage
+from decisiontrace._assembly import RunAssembler
+from decisiontrace._tokens import token_usage
 from decisiontrace.stores import RunStore, open_store
 
 _BATCH = 500

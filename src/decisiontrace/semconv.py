@@ -35,6 +35,8 @@ RUN_DECISION_COUNT: Final = "decisiontrace.run.decision_count"
 RUN_SUCCESS_COUNT: Final = "decisiontrace.run.successful_decisions"
 RUN_FAILURE_COUNT: Final = "decisiontrace.run.failed_decisions"
 RUN_TOTAL_TOKENS: Final = "decisiontrace.run.total_tokens"
+#: LLM tokens in ``total_tokens`` that count for the run but none of its decisions.
+RUN_LLM_TOKENS: Final = "decisiontrace.run.llm_tokens"
 RUN_PROBLEM_COUNT: Final = "decisiontrace.run.problem_count"
 RUN_NODES: Final = "decisiontrace.run.nodes_executed"  # string array
 RUN_EDGES: Final = "decisiontrace.run.edges_traversed"  # string array
@@ -67,6 +69,8 @@ OUTCOME_ERROR: Final = "decisiontrace.outcome.error"
 OUTCOME_SUMMARY: Final = "decisiontrace.outcome.summary"
 OUTCOME_STATE_CHANGES: Final = "decisiontrace.outcome.state_changes"  # JSON object
 OUTCOME_TOKENS: Final = "decisiontrace.outcome.tokens_used"
+#: LLM span tokens already in ``tokens_used`` (the processor adds only later ones).
+OUTCOME_LLM_TOKENS: Final = "decisiontrace.outcome.llm_tokens"
 OUTCOME_LATENCY_MS: Final = "decisiontrace.outcome.latency_ms"
 #: Nanoseconds since the epoch; absent means "the span's end time".
 OUTCOME_TIME: Final = "decisiontrace.outcome.time_unix_nano"

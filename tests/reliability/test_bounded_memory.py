@@ -198,7 +198,7 @@ def test_spans_under_decisions_that_never_end_are_capped(db: Path) -> None:
         context = trace.set_span_in_context(live.decisions[decision_id].span)
         for _ in range(200):
             tracer.start_span("llm call never ended", context=context)
-        assert len(pipeline.processor._subtree) <= 20
+        assert len(pipeline.processor._tokens.notes) <= 20
     pipeline.provider.shutdown()
 
 

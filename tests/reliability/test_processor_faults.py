@@ -54,7 +54,7 @@ def break_on_end(pipeline: Pipeline) -> None:
 
 def break_on_start(pipeline: Pipeline) -> None:
     pipeline.processor._open_runs = ExplodingDict()
-    pipeline.processor._subtree = ExplodingDict()
+    pipeline.processor._tokens.notes = ExplodingDict()
 
 
 def processor_errors(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -1,0 +1,317 @@
+"""One home for the token rules: which LLM span's tokens count, and for what.
+
+Other instrumentations (OpenAI's, OpenLLMetry's, OpenInference's, LangChain callback
+handlers) report a call's token usage on their own spans. Each call must count exactly
+once, for the right decision, wherever its span sits (docs/span-model.md says the rules
+for users):
+
+(a) One layer over another: a token-bearing span counts only when no span under it
+    reports tokens (LangChain's span over OpenAI's span for the same call counts once).
+(b) Spans outside the decision's subtree (callback-based instrumentations parent to
+    their own spans): a span counts for a decision when it lies within that decision's
+    lifetime, in the same run, and that decision was the run's only open one the whole
+    time; otherwise it counts for the run only.
+(c) A span that ends after its run was stored updates the stored run (the assembler
+    keeps written runs for a bounded time).
+(d) Tokens of spans that end before their decision does are put on the decision span
+    and the run span when they end, so exported spans carry the store's totals.
+
+:class:`TokenAttribution` applies (a) and (b) as spans start and end, on the agent's
+thread, with dict operations only; :data:`LEDGER` holds the counts of decisions and runs
+still open for (d); :func:`attribute_tree` applies the same rules to whole traces read
+back from OTLP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from decisiontrace import _codec
+from decisiontrace import semconv as sc
+
+_TOKEN_KEYS = (
+    (sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS),
+    (sc.GEN_AI_USAGE_PROMPT_TOKENS, sc.GEN_AI_USAGE_COMPLETION_TOKENS),
+    (sc.LLM_TOKEN_COUNT_PROMPT, sc.LLM_TOKEN_COUNT_COMPLETION),
+)
+_MAX_DEPTH = 256
+
+
+def token_usage(attributes: Mapping[str, Any] | None) -> int:
+    """Tokens an LLM span reports (GenAI names, their older names, or OpenInference's)."""
+    if not attributes:
+        return 0
+    for input_key, output_key in _TOKEN_KEYS:
+        if input_key in attributes or output_key in attributes:
+            try:
+                return int(attributes.get(input_key) or 0) + int(attributes.get(output_key) or 0)
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
+class Tokens:
+    """An LLM span's token count, for a decision span of a run, or for the run only."""
+
+    __slots__ = ("decision_span_id", "tokens", "trace_id")
+
+    def __init__(self, trace_id: int, decision_span_id: int | None, tokens: int) -> None:
+        self.trace_id = trace_id
+        self.decision_span_id = decision_span_id  # None: the run's only
+        self.tokens = tokens
+
+
+class TokenLedger:
+    """Tokens counted for decisions and runs still open, for their spans' end attributes.
+
+    The processor adds (on the agent's thread, as LLM spans end); the tracker takes a
+    decision's count when it records the outcome and a run's when it ends the run, so
+    the exported spans carry what the store will. Entries of spans that end otherwise
+    are discarded by the processor when they end, so the ledger stays small.
+    """
+
+    __slots__ = ("_counted", "_decisions", "_lock", "_runs")
+
+    def __init__(self) -> None:
+        self._decisions: dict[int, int] = {}
+        self._runs: dict[int, int] = {}
+        # LLM spans already added: two processors on one provider must not count twice.
+        self._counted: dict[int, None] = {}
+        self._lock = threading.Lock()
+
+    def add(
+        self, llm_span_id: int, decision_span_id: int | None, trace_id: int, tokens: int
+    ) -> None:
+        """Count an LLM span's tokens for an open decision (or, with None, its run)."""
+        with self._lock:
+            counted = self._counted
+            if llm_span_id in counted:
+                return
+            counted[llm_span_id] = None
+            if len(counted) > 10_000:
+                del counted[next(iter(counted))]
+            if decision_span_id is None:
+                self._runs[trace_id] = self._runs.get(trace_id, 0) + tokens
+            else:
+                self._decisions[decision_span_id] = (
+                    self._decisions.get(decision_span_id, 0) + tokens
+                )
+
+    def take_decision(self, decision_span_id: int) -> int:
+        """The tokens counted so far for a decision, forgetting them."""
+        if not self._decisions:  # the common case, without a lock
+            return 0
+        with self._lock:
+            return self._decisions.pop(decision_span_id, 0)
+
+    def take_run(self, trace_id: int) -> int:
+        """The tokens counted so far for a run and none of its decisions, forgetting them."""
+        if not self._runs:
+            return 0
+        with self._lock:
+            return self._runs.pop(trace_id, 0)
+
+    def discard_decision(self, decision_span_id: int) -> None:
+        if self._decisions:
+            with self._lock:
+                self._decisions.pop(decision_span_id, None)
+
+    def discard_run(self, trace_id: int) -> None:
+        if self._runs:
+            with self._lock:
+                self._runs.pop(trace_id, None)
+
+
+#: The process's ledger: fed by every RunRecordProcessor, read by every tracker.
+LEDGER = TokenLedger()
+
+
+class TokenAttribution:
+    """Rules (a) and (b) applied as spans start and end, on the agent's thread.
+
+    Only spans of traces with an open run or decision are noted, each with its parent,
+    the decision whose subtree it is in, and how many decisions of its run had started
+    or ended when it started (which tells, when it ends, whether the run's open
+    decisions changed meanwhile). Every structure is a dict bounded by ``max_entries``.
+
+    Args:
+        max_entries: the most spans noted (spans that never end leave entries).
+        on_full: called when the oldest noted span had to be forgotten.
+    """
+
+    __slots__ = (
+        "_counted", "_epochs", "_on_full", "_open_in_trace", "_token_below", "max_entries", "notes",
+    )  # fmt: skip
+
+    def __init__(self, max_entries: int, on_full: Any = None) -> None:
+        self.max_entries = max_entries
+        # span id -> (parent span id, decision span id or 0, decision epoch of its trace)
+        self.notes: dict[int, tuple[int, int, int]] = {}
+        # spans with a token-bearing span under them that has ended: rule (a)
+        self._token_below: dict[int, None] = {}
+        # token spans counted, for an inner span that ends after its outer one
+        self._counted: dict[int, None] = {}
+        # trace id -> decisions started or ended in it so far
+        self._epochs: dict[int, int] = {}
+        # trace id -> noted spans of other instrumentations still open in it
+        self._open_in_trace: dict[int, int] = {}
+        self._on_full = on_full
+
+    def _note(self, span_id: int, note: tuple[int, int, int]) -> None:
+        notes = self.notes
+        if len(notes) >= self.max_entries:
+            with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread
+                del notes[next(iter(notes))]
+            if self._on_full is not None:
+                self._on_full()
+        notes[span_id] = note
+
+    def decision_started(self, trace_id: int, span_id: int, parent_id: int) -> None:
+        epochs = self._epochs
+        epochs[trace_id] = epochs.get(trace_id, 0) + 1
+        if len(epochs) > self.max_entries:
+            del epochs[next(iter(epochs))]
+        self._note(span_id, (parent_id, span_id, 0))
+
+    def decision_ended(self, trace_id: int, span_id: int) -> None:
+        epochs = self._epochs
+        epochs[trace_id] = epochs.get(trace_id, 0) + 1
+        self.notes.pop(span_id, None)
+        self._token_below.pop(span_id, None)
+
+    def run_ended(self, trace_id: int) -> bool:
+        """Forget a run's decision epochs; True if spans noted in its trace are still open
+        (their tokens may come after the run is stored: rule (c))."""
+        self._epochs.pop(trace_id, None)
+        return self._open_in_trace.get(trace_id, 0) > 0
+
+    def span_started(self, trace_id: int, span_id: int, parent_id: int, in_run: bool) -> None:
+        """Note a span of another instrumentation if its trace holds a run or decision."""
+        parent = self.notes.get(parent_id) if parent_id else None
+        if parent is not None:
+            decision = parent[1]
+        elif in_run:
+            decision = 0
+        else:
+            return
+        self._note(span_id, (parent_id, decision, 0 if decision else self._epochs.get(trace_id, 0)))
+        open_in_trace = self._open_in_trace
+        open_in_trace[trace_id] = open_in_trace.get(trace_id, 0) + 1
+        if len(open_in_trace) > self.max_entries:
+            del open_in_trace[next(iter(open_in_trace))]
+
+    def span_ended(
+        self,
+        trace_id: int,
+        span_id: int,
+        attributes: Mapping[str, Any] | None,
+        open_decisions: Mapping[int, Any] | None,
+    ) -> Tokens | None:
+        """The tokens an ended span counts for, or None (not ours to count, or none)."""
+        note = self.notes.pop(span_id, None)
+        if note is None:
+            return None
+        open_in_trace = self._open_in_trace
+        still_open = open_in_trace.get(trace_id, 0) - 1
+        if still_open > 0:
+            open_in_trace[trace_id] = still_open
+        else:
+            open_in_trace.pop(trace_id, None)
+        below = self._token_below
+        has_tokens_below = span_id in below
+        if has_tokens_below:
+            del below[span_id]
+        tokens = token_usage(attributes)
+        if not tokens:
+            return None
+        parent_id, decision, epoch = note
+        # (a): mark the ancestors still open; one already marked has its own marked.
+        ancestor = parent_id
+        notes = self.notes
+        for _ in range(_MAX_DEPTH):
+            if ancestor in below:
+                break
+            up = notes.get(ancestor)
+            if up is None:
+                break
+            below[ancestor] = None
+            ancestor = up[0]
+        if has_tokens_below or parent_id in self._counted:
+            return None  # a span under it (or the one over it, ended first) counted
+        counted = self._counted
+        counted[span_id] = None
+        if len(counted) > self.max_entries:
+            del counted[next(iter(counted))]
+        if (
+            not decision
+            and open_decisions is not None
+            and len(open_decisions) == 1
+            and self._epochs.get(trace_id, 0) == epoch
+        ):
+            # (b): the run's only open decision, unchanged since this span started
+            decision = next(iter(open_decisions))
+        return Tokens(trace_id, decision or None, tokens)
+
+
+def attribute_tree(spans: Iterable[_codec.SpanData]) -> list[Tokens]:
+    """Rules (a) and (b) over whole traces (spans read back from OTLP)."""
+    spans = list(spans)
+    by_key = {(s.trace_id, s.span_id): s for s in spans}
+    traced = {s.trace_id for s in spans if sc.SPAN_KIND in s.attributes}
+    decisions: dict[int, list[_codec.SpanData]] = {}
+    for span in spans:
+        if span.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION:
+            decisions.setdefault(span.trace_id, []).append(span)
+    llm = {
+        (s.trace_id, s.span_id): tokens
+        for s in spans
+        if s.trace_id in traced
+        and sc.SPAN_KIND not in s.attributes
+        and (tokens := token_usage(s.attributes))
+    }
+    ancestors: dict[tuple[int, int], list[int]] = {}
+    covered: set[tuple[int, int]] = set()  # token spans with a token span under them
+    for key in llm:
+        chain = []
+        parent = by_key[key].parent_id
+        for _ in range(_MAX_DEPTH):
+            if parent is None:
+                break
+            chain.append(parent)
+            if (key[0], parent) in llm:
+                covered.add((key[0], parent))
+            above = by_key.get((key[0], parent))
+            parent = None if above is None else above.parent_id
+        ancestors[key] = chain
+    counted: list[Tokens] = []
+    for key, tokens in llm.items():
+        if key in covered:
+            continue
+        trace_id = key[0]
+        decision: int | None = None
+        for ancestor in ancestors[key]:
+            above = by_key.get((trace_id, ancestor))
+            if above is not None and above.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION:
+                decision = ancestor
+                break
+        if decision is None:
+            decision = _only_open_decision(by_key[key], decisions.get(trace_id, ()))
+        counted.append(Tokens(trace_id, decision, tokens))
+    return counted
+
+
+def _only_open_decision(span: _codec.SpanData, decisions: Iterable[_codec.SpanData]) -> int | None:
+    """Rule (b): the one decision open for all of ``span``, when no other was open then."""
+    start, end = span.start_ns, span.end_ns if span.end_ns is not None else span.start_ns
+    overlapping = [
+        d for d in decisions if d.start_ns <= end and (d.end_ns is None or d.end_ns >= start)
+    ]
+    if len(overlapping) != 1:
+        return None
+    only = overlapping[0]
+    if only.start_ns <= start and (only.end_ns is None or only.end_ns >= end):
+        return only.span_id
+    return None
