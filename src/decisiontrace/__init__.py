@@ -5,6 +5,7 @@ A run is a root span, each decision a child span carrying its options and outcom
 stores them (SQLite by default).
 """
 
+from decisiontrace import integrations
 from decisiontrace._context import ContextThreadPoolExecutor, bind_context
 from decisiontrace._redact import configure_redaction
 from decisiontrace._version import __version__
@@ -75,6 +76,7 @@ __all__ = [
     "default_tracker",
     "evaluate",
     "install_log_context",
+    "integrations",
     "judgements_of",
     "node",
     "open_store",

@@ -320,6 +320,8 @@ def decision_record(
     service = get(sc.FRAGMENT_SERVICE)
     if service is not None:  # made in another process than the run's root
         record["service"] = str(service)
+    if get(sc.DECISION_PAUSED):
+        record["paused"] = True
     return record
 
 
@@ -359,6 +361,8 @@ def _light_decision_record(
     service = get(sc.FRAGMENT_SERVICE)
     if service is not None:
         record["service"] = str(service)
+    if get(sc.DECISION_PAUSED):
+        record["paused"] = True
     return record
 
 
@@ -442,7 +446,7 @@ def run_record(
             successful,
             failed,
             [(p["severity"], p["description"]) for p in problems],
-            [d["intent"] for d in decisions if not d["was_successful"]],
+            [d["intent"] for d in decisions if not d["was_successful"] and not d.get("paused")],
         )
     input_data = _loads(get(sc.RUN_INPUT), {})
     output_data = _loads(get(sc.RUN_OUTPUT), {})
@@ -477,4 +481,11 @@ def run_record(
         # Why a run ended without end_run (stuck, cancelled): an extra field, which the
         # schema allows, so people can tell a lost run from a failed one.
         record["end_reason"] = str(reason)
+    # Extra fields of LangGraph runs (see docs/integrations/langgraph.md).
+    if get(sc.RUN_PAUSED):
+        record["paused"] = True
+    for key, name in ((sc.RUN_RESUMED_FROM, "resumed_from"), (sc.RUN_THREAD_ID, "thread_id")):
+        value = get(key)
+        if value is not None:
+            record[name] = str(value)
     return record

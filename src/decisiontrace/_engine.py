@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import trace
@@ -25,6 +25,7 @@ from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import safe_str
 from decisiontrace._live import ROOT_CONTEXT, LiveDecision, LiveRun
+from decisiontrace._pauses import is_pause
 from decisiontrace._redact import redact_text
 from decisiontrace._tokens import LEDGER
 from decisiontrace.models import Decision, DecisionType, Outcome, RunStatus
@@ -57,6 +58,9 @@ class SpanEngine:
         goal_id: Any,
         goal_description: Any,
         input_data: Any,
+        *,
+        links: Sequence[Link] = (),
+        extra_attributes: _codec.Attributes | None = None,
     ) -> LiveRun:
         start_ns = time.time_ns()
         _remote.check_propagator()
@@ -78,13 +82,16 @@ class SpanEngine:
             execution_id=execution_id,
             input_data=input_data,
         )
+        if extra_attributes:
+            attributes.update(extra_attributes)
         caller = trace.get_current_span().get_span_context()
+        span_links = [Link(caller), *links] if caller.is_valid else list(links)
         span = self._tracer.start_span(
             f"{sc.RUN_SPAN_NAME_PREFIX} {self.stream_id}",
             context=ROOT_CONTEXT,
             kind=SpanKind.INTERNAL,
             attributes=attributes,
-            links=[Link(caller)] if caller.is_valid else None,
+            links=span_links or None,
             start_time=start_ns,
         )
         if not span.is_recording() and span.get_span_context().is_valid:
@@ -108,15 +115,13 @@ class SpanEngine:
         return live
 
     def _warn_dropped(self, run_id: str) -> None:
-        """Say once per tracker that a sampler dropped a run span (a valid, unrecorded
-        span: an SDK is there, and its sampler said DROP), so the loss is never silent."""
+        """Say once per tracker that a sampler dropped a run span: never a silent loss."""
         if "dropped" not in self._limit_warned:
             self._limit_warned.add("dropped")
             _normalize.warn(
                 f"run {run_id} will not be stored: the TracerProvider's sampler dropped its "
-                "span (said once per tracker). decisiontrace.configure() makes that provider "
-                "record every run; or give it KeepEveryRunSampler(export_sampler=<your "
-                "sampler>) from decisiontrace.sampling"
+                "span (said once per tracker); decisiontrace.configure() makes the provider "
+                "record every run, or give it KeepEveryRunSampler(export_sampler=...)"
             )
 
     def _enforce_limits(self, now_ns: int) -> None:
@@ -158,6 +163,7 @@ class SpanEngine:
         *,
         remove: bool = True,
         end_reason: str | None = None,
+        paused: bool = False,
     ) -> None:
         end_ns = time.time_ns()
         with live.lock:
@@ -169,7 +175,8 @@ class SpanEngine:
             intents_failed = [
                 str(d.attributes[sc.DECISION_INTENT])
                 for d in live.decisions.values()
-                if d.outcome is None or not d.outcome[sc.OUTCOME_SUCCESS]
+                if (d.outcome is None and not d.attributes.get(sc.DECISION_PAUSED))
+                or (d.outcome is not None and not d.outcome[sc.OUTCOME_SUCCESS])
             ]
             problems = [
                 (str(a[sc.PROBLEM_SEVERITY]), str(a[sc.PROBLEM_DESCRIPTION]))
@@ -195,6 +202,9 @@ class SpanEngine:
         )
         # LLM tokens that counted for the run but none of its decisions (see _tokens).
         run_llm_tokens = LEDGER.take_run(live.span.get_span_context().trace_id)
+        completed_text = "Run completed successfully."
+        if paused and narrative.startswith(completed_text):
+            narrative = "Run paused, resumable." + narrative[len(completed_text) :]
         end_attributes: _codec.Attributes = {
             sc.RUN_STATUS: status_value,
             sc.RUN_NARRATIVE: narrative,
@@ -210,6 +220,8 @@ class SpanEngine:
             end_attributes[sc.RUN_LLM_TOKENS] = run_llm_tokens
         if end_reason is not None:
             end_attributes[sc.RUN_END_REASON] = end_reason
+        if paused:
+            end_attributes[sc.RUN_PAUSED] = True
         if output_data:
             end_attributes[sc.RUN_OUTPUT] = _normalize.json_object_attr(
                 output_data, "end_run(): output_data"
@@ -233,13 +245,18 @@ class SpanEngine:
         success: bool = True,
         narrative: str = "",
         output_data: dict[str, Any] | None = None,
+        paused: bool = False,
     ) -> None:
         """End a run whose block (``tracker.run``, ``@agent``) exited, maybe by ``exc``.
 
         Failed with the exception on the span and as a critical problem; cancelled on
-        cancellation. An exception that cannot even be printed still ends the run.
+        cancellation; completed and paused (resumable) when ``paused`` or when ``exc``
+        is a pause (:func:`~decisiontrace._pauses.is_pause`, LangGraph's interrupts). An
+        exception that cannot even be printed still ends the run.
         """
         status: RunStatus | None = None
+        if exc is not None and is_pause(exc):
+            paused, exc = True, None
         if exc is not None:
             success = False
             with contextlib.suppress(Exception):  # the SDK formats it; that may raise
@@ -251,7 +268,7 @@ class SpanEngine:
                     self._report_problem(
                         live, "critical", f"{type(exc).__name__}: {safe_str(exc)}", None, None, None
                     )
-        self._finish(live, success, narrative, output_data, status)
+        self._finish(live, success, narrative, output_data, status, paused=paused)
 
     def _decide(
         self,

@@ -8,6 +8,7 @@ codec the processor uses, which is why the live view equals the stored run.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -156,6 +157,21 @@ class LiveRun:
         if self.fragment_id is None:
             return f"prob_{number}"
         return f"prob_{number}@{self.fragment_id}"
+
+    def pause_decision(self, decision_id: str) -> None:
+        """End a decision whose function a control-flow exception paused: no outcome,
+        not a failure, ``paused`` set (the node runs again when the graph resumes)."""
+        decision = self.decisions.get(decision_id)
+        if decision is None:
+            return
+        end_ns = time.time_ns()
+        with self.lock:
+            if decision.outcome is not None or decision.end_ns is not None:
+                return
+            decision.end_ns = end_ns
+            decision.attributes[sc.DECISION_PAUSED] = True
+        decision.span.set_attribute(sc.DECISION_PAUSED, True)
+        decision.span.end(end_time=end_ns)
 
     def note_node(self, node_id: str) -> None:
         """Count ``node_id`` as executed in this run (first-seen order)."""

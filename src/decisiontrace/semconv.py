@@ -42,6 +42,13 @@ RUN_NODES: Final = "decisiontrace.run.nodes_executed"  # string array
 RUN_EDGES: Final = "decisiontrace.run.edges_traversed"  # string array
 #: Why a run ended without ``end_run`` (stuck / cancelled runs).
 RUN_END_REASON: Final = "decisiontrace.run.end_reason"
+#: True on a run that ended paused, resumable (a LangGraph interrupt): its status stays
+#: ``completed``, the original's statuses having no "paused".
+RUN_PAUSED: Final = "decisiontrace.run.paused"
+#: The run this one resumes (a LangGraph thread resumed after an interrupt).
+RUN_RESUMED_FROM: Final = "decisiontrace.run.resumed_from"
+#: The LangGraph thread (``configurable.thread_id``) the run belongs to.
+RUN_THREAD_ID: Final = "decisiontrace.run.thread_id"
 GOAL_ID: Final = "decisiontrace.goal.id"
 GOAL_DESCRIPTION: Final = "decisiontrace.goal.description"
 STREAM_ID: Final = "decisiontrace.stream.id"
@@ -60,6 +67,9 @@ DECISION_OPTION_COUNT: Final = "decisiontrace.decision.option_count"
 DECISION_CHOSEN_ID: Final = "decisiontrace.decision.chosen_option.id"
 DECISION_CHOSEN_CONFIDENCE: Final = "decisiontrace.decision.chosen_option.confidence"
 DECISION_EVALUATION: Final = "decisiontrace.decision.evaluation"  # JSON object
+#: True on a decision whose function was paused by a control-flow exception
+#: (LangGraph's interrupt); it has no outcome and is not a failure.
+DECISION_PAUSED: Final = "decisiontrace.decision.paused"
 NODE_ID: Final = "decisiontrace.node.id"
 
 # --- outcome (set on the decision span when recorded) -------------------------------

@@ -167,7 +167,9 @@ def _problem_line(problem: Problem) -> Text:
 
 def _decision_label(decision: Decision) -> Text:
     outcome = decision.outcome
-    if outcome is None:
+    if outcome is None and (decision.model_extra or {}).get("paused") is True:
+        mark = Text("⏸ ", style="yellow")
+    elif outcome is None:
         mark = Text("○ ", style="dim")
     elif outcome.success:
         mark = Text("✓ ", style="green")
@@ -202,7 +204,13 @@ def run_tree(run: Run) -> Tree:
         f"{run.metrics.total_decisions} decisions · {_tokens(run.metrics.total_tokens)} tokens",
         style="dim",
     )
+    extra = run.model_extra or {}
+    if extra.get("paused") is True:
+        head.append("  paused, resumable", style="bold yellow")
     tree = Tree(head)
+    for field, name in (("thread_id", "thread"), ("resumed_from", "resumed from")):
+        if extra.get(field) is not None:
+            tree.add(Text(f"{name}: {extra[field]}", style="cyan"))
     if run.goal_description:
         tree.add(Text(f"goal: {run.goal_description}", style="dim"))
     if run.input_data:
@@ -219,7 +227,9 @@ def run_tree(run: Run) -> Tree:
         if decision.reasoning:
             branch.add(Text(f"why: {decision.reasoning}", style="italic"))
         outcome = decision.outcome
-        if outcome is None:
+        if outcome is None and (decision.model_extra or {}).get("paused") is True:
+            branch.add(Text("paused: resumes when the graph is resumed", style="yellow"))
+        elif outcome is None:
             branch.add(Text("no outcome recorded", style="dim"))
         elif outcome.success:
             detail = _short_json(outcome.result) if outcome.result is not None else ""

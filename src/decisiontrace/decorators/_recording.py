@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import safe_str
+from decisiontrace._pauses import is_pause
 from decisiontrace.decorators._kinds import doc_line, qualname
 
 if TYPE_CHECKING:
@@ -220,8 +221,12 @@ class Recorder:
             )
 
     def failed(self, live: LiveRun, decision: LiveDecision, exc: BaseException) -> None:
-        """Record a failed outcome: the error's message and type."""
+        """Record a failed outcome: the error's message and type (paused, for a
+        control-flow exception such as LangGraph's interrupt)."""
         try:
+            if is_pause(exc):
+                live.pause_decision(decision.decision_id)
+                return
             if not live.recording:
                 self._unrecorded_outcome(live, decision, False, None)
                 return
