@@ -48,11 +48,13 @@ class CompatCore(DecisionTracker):
         *,
         remove: bool = True,
         end_reason: str | None = None,
+        paused: bool = False,
     ) -> None:
         open_before = live.end_ns is None
         super()._finish(
-            live, success, narrative, output_data, status, remove=remove, end_reason=end_reason
-        )
+            live, success, narrative, output_data, status,
+            remove=remove, end_reason=end_reason, paused=paused,
+        )  # fmt: skip
         callback = self.run_ended
         if open_before and live.end_ns is not None and callback is not None:
             try:
