@@ -377,3 +377,35 @@ def test_a_blocking_plain_save_run_is_logged_once_and_every_run_still_reaches_it
     assert len(errors) == 1, errors
     assert run_ids[0] in errors[0]
     assert "did not take run" in errors[0]
+
+
+def test_close_ends_open_runs_as_cancelled_and_hands_them_over(tmp_path: Path) -> None:
+    storage = BatchedStorage(tmp_path)  # not started: writes at once
+    tracker = StreamDecisionTracker("closing", storage)
+    run_id = tracker.start_run("e", "goal")
+    tracker.quick_decision("e", "do", "it", "because")
+
+    tracker.close()
+
+    run = Run.model_validate(storage.load(run_id))
+    assert run.status is RunStatus.CANCELLED
+    assert [d.intent for d in run.decisions] == ["do"]
+    assert tracker.get_active_executions() == []
+
+
+def test_a_second_end_run_after_the_run_was_saved_saves_it_again_with_the_last_values(
+    tmp_path: Path,
+) -> None:
+    storage = BatchedStorage(tmp_path)  # not started: each save writes at once
+    tracker = StreamDecisionTracker("twice", storage)
+    run_id = tracker.start_run("e", "goal")
+    tracker.end_run("e", True, "first")
+    assert tracker.flush(10.0)
+    assert storage.load(run_id)["narrative"] == "first"
+
+    tracker.end_run("e", False, output_data={"late": True})
+    assert tracker.flush(10.0)
+    record = storage.load(run_id)
+    assert (record["status"], record["output_data"]) == ("failed", {"late": True})
+    assert record["narrative"].startswith("Run failed.")  # generated, as the original does
+    assert storage.saved == [run_id, run_id]
