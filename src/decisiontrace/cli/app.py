@@ -29,6 +29,7 @@ from decisiontrace.cli._errors import App, CommandError, fail, one_line
 from decisiontrace.cli._options import filters, json_option, store_option
 from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_reading, store_url
 from decisiontrace.cli.diff import diff_runs
+from decisiontrace.cli.evaluate import evaluate as evaluate_command
 from decisiontrace.cli.report import render_report, trace_url_from_env
 from decisiontrace.cli.stats import compute_stats
 from decisiontrace.models import RunStatus
@@ -171,6 +172,9 @@ def stats(
     else:
         _console().print(render.stats_view(result))
     return 0
+
+
+main.add_command(evaluate_command)
 
 
 @main.command(epilog="Example: decisiontrace diff RUN_A RUN_B")

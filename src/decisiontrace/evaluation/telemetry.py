@@ -220,6 +220,40 @@ def _judgement(log_record: Any, path: str) -> ReadJudgement | None:
     )
 
 
+def provider_from_environment() -> _logs.LoggerProvider | None:
+    """A LoggerProvider exporting as the ``OTEL_*`` variables say, for a process (the CLI)
+    that judges decisions without :func:`~decisiontrace.configure`; None when they name
+    no log destination (``OTEL_LOGS_EXPORTER`` unset or ``none``, and no OTLP endpoint).
+
+    Raises:
+        ValueError: an exporter or protocol variable is invalid.
+    """
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    from decisiontrace import _otel_env
+
+    named = _otel_env.env("OTEL_LOGS_EXPORTER")
+    if named is not None:
+        exporters = _otel_env.exporter_names(named, "OTEL_LOGS_EXPORTER")
+    elif _otel_env.env("OTEL_EXPORTER_OTLP_ENDPOINT") or _otel_env.env(
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+    ):
+        exporters = ["otlp"]
+    else:
+        exporters = []
+    if not exporters:
+        return None
+    protocol = _otel_env.protocol(None, "logs")
+    provider = LoggerProvider(resource=Resource.create())
+    for name in exporters:
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(_otel_env.log_exporter(name, protocol, {}))
+        )
+    return provider
+
+
 __all__ = [
     "ReadJudgement",
     "decision_context",
@@ -227,4 +261,5 @@ __all__ = [
     "event_attributes",
     "is_logs_request",
     "judgements_in_request",
+    "provider_from_environment",
 ]
