@@ -5,7 +5,9 @@ line) and what Jaeger and Tempo return for a trace (one JSON document), converts
 spans with :mod:`decisiontrace._otlp_json`, and assembles and decodes them with the very
 code the :class:`~decisiontrace.processor.RunRecordProcessor` uses
 (:class:`~decisiontrace._assembly.RunAssembler`, :mod:`decisiontrace._codec`). So a run
-rebuilt from its exported spans equals the run the processor stored.
+rebuilt from its exported spans equals the run the processor stored. Lines holding an
+``ExportLogsServiceRequest`` are read for ``gen_ai.evaluation.result`` events, whose
+judgements are stored with their decisions.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from decisiontrace import _codec, _otlp_json
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import RunAssembler
 from decisiontrace._tokens import token_usage
+from decisiontrace.evaluation import telemetry as evaluation_events
 from decisiontrace.stores import RunStore, open_store
 
 _BATCH = 500
@@ -36,6 +39,8 @@ class RebuildResult:
         lines_read: lines of the source read (a whole-document source counts its lines).
         spans_read: spans read, ours and others.
         run_ids: ids of the runs written, in the order written.
+        judgements_written: judgements of decisions read from evaluation events and
+            stored with their decisions.
         errors: one message per problem, naming the line and field
             (``line 3: resourceSpans[0].scopeSpans[0].spans[2].traceId: ...``); at most
             1000 are kept, then one saying how many more there were.
@@ -45,6 +50,7 @@ class RebuildResult:
     lines_read: int = 0
     spans_read: int = 0
     run_ids: list[str] = field(default_factory=list)
+    judgements_written: int = 0
     errors: list[str] = field(default_factory=list)
     _more_errors: int = field(default=0, repr=False)
 
@@ -143,12 +149,19 @@ def rebuild(
     result = RebuildResult()
     stream, owned = _open(source)
     spans: dict[tuple[int, int], _codec.SpanData] = {}
+    judgements: list[tuple[str, evaluation_events.ReadJudgement]] = []
     try:
         for where, document in _documents(stream, result):
 
             def report(error: _otlp_json.FieldError, where: str = where) -> None:
                 result._error(f"{where}: {error}")
 
+            if evaluation_events.is_logs_request(document):
+                judgements.extend(
+                    (where, read)
+                    for read in evaluation_events.judgements_in_request(document, report)
+                )
+                continue
             for span in _otlp_json.request_spans(document, report, _slim):
                 result.spans_read += 1
                 # A span exported twice (retries, overlapping downloads) counts once.
@@ -167,7 +180,59 @@ def rebuild(
             target.save_records(batch)
             result.runs_written += len(batch)
             result.run_ids.extend(str(record["id"]) for record in batch)
+        if judgements:
+            _store_judgements(target, records, judgements, result)
     finally:
         if target is not store:  # opened here from a URL
             target.close()
     return result
+
+
+def _store_judgements(
+    store: RunStore,
+    records: list[_codec.Record],
+    judgements: list[tuple[str, evaluation_events.ReadJudgement]],
+    result: RebuildResult,
+) -> None:
+    """Store judgements read from evaluation events, a run at a time.
+
+    The event names its run and decision; failing that, its trace and span ids are
+    matched against the decisions rebuilt here (records that keep their span ids).
+    """
+    from decisiontrace.evaluation.judgement import build, stored_form
+
+    by_span: dict[tuple[str, str], tuple[str, str]] = {}
+    for record in records:
+        trace_id = record.get("trace_id")
+        for decision in record.get("decisions") or []:
+            span_id = decision.get("span_id")
+            if isinstance(trace_id, str) and isinstance(span_id, str):
+                by_span[(trace_id, span_id)] = (str(record["id"]), str(decision["id"]))
+    per_run: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    places: dict[str, list[str]] = {}
+    for where, read in judgements:
+        run_id, decision_id = read.run_id, read.decision_id
+        if (run_id is None or decision_id is None) and read.trace_id and read.span_id:
+            run_id, decision_id = by_span.get((read.trace_id, read.span_id), (None, None))
+        if run_id is None or decision_id is None:
+            result._error(f"{where}: an evaluation event that names no decision")
+            continue
+        fields = read.judgement
+        try:
+            judgement = build(
+                fields["evaluator"], fields.get("evaluation"), fields.get("score"),
+                fields.get("label"), fields.get("explanation"), fields.get("evaluated_at"),
+            )  # fmt: skip
+        except ValueError as error:
+            result._error(f"{where}: evaluation event of {run_id} {decision_id}: {error}")
+            continue
+        per_run.setdefault(run_id, []).append((decision_id, stored_form(judgement)))
+        places.setdefault(run_id, []).append(where)
+    for run_id, items in per_run.items():
+        unknown = store.update_evaluations(run_id, items)
+        if unknown is None:
+            result._error(f"{places[run_id][0]}: evaluation events of run {run_id!r}, not stored")
+            continue
+        for decision_id in unknown:
+            result._error(f"{places[run_id][0]}: run {run_id!r} has no decision {decision_id!r}")
+        result.judgements_written += len(items) - len(unknown)

@@ -151,3 +151,40 @@ def test_bad_input_is_one_line_and_exit_2(demo: DemoStore, args: list[str], frag
     assert result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert fragment in result.stderr
+
+
+def test_stats_the_report_and_runs_show_use_the_judgements(demo: DemoStore, tmp_path: Path) -> None:
+    assert invoke("--store", demo.url, "evaluate", "--evaluator", "better-option").exit_code == 0
+    expected = _expected_better_options(demo.runs)
+
+    stats = invoke("--store", demo.url, "stats", "--json")
+    assert stats.exit_code == 0, stats.output
+    evaluations = json.loads(stats.stdout)["evaluations"]
+    assert evaluations["overall"]["better_option_existed"] == len(expected)
+    by_option: dict[tuple[str, str], dict[str, int]] = {}
+    for run_id, decision_id, better in expected:
+        decision = next(d for d in demo.run(run_id).decisions if d.id == decision_id)
+        named = by_option.setdefault((decision.node_id, decision.chosen_option_id), {})
+        named[better] = named.get(better, 0) + 1
+    assert {
+        (g["node_id"], g["option_id"]): g["better_options"]
+        for g in evaluations["by_option"]
+        if g["better_options"]
+    } == by_option
+    table = " ".join(invoke("--store", demo.url, "stats").stdout.split())
+    assert "judgements by chosen option" in table
+    assert "calibration (chosen option's confidence vs evaluated quality and success)" in table
+
+    page = tmp_path / "report.html"
+    assert invoke("--store", demo.url, "report", "--html", str(page)).exit_code == 0
+    html = page.read_text()
+    assert '<div id="evaluations"><h3>Judgements</h3>' in html
+    assert f"a better option existed for {len(expected)} (" in html
+
+    run_id, decision_id, better = sorted(expected)[0]
+    shown = invoke("--store", demo.url, "runs", "show", run_id)
+    assert shown.exit_code == 0
+    assert (
+        f"judged by better-option  score 0.00  better_option_existed  better option: {better}"
+        in (shown.stdout.replace("\n", " "))
+    )

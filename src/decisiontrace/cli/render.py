@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from decisiontrace.cli.evaluations import evaluation_views, judgement_lines
 from decisiontrace.models import Decision, Problem, Run, RunSummary
 
 if TYPE_CHECKING:
@@ -238,6 +239,8 @@ def run_tree(run: Run) -> Tree:
             branch.add(Text(f"outcome: failed: {outcome.error or 'no error given'}", style="red"))
         for problem in problems_by_decision.get(decision.id, ()):
             branch.add(_problem_line(problem))
+        for line in judgement_lines(decision):
+            branch.add(line)
     for problem in problems_by_decision.get(None, ()):
         tree.add(_problem_line(problem))
     if run.output_data:
@@ -336,6 +339,8 @@ def stats_view(stats: dict[str, Any]) -> Group:
         option_table(stats["by_option"]),
         calibration_table(stats["calibration"]),
     ]
+    if "evaluations" in stats:
+        parts += evaluation_views(stats["evaluations"])
     return Group(*parts)
 
 

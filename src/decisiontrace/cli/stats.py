@@ -16,7 +16,10 @@ Definitions:
 - calibration compares the stated confidence of the chosen option with how often those
   decisions succeeded, in ten buckets of width 0.1 (the last one includes 1.0), over
   decisions with an outcome whose chosen option is among their options. The expected
-  calibration error is the bucket-size-weighted mean of ``|success rate - confidence|``.
+  calibration error is the bucket-size-weighted mean of ``|success rate - confidence|``;
+- ``evaluations``: what judgements of the decisions say (evaluated quality, goal
+  alignment, better options, calibration against quality), defined in
+  :mod:`decisiontrace.evaluation.analytics`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from decisiontrace.evaluation.analytics import EvaluationTally
 from decisiontrace.models import Decision, Run
 
 __all__ = ["BUCKETS", "compute_stats", "percentile"]
@@ -115,7 +119,8 @@ def compute_stats(runs: Iterable[Run]) -> dict[str, Any]:
         ``by_decision_type``, ``by_node_and_type``, ``by_option`` (lists of groups, in
         order of first appearance, each with ``decisions``, ``with_outcome``,
         ``successes``, ``success_rate``, ``tokens`` and ``latency_ms`` percentiles) and
-        ``calibration`` (``buckets`` and ``expected_calibration_error``).
+        ``calibration`` (``buckets`` and ``expected_calibration_error``) and
+        ``evaluations`` (see :mod:`decisiontrace.evaluation.analytics`).
     """
     run_count = 0
     by_status: dict[str, int] = {}
@@ -125,8 +130,10 @@ def compute_stats(runs: Iterable[Run]) -> dict[str, Any]:
     node_types: dict[tuple[str, str], _Tally] = {}
     options: dict[tuple[str, str, str], _OptionTally] = {}
     buckets = [_Bucket() for _ in range(BUCKETS)]
+    evaluations = EvaluationTally()
     for run in runs:
         run_count += 1
+        evaluations.add(run)
         by_status[run.status.value] = by_status.get(run.status.value, 0) + 1
         for decision in run.decisions:
             kind = decision.decision_type.value
@@ -173,6 +180,7 @@ def compute_stats(runs: Iterable[Run]) -> dict[str, Any]:
             for (node_id, kind, option_id), tally in options.items()
         ],
         "calibration": _calibration(buckets),
+        "evaluations": evaluations.result(),
     }
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from decisiontrace.cli.report._evaluations import evaluations_section
+
 __all__ = ["escape_text", "format_ms", "format_pct", "stats_section"]
 
 SUCCESS = "#2f9e5b"
@@ -203,5 +205,6 @@ def stats_section(stats: dict[str, Any]) -> str:
         f"{_group_rows(stats['by_node_and_type'], ['node_id', 'decision_type'])}"
         "<h3>Options</h3>"
         f"{_option_rows(stats['by_option'])}"
+        f"{evaluations_section(stats.get('evaluations'))}"
         "</section>"
     )
