@@ -357,3 +357,28 @@ def test_the_guides_example_runs_as_written(tmp_path: Path) -> None:
     paused, resumed = sorted((r for r in runs if r is not None), key=lambda r: r.started_at)
     assert extra(paused)["paused"] is True
     assert extra(resumed)["resumed_from"] == paused.id
+
+
+def test_a_stream_left_unread_ends_its_run_cancelled(recorded: Recorded) -> None:
+    graph = build(classify, broken, checkpointer=False)
+    stream = graph.stream({"ticket": "T-9"}, stream_mode="updates")
+    assert next(iter(next(stream))) == "classify"
+    stream.close()
+    (run,) = recorded.runs()
+    assert run.status == RunStatus.CANCELLED
+    assert extra(run)["end_reason"] == "the caller stopped reading the graph's stream"
+
+
+def test_an_async_stream_left_unread_ends_its_run_cancelled(recorded: Recorded) -> None:
+    graph = build(classify, broken, checkpointer=False)
+
+    async def main() -> None:
+        stream = graph.astream({"ticket": "T-10"}, stream_mode="updates")
+        async for _chunk in stream:
+            break
+        await stream.aclose()
+
+    asyncio.run(main())
+    (run,) = recorded.runs()
+    assert run.status == RunStatus.CANCELLED
+    assert [d.intent for d in run.decisions] == ["Route ticket"]

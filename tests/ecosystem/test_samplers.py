@@ -207,3 +207,29 @@ def test_record_every_run_sampler_turns_only_run_drops_into_record_only(
 def test_record_every_run_sampler_refuses_a_non_sampler() -> None:
     with pytest.raises(ValueError, match="sampler must be a Sampler"):
         RecordEveryRunSampler("always_on")  # type: ignore[arg-type]
+
+
+def test_a_sampler_that_cannot_be_replaced_is_said_once_naming_the_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class FixedSamplerProvider(TracerProvider):
+        """A provider whose sampler is read-only, as some vendors' are."""
+
+        @property  # type: ignore[override]
+        def sampler(self) -> Any:
+            return ALWAYS_OFF
+
+        @sampler.setter
+        def sampler(self, value: Any) -> None:
+            if getattr(self, "_fixed", False):
+                raise AttributeError("read-only")
+            self._fixed = True
+
+    provider = FixedSamplerProvider()
+    with caplog.at_level(logging.WARNING, logger="decisiontrace"):
+        telemetry = configure(store=MemoryStore(), tracer_provider=provider)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 1
+    assert "will not be stored" in messages[0] and "cannot be replaced" in messages[0]
+    assert "KeepEveryRunSampler(export_sampler=" in messages[0]
+    telemetry.shutdown()
