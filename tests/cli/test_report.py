@@ -315,3 +315,21 @@ def test_judgements_stored_by_evaluators_show_in_the_report(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     entry = page_data(page.read_text(encoding="utf-8"))[0]["d"][0]
     assert entry["ev"] == [["llm-judge", 0.75, "good", "picked the right category"]]
+
+
+def test_paused_runs_resumes_and_other_services_are_shown() -> None:
+    run = hostile_run()
+    extra = run.__pydantic_extra__
+    assert extra is not None
+    extra.update(paused=True, thread_id="thread-7", resumed_from="run_earlier")
+    paused = Decision(id="dec_1", node_id="approve", intent="Wait for a person",
+                      paused=True, service="approvals")  # fmt: skip
+    run.decisions.append(paused)
+    html = render_report([run], compute_stats([run]), store_url="x", generated_at=NOW)
+    entry = page_data(html)[0]
+    assert entry["paused"] is True
+    assert (entry["thread"], entry["resumed"]) == ("thread-7", "run_earlier")
+    assert entry["d"][1]["paused"] is True and entry["d"][1]["svc"] == "approvals"
+    assert "paused" not in entry["d"][0]  # it has an outcome
+    summary = html[html.index('<details class="run"') : html.index("</summary>")]
+    assert '<span class="badge status-running">paused</span>' in summary

@@ -166,12 +166,15 @@ def hostile_runs(port: int) -> list[Run]:
                         timestamp=datetime(2026, 5, 10, 12, 0, index),
                         evaluations=[{"evaluator": text, "score": 0.2, "label": other,
                                       "explanation": text}],
+                        service=text,
                     )
                 ],
                 problems=[Problem(id="prob_0", severity=text, description=other,
                                   root_cause=text, suggested_fix=other,
                                   timestamp=datetime(2026, 5, 10, 12, 0, index + 1))],
                 trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+                thread_id=text,
+                resumed_from=other,
             )
         )  # fmt: skip
     return runs

@@ -174,7 +174,9 @@ SCRIPT = r"""
     add(head, el("span", "", d.intent));
     add(head, el("span", "dtype", " · " + d.type));
     if (d.chosen) { add(head, el("span", "", " → " + d.chosen)); }
-    var facts = [!out ? "no outcome" : (out.ok ? "✓ succeeded" : "✗ failed")];
+    var facts = [!out ? (d.paused ? "paused, resumable" : "no outcome")
+      : (out.ok ? "✓ succeeded" : "✗ failed")];
+    if (d.svc) { facts.push("in " + d.svc); }
     if (out) { facts.push(ms(out.ms), num(out.tok) + " tokens"); }
     if (d.span) { facts.push("span " + d.span); }
     add(box, el("div", "dfacts", facts.join(" · ")));
@@ -237,6 +239,9 @@ SCRIPT = r"""
     pair(dl, "story", run.story);
     pair(dl, "input", run["in"], true);
     pair(dl, "output", run.out, true);
+    pair(dl, "paused", run.paused ? "yes: resumable (the graph stopped at an interrupt)" : "");
+    pair(dl, "thread", run.thread);
+    pair(dl, "resumed from", run.resumed);
     if (run.trace) {
       add(dl, el("dt", "", "trace"));
       var dd = add(dl, el("dd"));

@@ -52,6 +52,11 @@ def _run_item(index: int, run: Run) -> str:
     metrics = run.metrics
     rate = metrics.success_rate if run.decisions else None
     nodes = "\n".join(dict.fromkeys(d.node_id for d in run.decisions))
+    paused = (
+        '<span class="badge status-running">paused</span>'
+        if (run.model_extra or {}).get("paused") is True
+        else ""
+    )
     facts = " · ".join(
         (
             _time(run.started_at),
@@ -69,6 +74,7 @@ def _run_item(index: int, run: Run) -> str:
         f'data-tokens="{metrics.total_tokens}" data-decisions="{metrics.total_decisions}" '
         f'data-problems="{len(run.problems)}" data-success="{-1 if rate is None else rate}">'
         f'<summary><span class="badge status-{_e(status)}">{_e(status)}</span>'
+        f"{paused}"
         f'<span class="rid">{_e(run.id)}</span><span class="goal">{_e(run.goal_id)}</span>'
         f'<span class="facts">{_e(facts)}</span></summary></details>'
     )

@@ -155,9 +155,15 @@ def _decision(decision: Decision, start: datetime) -> dict[str, Any]:
             "tok": outcome.tokens_used,
             "ms": outcome.latency_ms,
         }
-    span_id = (decision.model_extra or {}).get("span_id")
+    extra = decision.model_extra or {}
+    span_id = extra.get("span_id")
     if isinstance(span_id, str):
         payload["span"] = span_id
+    service = extra.get("service")  # set when another process than the run's made it
+    if isinstance(service, str) and service:
+        payload["svc"] = service
+    if outcome is None and extra.get("paused") is True:
+        payload["paused"] = True
     return payload
 
 
@@ -182,6 +188,12 @@ def run_payload(run: Run, trace_url: Callable[[Run], str | None] | None) -> dict
             for problem in run.problems
         ],
     }
+    extra = run.model_extra or {}
+    if extra.get("paused") is True:  # a LangGraph run stopped at an interrupt
+        payload["paused"] = True
+    for field, key in (("thread_id", "thread"), ("resumed_from", "resumed")):
+        if isinstance(extra.get(field), str) and extra[field]:
+            payload[key] = extra[field]
     trace_id = trace_id_of(run)
     if trace_id is not None:
         payload["trace"] = trace_id
