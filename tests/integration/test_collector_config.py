@@ -297,6 +297,14 @@ def test_metrics_from_configure_have_a_pipeline(config: dict[str, Any]) -> None:
     assert "otlp" in [r.split("/")[0] for r in metrics["receivers"]]
 
 
+def test_evaluation_events_have_a_logs_pipeline(config: dict[str, Any]) -> None:
+    # Judgements (gen_ai.evaluation.result log records) go to the same OTLP endpoint as
+    # traces: a collector without a logs pipeline would refuse them.
+    logs = config["service"]["pipelines"].get("logs")
+    assert logs is not None
+    assert "otlp" in [r.split("/")[0] for r in logs["receivers"]]
+
+
 def test_every_referenced_component_is_defined(config: dict[str, Any]) -> None:
     for pipeline_id, pipeline in pipelines(config).items():
         for section in PIPELINE_SECTIONS:
