@@ -177,6 +177,14 @@ def test_judgements_arrive_as_evaluation_events_with_their_decision_spans_and_re
     assert result.errors == []
     assert result.judgements_written == 3
     assert rebuilt_store.load_run(run.run_id) == store.load_run(run.run_id)
+    from click.testing import CliRunner
+
+    from decisiontrace.cli.app import main
+
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    out = CliRunner().invoke(main, ["rebuild", str(source), "--store", copy])
+    assert out.exit_code == 0, out.output
+    assert "and 3 judgements of decisions into" in out.stdout
 
     record = store.load_record(run.run_id)
     assert record is not None

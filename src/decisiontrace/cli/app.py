@@ -271,9 +271,14 @@ def rebuild(ctx: click.Context, file: str) -> int:
         store.close()
     for message in result.errors:
         click.echo(f"{file}: {message}", err=True)
+    judged = (
+        f" and {result.judgements_written} judgements of decisions"
+        if result.judgements_written
+        else ""
+    )
     click.echo(
         f"rebuilt {result.runs_written} runs from {result.spans_read} spans "
-        f"({result.lines_read} lines) into {store.url}"
+        f"({result.lines_read} lines){judged} into {store.url}"
     )
     if result.errors:
         return 1 if result.spans_read else 2

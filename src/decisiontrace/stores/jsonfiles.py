@@ -238,7 +238,8 @@ class JSONFilesStore(RunStore):
                 # Goal, status and nodes are unchanged: the indexes stay as they are.
                 _write_atomically(path, record_text)
                 _write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
-                _fsync_directory(os.path.dirname(path))
+                for folder in (_RUNS, _SUMMARIES):
+                    _fsync_directory(os.path.join(self._root, folder))
             return unknown
 
     def load_record(self, run_id: str) -> Record | None:
