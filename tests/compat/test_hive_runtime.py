@@ -409,3 +409,33 @@ def test_a_second_end_run_after_the_run_was_saved_saves_it_again_with_the_last_v
     assert (record["status"], record["output_data"]) == ("failed", {"late": True})
     assert record["narrative"].startswith("Run failed.")  # generated, as the original does
     assert storage.saved == [run_id, run_id]
+
+
+def test_a_run_handed_to_a_loop_that_stops_before_the_task_runs_is_still_saved() -> None:
+    class AsyncListStorage:
+        def __init__(self) -> None:
+            self.runs: list[str] = []
+
+        async def save_run(self, run: Run) -> None:
+            self.runs.append(run.id)
+
+    storage = AsyncListStorage()
+    tracker = StreamDecisionTracker("stopping-loop", storage)
+    loop = asyncio.new_event_loop()
+    run_ids: list[str] = []
+
+    def agent() -> None:
+        run_ids.append(tracker.start_run("e", "goal"))
+        tracker.end_run("e", True)
+        loop.stop()  # the save task is scheduled but will not run in this loop
+
+    loop.call_soon(agent)
+    loop.run_forever()
+    pending = asyncio.all_tasks(loop)
+    for task in pending:  # what asyncio.run does to the tasks left when it ends
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
+
+    assert tracker.flush(10.0)
+    assert storage.runs == run_ids  # the original loses it

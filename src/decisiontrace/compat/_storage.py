@@ -21,6 +21,7 @@ exit hook, no thread): their runs are assembled when they end, by the tracker.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
@@ -29,12 +30,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Tracer
 
+from decisiontrace import _records
+from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun
 from decisiontrace._codec import SpanData
 from decisiontrace._inbox import OpenRun, span_data
 from decisiontrace._version import __version__
 from decisiontrace.compat._handover import SaveRunHandOver, wait_for_private_hand_overs
-from decisiontrace.models import Run
+from decisiontrace.models import Run, RunStatus
 from decisiontrace.processor import RunRecordProcessor
 from decisiontrace.stores import JSONFilesStore, RunStore, StoreError, open_store
 
@@ -102,14 +105,14 @@ class SaveRunSink(Sink):
         return handed
 
     def run_amended(self, run: PendingRun, handed: Run | None) -> Run | None:
-        if handed is None:
+        if handed is None or run.run is None:
             return self.run_ended(run)
         # As the original: the Run already handed over is updated in place and handed
         # over again, so a storage that still holds it (queued for a batch) writes the
-        # last values whichever of its saves it writes last.
-        latest = Run.model_validate(run.record())
-        for field in _ENDING_FIELDS:
-            setattr(handed, field, getattr(latest, field))
+        # last values whichever of its saves it writes last. Only the ending fields
+        # change: they are read off the amended run span, the rest stays as decoded.
+        for field, value in _ending_fields(run.run, handed).items():
+            setattr(handed, field, value)
         self.hand_over.hand_over(handed)
         return handed
 
@@ -117,8 +120,28 @@ class SaveRunSink(Sink):
         return wait_for_private_hand_overs(timeout_s)
 
 
-#: The fields of a Run that a second end_run changes, in the original as here.
-_ENDING_FIELDS = ("status", "completed_at", "narrative", "output_data")
+def _ending_fields(run: SpanData, handed: Run) -> dict[str, Any]:
+    """What a second end_run changes (the original's fields), from the amended run span."""
+    attributes = run.attributes
+    status = RunStatus(str(attributes.get(sc.RUN_STATUS, "failed")))
+    narrative = str(attributes.get(sc.RUN_NARRATIVE) or "") or _records.narrative(
+        status.value,
+        handed.metrics.total_decisions,
+        handed.metrics.successful_decisions,
+        handed.metrics.failed_decisions,
+        [(p.severity, p.description) for p in handed.problems],
+        [d.intent for d in handed.decisions if not d.was_successful],
+    )
+    try:
+        output = json.loads(str(attributes.get(sc.RUN_OUTPUT) or "{}"))
+    except ValueError:
+        output = {}
+    return {
+        "status": status,
+        "completed_at": None if run.end_ns is None else _records.ns_to_datetime(run.end_ns),
+        "narrative": narrative,
+        "output_data": output if isinstance(output, dict) else {},
+    }
 
 
 def assemble(run_span: ReadableSpan, decision_spans: list[ReadableSpan]) -> PendingRun:
@@ -159,6 +182,15 @@ class _StorePipeline:
 _lock = threading.Lock()
 _pipelines: dict[tuple[str, Any], _StorePipeline] = {}
 _bare: Tracer | None = None
+
+
+def _new_lock_in_child() -> None:
+    # Forked while another thread held it: the child's copy would stay locked for good.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _bare_tracer() -> Tracer:
