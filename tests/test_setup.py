@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -355,3 +357,81 @@ def test_the_handle_names_what_it_set_up() -> None:
     telemetry.shutdown()
     telemetry.shutdown()  # twice is fine
     assert setup._active is None
+
+
+# --- local first ----------------------------------------------------------------------------
+
+LOCAL_ONLY = """
+import sys
+import decisiontrace as dt
+
+telemetry = dt.configure(store=sys.argv[1])
+tracker = dt.DecisionTracker("local")
+with tracker.run("local-goal", "stored, never exported") as run:
+    decision_id = tracker.decide(intent="pick", options=[{"id": "a"}], chosen="a", reasoning="r")
+    tracker.record_outcome(decision_id=decision_id, success=True)
+telemetry.shutdown()
+exporters = ("opentelemetry.exporter.otlp.proto.grpc", "opentelemetry.exporter.otlp.proto.http")
+loaded = [name for name in sys.modules if name.startswith(exporters)]
+print(run.run_id, telemetry.span_processors, telemetry.meter_provider, loaded)
+"""
+
+
+def test_without_endpoint_or_exporter_runs_are_stored_and_nothing_is_exported(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_ONLY, url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    run_id, rest = done.stdout.split(" ", 1)
+    # No export processor, no metrics pipeline, and the OTLP exporters never imported:
+    # nothing could have tried to connect anywhere.
+    assert rest.strip() == "[] None []"
+    assert "Failed to export" not in done.stderr
+    assert "decisiontrace" not in done.stderr  # and no warning either
+    with open_store(url) as store:
+        run = store.load_run(run_id)
+    assert run is not None and run.status == RunStatus.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": NOWHERE},
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": NOWHERE},
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TIMEOUT": "0.2"},
+    ],
+)
+def test_an_otlp_variable_alone_turns_export_on(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    telemetry = configure(store="memory://", export_timeout=0.2)
+    [span_processor] = telemetry.span_processors
+    assert type(span_processor.span_exporter) is GrpcSpanExporter
+    assert isinstance(telemetry.meter_provider, MeterProvider)
+    telemetry.shutdown(2_000)
+
+
+def test_an_endpoint_argument_alone_turns_export_on() -> None:
+    telemetry = configure(store="memory://", endpoint=NOWHERE, export_timeout=0.2)
+    [span_processor] = telemetry.span_processors
+    assert type(span_processor.span_exporter) is GrpcSpanExporter
+    telemetry.shutdown(2_000)
+
+
+def test_a_metrics_endpoint_alone_exports_metrics_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", NOWHERE)
+    telemetry = configure(store="memory://", export_timeout=0.2)
+    assert telemetry.span_processors == []
+    assert isinstance(telemetry.meter_provider, MeterProvider)
+    telemetry.shutdown(2_000)

@@ -86,7 +86,9 @@ class PendingRun:
                 run_tokens += extra  # a decision without an outcome has no token count
                 extra = 0
             decisions.append(
-                _codec.decision_record(d.attributes, d.start_ns, d.end_ns, extra, light=light)
+                _codec.decision_record(
+                    d.attributes, d.start_ns, d.end_ns, extra, light=light, span_id=d.span_id
+                )
             )
         if self.fragment is not None:
             return self._fragment_record(decisions)
@@ -103,6 +105,7 @@ class PendingRun:
                 [],
                 status=self.status or "stuck",
                 run_tokens=run_tokens,
+                trace_id=first.trace_id,
             )
         else:
             record = _codec.run_record(
@@ -114,6 +117,9 @@ class PendingRun:
                 status=self.status,
                 error=run.error,
                 run_tokens=run_tokens,
+                trace_id=run.trace_id,
+                span_id=run.span_id,
+                service_name=run.service_name,
             )
         if self.reason is not None:
             record["end_reason"] = self.reason
@@ -148,14 +154,18 @@ class PendingRun:
     def compact(self) -> dict[str, Any]:
         """The run's spans as JSON-ready data: cheap to write, decoded again on read."""
         run = self.run
+        any_span = run if run is not None else next(iter(self.decisions.values()), None)
+        # Hex: JSON readers need not handle 128-bit integers.
+        trace_hex = None if any_span is None else _codec.trace_id_hex(any_span.trace_id)
         if self.fragment is not None:
             return {
                 "format": COMPACT_FORMAT,
                 "run": None,
                 "decisions": [
-                    [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0)]
+                    [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0), d.span_id]
                     for key, d in self.decisions.items()
                 ],
+                "trace_id": trace_hex,
                 "status": None,
                 "reason": None,
                 "fragment": [
@@ -174,11 +184,14 @@ class PendingRun:
                 run.attributes,
                 [[e.name, e.time_ns, e.attributes] for e in run.events],
                 run.error,
+                run.span_id,
+                run.service_name,
             ],
             "decisions": [
-                [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0)]
+                [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0), d.span_id]
                 for key, d in self.decisions.items()
             ],
+            "trace_id": trace_hex,
             "status": self.status,
             "reason": self.reason,
             "run_tokens": self.run_tokens,
@@ -190,18 +203,28 @@ COMPACT_FORMAT = "decisiontrace.spans/1"
 
 
 def record_from_compact(data: Mapping[str, Any]) -> _codec.Record:
-    """The full run record of a run kept in compact span form."""
+    """The full run record of a run kept in compact span form.
+
+    Rows written before trace identity was kept (no ``trace_id``, shorter span lists)
+    decode as before, without the ``trace_id``/``span_id`` extras.
+    """
     pending = PendingRun(0.0)
+    trace_id = _hex_int(data.get("trace_id"))
     run = data.get("run")
     if run is not None:
-        start, end, attributes, events, error = run
+        start, end, attributes, events, error = run[:5]
         pending.run = _codec.SpanData(
-            0, 0, None, "", start, end, attributes,
+            trace_id, run[5] if len(run) > 5 else 0, None, "", start, end, attributes,
             [_codec.EventData(name, time_ns, attrs) for name, time_ns, attrs in events],
-            bool(error),
+            bool(error), run[6] if len(run) > 6 else None,
         )  # fmt: skip
-    for index, (start, end, attributes, tokens) in enumerate(data.get("decisions", ())):
-        pending.decisions[index] = _codec.SpanData(0, index, None, "", start, end, attributes)
+    for index, decision in enumerate(data.get("decisions", ())):
+        start, end, attributes, tokens = decision[:4]
+        span_id = decision[4] if len(decision) > 4 else 0
+        # Keyed by position: old rows have no span ids, and keys only need to be unique.
+        pending.decisions[index] = _codec.SpanData(
+            trace_id, span_id, None, "", start, end, attributes
+        )
         if tokens:
             pending.tokens[index] = tokens
     pending.status = data.get("status")
@@ -212,6 +235,13 @@ def record_from_compact(data: Mapping[str, Any]) -> _codec.Record:
         pending.fragment, pending.fragment_attributes, problems = fragment
         pending.problems = [_codec.EventData(n, t, a) for n, t, a in problems]
     return pending.record()
+
+
+def _hex_int(value: Any) -> int:
+    try:
+        return int(value, 16) if isinstance(value, str) else 0
+    except ValueError:
+        return 0
 
 
 class RunAssembler:

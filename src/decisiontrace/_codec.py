@@ -227,6 +227,18 @@ class SpanData:
     attributes: Mapping[str, Any]
     events: Sequence[EventData] = field(default_factory=tuple)
     error: bool = False
+    #: ``service.name`` of the resource that made the span, when the source says.
+    service_name: str | None = None
+
+
+def trace_id_hex(trace_id: int) -> str:
+    """A trace id as OTLP and trace viewers write it: 32 lowercase hex digits."""
+    return f"{trace_id:032x}"
+
+
+def span_id_hex(span_id: int) -> str:
+    """A span id as OTLP and trace viewers write it: 16 lowercase hex digits."""
+    return f"{span_id:016x}"
 
 
 def _loads(value: Any, default: Any) -> Any:
@@ -268,8 +280,12 @@ def decision_record(
     extra_tokens: int = 0,
     *,
     light: bool = False,
+    span_id: int | None = None,
 ) -> Record:
     """The stored Decision dict of one decision span.
+
+    ``span_id``, when known, is kept as the extra field ``span_id`` (16 hex digits), so
+    a decision leads to its span in a trace viewer.
 
     With ``light``, the large JSON fields (options, input context, result, state
     changes) are not decoded and timestamps are left empty: enough for metrics and
@@ -322,6 +338,8 @@ def decision_record(
         record["service"] = str(service)
     if get(sc.DECISION_PAUSED):
         record["paused"] = True
+    if span_id:
+        record["span_id"] = span_id_hex(span_id)
     return record
 
 
@@ -401,6 +419,9 @@ def run_record(
     status: str | None = None,
     error: bool = False,
     run_tokens: int = 0,
+    trace_id: int | None = None,
+    span_id: int | None = None,
+    service_name: str | None = None,
 ) -> Record:
     """The stored Run dict from a run span's attributes and its decision and problem dicts.
 
@@ -413,6 +434,10 @@ def run_record(
         status: overrides the status the span carries (stuck/cancelled runs).
         error: the span's status was ERROR (used when it carries no run status).
         run_tokens: LLM tokens that count for the run but none of its decisions.
+        trace_id: the run's trace id, kept as the extra field ``trace_id`` (32 hex).
+        span_id: the run span's id, kept as the extra field ``span_id`` (16 hex).
+        service_name: ``service.name`` of the process that made the run span, kept as
+            the extra field ``service_name``.
     """
     get = attributes.get
     decisions.sort(key=_decision_order)
@@ -488,4 +513,11 @@ def run_record(
         value = get(key)
         if value is not None:
             record[name] = str(value)
+    # Extra fields (the schema allows them): the way from a stored run to its trace.
+    if trace_id:
+        record["trace_id"] = trace_id_hex(trace_id)
+    if span_id:
+        record["span_id"] = span_id_hex(span_id)
+    if service_name:
+        record["service_name"] = service_name
     return record

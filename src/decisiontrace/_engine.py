@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from decisiontrace import _codec, _normalize, _records, _remote
+from decisiontrace import _codec, _no_provider, _normalize, _records, _remote
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import safe_str
@@ -96,6 +96,8 @@ class SpanEngine:
         )
         if not span.is_recording() and span.get_span_context().is_valid:
             self._warn_dropped(run_id)
+        if not span.get_span_context().is_valid:  # the API's no-op span: no SDK
+            _no_provider.warn()
         # The engine is only ever the base of a DecisionTracker.
         tracker = cast("DecisionTracker", self)
         live = LiveRun(tracker, execution_id, run_id, goal_id, span, attributes, start_ns)

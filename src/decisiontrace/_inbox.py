@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import StatusCode
 
@@ -57,7 +58,14 @@ def span_data(span: ReadableSpan) -> _codec.SpanData:
         if getattr(span, "_events", True)
         else (),
         error=span.status.status_code is StatusCode.ERROR,
+        service_name=_service_name(span),
     )
+
+
+def _service_name(span: ReadableSpan) -> str | None:
+    resource = span.resource
+    name = resource.attributes.get(SERVICE_NAME) if resource is not None else None
+    return name if isinstance(name, str) else None
 
 
 class OpenRun:

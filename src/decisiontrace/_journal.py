@@ -60,6 +60,7 @@ def span_entry(span: _codec.SpanData) -> JournalEntry | None:
             "attributes": attributes,
             "events": [[e.name, e.time_ns, dict(e.attributes)] for e in span.events],
             "error": span.error,
+            "service_name": span.service_name,
         }
     elif kind == sc.KIND_DECISION:
         data = {
@@ -164,6 +165,7 @@ def recovered_runs(entries: Iterable[JournalEntry]) -> tuple[list[PendingRun], l
                     for name, time_ns, attributes in data.get("events", ())
                 ],
                 error=bool(data.get("error", False)),
+                service_name=_text_or_none(data.get("service_name")),
             )
             last_seen[trace_id] = max(last_seen.get(trace_id, 0), span.start_ns, span.end_ns or 0)
             if kind == sc.KIND_RUN:
@@ -199,3 +201,7 @@ __all__ = [
     "span_entry",
     "tokens_entry",
 ]
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

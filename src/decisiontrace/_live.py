@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.trace import Span
 
 from decisiontrace import _codec, _remote
@@ -62,7 +63,9 @@ class LiveDecision:
         attributes = self.attributes
         if self.outcome is not None:
             attributes = {**attributes, **self.outcome}
-        return _codec.decision_record(attributes, self.start_ns, self.end_ns)
+        return _codec.decision_record(
+            attributes, self.start_ns, self.end_ns, span_id=self.span.get_span_context().span_id
+        )
 
 
 class LiveRun:
@@ -191,8 +194,18 @@ class LiveRun:
             self.end_ns,
             decisions,
             problems,
+            trace_id=self.trace_id,
+            span_id=self.span.get_span_context().span_id,
+            service_name=_service_name(self.span),
         )
 
     def view(self) -> Run:
         """The run as a :class:`Run` model."""
         return Run.model_validate(self.record())
+
+
+def _service_name(span: Span) -> str | None:
+    """``service.name`` of an SDK span's resource (None for a non-recording span)."""
+    resource = getattr(span, "resource", None)
+    name = getattr(resource, "attributes", {}).get(SERVICE_NAME)
+    return name if isinstance(name, str) else None

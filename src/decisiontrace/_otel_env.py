@@ -69,6 +69,18 @@ def protocol(explicit: str | None, signal: str) -> str:
     return DEFAULT_PROTOCOL
 
 
+def otlp_configured(endpoint: str | None, protocol: str | None, signal: str) -> bool:
+    """OTLP export is asked for ``signal`` without naming an exporter: an endpoint or a
+    protocol is given, as an argument or by the ``OTEL_EXPORTER_OTLP_*`` variables."""
+    if endpoint is not None or protocol is not None:
+        return True
+    return any(
+        env(f"OTEL_EXPORTER_OTLP_{part}{setting}") is not None
+        for part in ("", f"{signal.upper()}_")
+        for setting in ("ENDPOINT", "PROTOCOL")
+    )
+
+
 def env_sampler() -> Sampler | None:
     """The sampler OTEL_TRACES_SAMPLER / _ARG name, read as the SDK reads them."""
     name = env("OTEL_TRACES_SAMPLER")

@@ -12,7 +12,7 @@ import json
 import re
 from datetime import datetime
 
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -35,10 +35,22 @@ def _epoch_ns(moment: datetime) -> int:
 
 
 def _span_id(run_id: str, part: str, size: int) -> int:
-    # Ids derived from the run id: exporting a run twice gives the same spans, which
-    # rebuild then counts once.
+    # Ids derived from the run id, for records that keep none (written before trace
+    # identity was stored, or by the original tracker): exporting a run twice gives
+    # the same spans, which rebuild then counts once.
     digest = hashlib.sha256(f"{run_id}/{part}".encode()).digest()
     return int.from_bytes(digest[:size], "big") or 1
+
+
+def _stored_id(value: object, size: int) -> int | None:
+    """An id a record keeps (``trace_id``/``span_id`` extras, hex), or None if it has none."""
+    if not isinstance(value, str) or len(value) != size * 2:
+        return None
+    try:
+        number = int(value, 16)
+    except ValueError:
+        return None
+    return number or None
 
 
 def otlp_json_line(run: Run) -> str:
@@ -48,12 +60,20 @@ def otlp_json_line(run: Run) -> str:
     functions the tracker uses, so ``rebuild`` of the line gives back the same Run. What
     the record does not keep (stream and execution ids, LLM spans: their tokens are in
     the outcomes already) is not invented: the stream comes from the run id when it has
-    the tracker's form.
+    the tracker's form. The trace and span ids are the ones the record keeps
+    (``trace_id``/``span_id`` extras), so the exported spans are the run's real spans,
+    and the resource carries the ``service.name`` it kept; records without them get
+    ids derived from the run id.
     """
     record = run.model_dump(mode="json")
-    trace_id = _span_id(run.id, "trace", 16)
+    trace_id = _stored_id(record.get("trace_id"), 16) or _span_id(run.id, "trace", 16)
     scope = InstrumentationScope("decisiontrace", __version__)
-    resource = Resource.get_empty()
+    service_name = record.get("service_name")
+    resource = (
+        Resource({SERVICE_NAME: service_name})
+        if isinstance(service_name, str) and service_name
+        else Resource.get_empty()
+    )
     stream = _STREAM_IN_RUN_ID.match(run.id)
 
     def context(span_id: int) -> SpanContext:
@@ -61,7 +81,7 @@ def otlp_json_line(run: Run) -> str:
 
     started = _epoch_ns(run.started_at)
     ended = _epoch_ns(run.completed_at) if run.completed_at else started
-    run_context = context(_span_id(run.id, "run", 8))
+    run_context = context(_stored_id(record.get("span_id"), 8) or _span_id(run.id, "run", 8))
     spans = []
     for decision, stored in zip(run.decisions, record["decisions"], strict=True):
         attributes = _codec.decision_attributes(
@@ -101,7 +121,9 @@ def otlp_json_line(run: Run) -> str:
         spans.append(
             ReadableSpan(
                 name=f"{sc.DECISION_SPAN_NAME_PREFIX} {decision.intent}",
-                context=context(_span_id(run.id, decision.id, 8)),
+                context=context(
+                    _stored_id(stored.get("span_id"), 8) or _span_id(run.id, decision.id, 8)
+                ),
                 parent=run_context,
                 resource=resource,
                 attributes=attributes,

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -324,6 +325,7 @@ def request_spans(
         except FieldError as error:
             on_error(error)
             continue
+        service_name = _service_name(resource.get("resource"), f"{r_path}.resource")
         for s_index, scope in enumerate(scopes):
             s_path = f"{r_path}.{scope_key}[{s_index}]"
             if not isinstance(scope, Mapping):
@@ -339,7 +341,20 @@ def request_spans(
                 except FieldError as error:
                     on_error(error)
                     continue
+                data.service_name = service_name
                 yield data if keep is None else keep(data)
+
+
+def _service_name(resource: Any, path: str) -> str | None:
+    """``service.name`` of a ``Resource`` object, or None (a bad resource is not an error:
+    the spans are still readable)."""
+    if not isinstance(resource, Mapping):
+        return None
+    try:
+        name = attributes(resource.get("attributes"), f"{path}.attributes").get(SERVICE_NAME)
+    except FieldError:
+        return None
+    return name if isinstance(name, str) else None
 
 
 # --- writing ----------------------------------------------------------------------------

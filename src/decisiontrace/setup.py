@@ -253,10 +253,14 @@ def configure(
         service_name: ``service.name`` (default ``OTEL_SERVICE_NAME``).
         resource_attributes: more resource attributes (merged over ``OTEL_RESOURCE_ATTRIBUTES``).
         exporter: ``"otlp"``, ``"console"`` or ``"none"`` (comma-separated for several);
-            default ``OTEL_TRACES_EXPORTER``, else ``"otlp"``.
+            default ``OTEL_TRACES_EXPORTER``, else ``"otlp"`` when an endpoint or a
+            protocol is given (``endpoint``, ``protocol``,
+            ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` or ``..._PROTOCOL``), else
+            ``"none"``: with neither, runs are only stored and nothing is sent anywhere.
         endpoint: OTLP base URL, e.g. ``http://collector:4317`` (gRPC) or
             ``http://collector:4318`` (HTTP; ``/v1/traces`` and ``/v1/metrics`` are
-            appended); default the exporters' variables, else localhost.
+            appended); default the exporters' variables, else localhost (when
+            ``exporter`` asks for OTLP).
         protocol: ``"grpc"`` or ``"http/protobuf"``; default
             ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``, else ``"grpc"`` (the Python SDK's choice).
         headers: headers sent with every export (default ``OTEL_EXPORTER_OTLP_HEADERS``).
@@ -266,7 +270,8 @@ def configure(
             and runs that failed or reported a problem are always exported. Default: the
             ratio ``OTEL_TRACES_SAMPLER`` sets, else 1.0.
         metrics_exporter: like ``exporter``, for metrics; default ``OTEL_METRICS_EXPORTER``,
-            else the span exporters.
+            else the span exporters, else ``"otlp"`` when
+            ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` or ``..._PROTOCOL`` is set, else none.
         tracer_provider: add to this provider (or the SDK provider it wraps) instead of
             the global one.
         meter_provider: record metrics with this provider.
@@ -312,20 +317,27 @@ def configure(
         in_place = find_sdk_provider(tracer_provider if tracer_provider is not None else current)
         owns_tracer_provider = in_place is None
         if owns_tracer_provider:
+            # Local first: without an exporter or an endpoint, runs are stored and
+            # nothing is sent anywhere (no connection attempts, no wait at exit).
+            trace_source = exporter or _otel_env.env("OTEL_TRACES_EXPORTER")
+            if trace_source is None and _otel_env.otlp_configured(endpoint, protocol, "traces"):
+                trace_source = "otlp"
             span_exporters = _otel_env.exporter_names(
-                exporter or _otel_env.env("OTEL_TRACES_EXPORTER") or "otlp",
-                "exporter" if exporter else "OTEL_TRACES_EXPORTER",
+                trace_source or "none", "exporter" if exporter else "OTEL_TRACES_EXPORTER"
             )
         else:
             span_exporters = _otel_env.exporter_names(exporter, "exporter") if exporter else []
         metric_source = metrics_exporter or _otel_env.env("OTEL_METRICS_EXPORTER")
-        metric_exporters = (
-            _otel_env.exporter_names(
+        if metric_source is not None:
+            metric_exporters = _otel_env.exporter_names(
                 metric_source, "metrics_exporter" if metrics_exporter else "OTEL_METRICS_EXPORTER"
             )
-            if metric_source
-            else list(span_exporters)
-        )
+        elif span_exporters:
+            metric_exporters = list(span_exporters)
+        elif owns_tracer_provider and _otel_env.otlp_configured(endpoint, protocol, "metrics"):
+            metric_exporters = ["otlp"]
+        else:
+            metric_exporters = []
         trace_protocol = (
             _otel_env.protocol(protocol, "traces")
             if "otlp" in span_exporters

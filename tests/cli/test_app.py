@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from decisiontrace.cli.app import main
 from decisiontrace.cli.diff import diff_runs
 from decisiontrace.cli.stats import compute_stats
-from decisiontrace.models import RunStatus
+from decisiontrace.models import Run, RunStatus
 from decisiontrace.stores import JSONFilesStore, open_store
 from tests.cli import DEMO_TICKETS, DemoStore, fill_demo_store
 
@@ -79,10 +79,17 @@ def test_runs_list_json_is_the_stores_summaries(demo: DemoStore) -> None:
     with open_store(demo.url) as store:
         expected = [summary.model_dump(mode="json") for summary in store.list_runs()]
     assert len(listed) == DEMO_TICKETS
+    runs = {run.id: run for run in demo.runs}
     for got, want in zip(listed, expected, strict=True):
-        assert set(got) == set(want)
+        # The summary, plus when the run started and ended (with the offset) and its trace.
+        assert set(got) == set(want) | {"started_at", "completed_at", "trace_id", "trace_url"}
         for field in want:
             assert got[field] == want[field], field
+        run = runs[got["run_id"]]
+        assert datetime.fromisoformat(got["started_at"]) == run.started_at.astimezone()
+        assert datetime.fromisoformat(got["started_at"]).utcoffset() is not None
+        assert got["trace_id"] == (run.model_extra or {})["trace_id"]
+        assert got["trace_url"] is None  # no DECISIONTRACE_TRACE_URL
 
 
 @pytest.mark.parametrize(
@@ -117,13 +124,55 @@ def test_runs_list_limit_and_table(demo: DemoStore) -> None:
 # --- runs show ------------------------------------------------------------------------------
 
 
-def test_runs_show_json_is_the_run_record(demo: DemoStore) -> None:
+def _naive(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    moment = datetime.fromisoformat(value)
+    assert moment.utcoffset() is not None, value  # printed with its offset
+    return moment.astimezone().replace(tzinfo=None).isoformat()
+
+
+def stored_times(record: dict[str, Any]) -> Run:
+    """A run printed with offsets, its times back in the stored form (naive local)."""
+    for key in ("started_at", "completed_at"):
+        record[key] = _naive(record[key])
+    for decision in record["decisions"]:
+        decision["timestamp"] = _naive(decision["timestamp"])
+        if decision["outcome"]:
+            decision["outcome"]["timestamp"] = _naive(decision["outcome"]["timestamp"])
+    for problem in record["problems"]:
+        problem["timestamp"] = _naive(problem["timestamp"])
+    return Run.model_validate(record)
+
+
+def test_runs_show_json_is_the_run_record(demo: DemoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DECISIONTRACE_TRACE_URL", "http://localhost:16686/trace/{trace_id}")
     for run in demo.runs[:5]:
         shown = json_of(invoke("--store", demo.url, "runs", "show", run.id, "--json"))
         expected = run.model_dump(mode="json")
+        trace_id = expected["trace_id"]
+        assert shown.pop("trace_url") == f"http://localhost:16686/trace/{trace_id}"
         assert set(shown) == set(expected)
+        # Every time carries its offset, and is the stored time.
         for field in expected:
-            assert shown[field] == expected[field], field
+            if field not in ("started_at", "completed_at", "decisions", "problems"):
+                assert shown[field] == expected[field], field
+        assert stored_times(shown) == run
+
+
+def test_runs_show_tree_links_to_the_trace(
+    demo: DemoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = demo.runs[0]
+    trace_id = (run.model_extra or {})["trace_id"]
+    out = invoke("--store", demo.url, "runs", "show", run.id).stdout
+    assert f"trace {trace_id}" in out
+    assert "http" not in out  # no template, no link
+    monkeypatch.setenv("DECISIONTRACE_TRACE_URL", "http://jaeger:16686/trace/{trace_id}")
+    out = invoke("--store", demo.url, "runs", "show", run.id).stdout
+    assert f"http://jaeger:16686/trace/{trace_id}" in out
+    offset = run.started_at.astimezone().isoformat(sep=" ", timespec="seconds")
+    assert f"started {offset}" in out
 
 
 def test_runs_show_tree_has_decisions_options_outcomes_and_problems(demo: DemoStore) -> None:
@@ -353,7 +402,7 @@ def test_a_sqlite_store_with_only_the_first_columns_opens(demo: DemoStore, tmp_p
     listed = json_of(invoke("--store", str(path), "runs", "list", "--json"))
     assert [s["run_id"] for s in listed] == [run.id]
     shown = json_of(invoke("--store", str(path), "runs", "show", run.id, "--json"))
-    assert shown == run.model_dump(mode="json")
+    assert stored_times(shown) == run
 
 
 # --- help, colour, imports ------------------------------------------------------------------

@@ -216,12 +216,16 @@ def decisiontrace_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored record without what differs between any two runs: ids and times."""
+    """A stored record without what differs between any two runs: ids and times (and
+    the trace identity extras, which the reference example predates)."""
     record = copy.deepcopy(record)
     for key in ("id", "started_at", "completed_at", "duration_ms"):
         record.pop(key)
+    for key in ("trace_id", "span_id", "service_name"):
+        record.pop(key, None)
     for decision in record["decisions"]:
         decision.pop("timestamp")
+        decision.pop("span_id", None)
         if decision["outcome"] is not None:
             decision["outcome"].pop("timestamp")
     for problem in record["problems"]:
@@ -677,11 +681,12 @@ def test_json_files_layout_is_what_the_original_file_storage_reads(
     with (folder / "runs" / f"{run_id}.json").open(encoding="utf-8") as file:
         record = json.load(file)
     jsonschema.validate(record, run_schema)
-    assert set(record) == set(EXAMPLE)
+    # The fields of the original's layout, plus the trace identity extras it allows.
+    assert set(record) == set(EXAMPLE) | {"trace_id", "span_id", "service_name"}
     assert set(record["metrics"]) == set(EXAMPLE["metrics"])
     assert set(record["problems"][0]) == set(EXAMPLE["problems"][0])
     for ours, theirs in zip(record["decisions"], EXAMPLE["decisions"], strict=True):
-        assert set(ours) == set(theirs)
+        assert set(ours) == set(theirs) | {"span_id"}
         assert set(ours["outcome"]) == set(theirs["outcome"])
         assert [set(o) for o in ours["options"]] == [set(o) for o in theirs["options"]]
     # The original's FileStorage.load_run is Run.model_validate_json of this file.

@@ -12,10 +12,14 @@ import pytest
 from decisiontrace import RunStatus, open_store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: OTEL_* variables a test set on purpose (monkeypatch), passed on to the example.
+_SET: set[str] = set()
 
 
 def run_example(name: str, store_url: str) -> str:
-    env = {**os.environ, "DECISIONTRACE_STORE": store_url}
+    # As a new user runs them: no OTEL_* variable unless a test sets one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") or k in _SET}
+    env["DECISIONTRACE_STORE"] = store_url
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         env=env,
@@ -25,6 +29,7 @@ def run_example(name: str, store_url: str) -> str:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert "Failed to export" not in done.stderr
     return done.stdout
 
 
@@ -69,8 +74,18 @@ def test_export_example_prints_spans_to_the_console(
     url = f"sqlite:///{tmp_path}/runs.db"
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setattr(f"{__name__}._SET", {"OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"})
     output = run_example("export_otlp.py", url)
     assert '"decisiontrace.span_kind": "run"' in output
     stored = open_store(url).list_runs()
     assert stored
     assert all(s.run_id in output for s in stored)
+
+
+def test_export_example_without_variables_stores_and_exports_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    output = run_example("export_otlp.py", url)
+    assert "decisiontrace.span_kind" not in output  # nothing printed or sent
+    with open_store(url) as store:
+        statuses = sorted(s.status.value for s in store.list_runs())
+    assert statuses == ["completed", "completed", "failed"]

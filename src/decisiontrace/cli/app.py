@@ -26,6 +26,7 @@ from decisiontrace._otlp_export import otlp_json_line
 from decisiontrace._version import __version__
 from decisiontrace.cli import render
 from decisiontrace.cli._errors import App, CommandError, fail, one_line
+from decisiontrace.cli._json import listing, run_json
 from decisiontrace.cli._options import filters, json_option, store_option
 from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_reading, store_url
 from decisiontrace.cli.diff import diff_runs
@@ -112,10 +113,10 @@ def runs_list(
         found = store.list_runs(
             goal_id=goal, status=status, since=since, limit=limit + 1, node_id=node
         )
-    shown = found[:limit]
-    if as_json:
-        _print_json([summary.model_dump(mode="json") for summary in shown])
-        return 0
+        shown = found[:limit]
+        if as_json:
+            _print_json([listing(store, summary) for summary in shown])
+            return 0
     if not shown:
         click.echo("no runs match; try fewer filters, or `decisiontrace demo` to record some")
         return 0
@@ -137,7 +138,7 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> int:
     with open_for_reading(ctx) as store:
         run = load_run(store, run_id)
     if as_json:
-        _print_json(run.model_dump(mode="json"))
+        _print_json(run_json(run))
     else:
         _console().print(render.run_tree(run))
     return 0

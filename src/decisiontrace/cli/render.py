@@ -18,6 +18,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from decisiontrace.cli._links import run_trace_id, trace_url
+from decisiontrace.cli._times import time_text
 from decisiontrace.cli.evaluations import evaluation_views, judgement_lines
 from decisiontrace.models import Decision, Problem, Run, RunSummary
 
@@ -212,6 +214,18 @@ def run_tree(run: Run) -> Tree:
     for field, name in (("thread_id", "thread"), ("resumed_from", "resumed from")):
         if extra.get(field) is not None:
             tree.add(Text(f"{name}: {extra[field]}", style="cyan"))
+    when = f"started {time_text(run.started_at)}"
+    if run.completed_at is not None:
+        when += f" · ended {time_text(run.completed_at)}"
+    tree.add(Text(when, style="dim"))
+    trace_id = run_trace_id(run)
+    if trace_id is not None:
+        line = Text(f"trace {trace_id}", style="dim")
+        link = trace_url(run)
+        if link is not None:
+            line.append(" · ")
+            line.append(link, style=f"link {link}")
+        tree.add(line)
     if run.goal_description:
         tree.add(Text(f"goal: {run.goal_description}", style="dim"))
     if run.input_data:

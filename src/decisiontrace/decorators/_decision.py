@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from decisiontrace import _context as ctx
-from decisiontrace import _normalize
+from decisiontrace import _no_provider, _normalize
 from decisiontrace.decorators._generators import Session, drive, items_text
 from decisiontrace.decorators._kinds import Decorator, F, callable_or_none, tracker_or_none
 from decisiontrace.decorators._recording import Recorder
@@ -37,6 +37,7 @@ _attach = otel_context.attach
 _detach = otel_context.detach
 _get_current = otel_context.get_current
 _in_span = trace.set_span_in_context
+_check_outside_run = _no_provider.check_outside_run
 
 
 class _DecisionSession(Session):
@@ -108,6 +109,7 @@ class DecisionSpec(Recorder):
         live = run_in_context(self.tracker)
         if live is None:
             if not self.auto_run:
+                _check_outside_run()
                 return wrapped(*args, **kwargs)
             return self._sync_in_new_run(wrapped, instance, args, kwargs)
         decision = self.open(live, self.node_id, instance, args, kwargs)
@@ -148,6 +150,7 @@ class DecisionSpec(Recorder):
         live = run_in_context(self.tracker)
         if live is None:
             if not self.auto_run:
+                _check_outside_run()
                 return wrapped(*args, **kwargs)
             return self._coroutine_in_new_run(wrapped, instance, args, kwargs)
         return self._coroutine(live, wrapped, instance, args, kwargs)
@@ -209,6 +212,7 @@ class DecisionSpec(Recorder):
         live = run_in_context(self.tracker)
         gen = wrapped(*args, **kwargs)
         if live is None:
+            _check_outside_run()
             return gen
         return drive(self.kind, gen, _DecisionSession(self, live, instance, args, kwargs))
 

@@ -1,0 +1,59 @@
+"""One warning per process when recording goes nowhere because no SDK is installed.
+
+Without an OpenTelemetry SDK ``TracerProvider`` the API hands out non-recording spans:
+a tracker or a decorated function then runs normally and records nothing, which a new
+user cannot tell from a bug. The first time that happens, one warning names the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+logger = logging.getLogger("decisiontrace")
+
+_lock = threading.Lock()
+_warned = False
+_checked_outside_run = False
+
+MESSAGE = (
+    "decisiontrace: no OpenTelemetry SDK TracerProvider is installed, so runs and "
+    "decisions are not recorded; call dt.configure() first (it stores runs locally and "
+    "exports nothing unless an endpoint is set), or pass tracer_provider= to the tracker"
+)
+
+
+def warn() -> None:
+    """Log :data:`MESSAGE` once per process."""
+    global _warned
+    if _warned:
+        return
+    with _lock:
+        if _warned:
+            return
+        _warned = True
+    logger.warning(MESSAGE)
+
+
+def check_outside_run() -> None:
+    """A decorated function ran outside a run: warn if no SDK provider is installed.
+
+    Checked once per process (the first such call), to keep the call path cheap.
+    """
+    global _checked_outside_run
+    if _checked_outside_run:
+        return
+    _checked_outside_run = True
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        warn()
+
+
+def reset() -> None:
+    """Forget that the warning was given (tests)."""
+    global _warned, _checked_outside_run
+    with _lock:
+        _warned = False
+        _checked_outside_run = False
