@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -362,6 +363,7 @@ def test_the_handle_names_what_it_set_up() -> None:
 # --- local first ----------------------------------------------------------------------------
 
 LOCAL_ONLY = """
+import gc
 import sys
 import decisiontrace as dt
 
@@ -371,10 +373,24 @@ with tracker.run("local-goal", "stored, never exported") as run:
     decision_id = tracker.decide(intent="pick", options=[{"id": "a"}], chosen="a", reasoning="r")
     tracker.record_outcome(decision_id=decision_id, success=True)
 telemetry.shutdown()
-exporters = ("opentelemetry.exporter.otlp.proto.grpc", "opentelemetry.exporter.otlp.proto.http")
-loaded = [name for name in sys.modules if name.startswith(exporters)]
-print(run.run_id, telemetry.span_processors, telemetry.meter_provider, loaded)
+exporters = sorted(
+    type(o).__name__ for o in gc.get_objects() if type(o).__name__.endswith("Exporter")
+)
+print(run.run_id, telemetry.span_processors, telemetry.meter_provider, exporters)
 """
+
+
+def _listen(port: int) -> socket.socket | None:
+    """A listener on the OTLP default port (None if something else holds it)."""
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError:
+        listener.close()
+        return None
+    listener.listen(8)
+    listener.setblocking(False)
+    return listener
 
 
 def test_without_endpoint_or_exporter_runs_are_stored_and_nothing_is_exported(
@@ -382,18 +398,26 @@ def test_without_endpoint_or_exporter_runs_are_stored_and_nothing_is_exported(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
-    done = subprocess.run(
-        [sys.executable, "-c", LOCAL_ONLY, url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # Where the SDK's exporters would connect by default: nothing may arrive there.
+    listeners = [listener for port in (4317, 4318) if (listener := _listen(port)) is not None]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", LOCAL_ONLY, url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        for listener in listeners:
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+    finally:
+        for listener in listeners:
+            listener.close()
     assert done.returncode == 0, done.stderr
     run_id, rest = done.stdout.split(" ", 1)
-    # No export processor, no metrics pipeline, and the OTLP exporters never imported:
-    # nothing could have tried to connect anywhere.
+    # No export processor, no metrics pipeline, no OTLP exporter made.
     assert rest.strip() == "[] None []"
     assert "Failed to export" not in done.stderr
     assert "decisiontrace" not in done.stderr  # and no warning either
