@@ -56,7 +56,7 @@ def check_configure(tmp_path: Path, stdout: str) -> None:
 
 
 def check_imports_only(tmp_path: Path, stdout: str) -> None:
-    assert not (tmp_path / "default.db").exists()  # imports record nothing
+    assert not (tmp_path / "default.db").exists()  # set-up alone records nothing
 
 
 CHECKS: list[tuple[str, Callable[[Path, str], None]]] = [
@@ -64,12 +64,14 @@ CHECKS: list[tuple[str, Callable[[Path, str], None]]] = [
     ("@dt.agent", check_decorators),
     ('dt.configure(store="sqlite:///runs.db")', check_configure),
     ("from decisiontrace.compat.hive import", check_imports_only),
+    ("dt.integrations.langgraph.instrument()", check_imports_only),
 ]
 
 
 def test_every_readme_example_is_checked() -> None:
     assert len(BLOCKS) >= 4
     for block in BLOCKS:
+        # A new README example needs an entry in CHECKS saying what it must store.
         assert [marker for marker, _ in CHECKS if marker in block], block
 
 
