@@ -55,12 +55,20 @@ def check_configure(tmp_path: Path, stdout: str) -> None:
     assert decision.intent == "Route ticket"
 
 
+def check_evaluate(tmp_path: Path, stdout: str) -> None:
+    run = only_run(f"sqlite:///{tmp_path / 'default.db'}")
+    [decision] = run.decisions
+    judgements = (decision.model_extra or {}).get("evaluations")
+    assert judgements, "the judgement is stored with the decision"
+
+
 def check_imports_only(tmp_path: Path, stdout: str) -> None:
     assert not (tmp_path / "default.db").exists()  # set-up alone records nothing
 
 
 CHECKS: list[tuple[str, Callable[[Path, str], None]]] = [
     ("tracker.report_problem(", check_tracker),
+    ("dt.evaluate(", check_evaluate),
     ("@dt.agent", check_decorators),
     ('dt.configure(store="sqlite:///runs.db")', check_configure),
     ("from decisiontrace.compat.hive import", check_imports_only),
