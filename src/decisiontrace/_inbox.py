@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,4 +87,41 @@ class Started:
         self.span = span
 
 
-__all__ = ["OpenRun", "Started", "Tokens", "attributes_of", "plain", "span_data"]
+class Received:
+    """An ended span that arrived decoded already (the ingest service's OTLP spans)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: _codec.SpanData) -> None:
+        self.data = data
+
+
+class PassMark:
+    """Set once the writer pass that takes it has taken everything queued before it in
+    and written what was ready; ``store_failing`` then tells whether the store took it."""
+
+    __slots__ = ("done", "store_failing")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.store_failing = False
+
+
+class TakeOrphans:
+    """Store the decisions whose run span has not arrived as ``stuck`` runs now (the
+    ingest service shutting down: what it holds is stored)."""
+
+    __slots__ = ()
+
+
+__all__ = [
+    "OpenRun",
+    "PassMark",
+    "Received",
+    "Started",
+    "TakeOrphans",
+    "Tokens",
+    "attributes_of",
+    "plain",
+    "span_data",
+]

@@ -24,7 +24,15 @@ from opentelemetry.sdk.trace import Span
 from decisiontrace import _codec, _journal
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun, RunAssembler
-from decisiontrace._inbox import OpenRun, Started, Tokens, span_data
+from decisiontrace._inbox import (
+    OpenRun,
+    PassMark,
+    Received,
+    Started,
+    TakeOrphans,
+    Tokens,
+    span_data,
+)
 from decisiontrace.stores import RunStore
 
 logger = logging.getLogger("decisiontrace")
@@ -108,12 +116,22 @@ class WriterThread:
         inbox = self._inbox
         now = time.monotonic()
         journal: list[Any] | None = [] if self._journal else None
+        marks: list[PassMark] = []
+        orphans_now = False
         # Only what is queued now: agents that queue as fast as this drains must not
         # keep the pass from ever getting to the write.
         for _ in range(len(inbox)):
             item = inbox.popleft()
             kind = type(item)
-            if kind is Tokens:
+            if kind is Received:
+                assembler.add(item.data, now)
+                if journal is not None:
+                    journal.append(item.data)
+            elif kind is PassMark:
+                marks.append(item)
+            elif kind is TakeOrphans:
+                orphans_now = True
+            elif kind is Tokens:
                 assembler.add_tokens(item.trace_id, item.decision_span_id, item.tokens)
                 if journal is not None:
                     journal.append(item)
@@ -128,7 +146,7 @@ class WriterThread:
                 if journal is not None:
                     journal.append(data)
         runs = assembler.take_ready_runs(force=force, now=now)
-        runs.extend(assembler.take_orphan_runs(self._run_timeout, now))
+        runs.extend(assembler.take_orphan_runs(0.0 if orphans_now else self._run_timeout, now))
         self._expire_open_runs()
         if journal:
             entries = _journal.entries_of_pass(journal, runs, assembler.pending)
@@ -143,6 +161,9 @@ class WriterThread:
             self._queue_for_writing(runs)
         if self._unwritten and (force or now >= self._retry_at):
             self._write()
+        for mark in marks:
+            mark.store_failing = self._failing_since is not None
+            mark.done.set()
 
     def _queue_for_writing(self, runs: list[PendingRun]) -> None:
         self._unwritten.extend(runs)

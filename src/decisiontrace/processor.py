@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -34,8 +34,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from decisiontrace import _codec, _signals
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun, RunAssembler
-from decisiontrace._inbox import Started
-from decisiontrace._tokens import LEDGER, TokenAttribution
+from decisiontrace._inbox import PassMark, Received, Started, TakeOrphans
+from decisiontrace._tokens import LEDGER, TokenAttribution, Tokens
 from decisiontrace._writer import WriterThread
 from decisiontrace.stores import RunStore, open_store
 
@@ -300,6 +300,27 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         inbox.append(item)
         if self._thread is None:
             self._start_writer()
+
+    def receive(self, items: Sequence[Received | Tokens]) -> PassMark | None:
+        """Queue spans decoded elsewhere (OTLP, for the ingest service) for assembly.
+
+        Returns a :class:`~decisiontrace._inbox.PassMark` set once the writer took them
+        in, or None (nothing queued) when the queue has no room for them all.
+        """
+        inbox = self._inbox
+        if self._shutdown or len(inbox) + len(items) + 1 > self._max_queue_size:
+            return None
+        mark = PassMark()
+        inbox.extend(items)
+        inbox.append(mark)
+        if self._thread is None:
+            self._start_writer()
+        return mark
+
+    def store_orphans(self) -> None:
+        """Store decisions whose run span has not arrived as stuck runs, at the next pass."""
+        self._inbox.append(TakeOrphans())
+        self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write every run whose span has ended; True when all are in the store in time."""

@@ -32,6 +32,7 @@ from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_re
 from decisiontrace.cli.diff import diff_runs
 from decisiontrace.cli.evaluate import evaluate as evaluate_command
 from decisiontrace.cli.report import render_report, trace_url_from_env
+from decisiontrace.cli.serve import serve
 from decisiontrace.cli.stats import compute_stats
 from decisiontrace.models import RunStatus
 from decisiontrace.stores import StoreError, open_store
@@ -74,6 +75,9 @@ Examples:
 @click.version_option(__version__, prog_name="decisiontrace")
 def main() -> None:
     """Look into the decisions an agent recorded: runs, stats, diffs, reports."""
+
+
+main.add_command(serve)
 
 
 @main.group(epilog="Example: decisiontrace runs list --status failed --since 1d")

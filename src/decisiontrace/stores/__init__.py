@@ -13,6 +13,7 @@ from urllib.request import url2pathname
 from decisiontrace.stores.base import RunStore, StoreError
 from decisiontrace.stores.jsonfiles import JSONFilesStore
 from decisiontrace.stores.memory import MemoryStore
+from decisiontrace.stores.null import NullStore
 from decisiontrace.stores.sqlite import SQLiteStore
 
 #: Environment variable naming the store when none is passed to :func:`open_store`.
@@ -52,6 +53,8 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
     - ``file:///var/lib/app/runs``: a JSON-files folder (a standard file URL, absolute,
       percent-encoding decoded; the host must be empty or ``localhost``);
     - ``memory://``: a new, empty :class:`MemoryStore`;
+    - ``none``: a :class:`NullStore`, which keeps nothing (agents whose spans an
+      ingest service stores);
     - a plain path (``str`` or ``os.PathLike``, ``~`` expanded): SQLite if it ends in
       ``.db``, ``.sqlite`` or ``.sqlite3``, otherwise a JSON-files folder.
 
@@ -79,6 +82,8 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
         raise TypeError(f"url must be a str, os.PathLike or RunStore, got {type(url).__name__}")
     if not url:
         raise ValueError(f"store URL is empty; {_ACCEPTED_FORMS}")
+    if url.lower() in ("none", "none://"):
+        return NullStore()
     if "://" not in url:
         return _store_at_path(url)
     scheme, _, rest = url.partition("://")
@@ -142,6 +147,7 @@ __all__ = [
     "STORE_ENV_VAR",
     "JSONFilesStore",
     "MemoryStore",
+    "NullStore",
     "RunStore",
     "SQLiteStore",
     "StoreError",

@@ -1,0 +1,112 @@
+"""OTLP/gRPC: the ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` method.
+
+gRPC itself bounds message size (``RESOURCE_EXHAUSTED``, not retried) and concurrent
+calls (``RESOURCE_EXHAUSTED`` beyond ``maximum_concurrent_rpcs``). Here: a missing or
+wrong bearer token is ``UNAUTHENTICATED``, a full queue or a failing store is
+``UNAVAILABLE`` (which every OTLP exporter and the collector retry), and spans that
+cannot be read are named in the response's ``partial_success``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from concurrent import futures
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from decisiontrace.ingest._receiver import Receiver, Verdict
+from decisiontrace.ingest._spans import from_message
+
+logger = logging.getLogger("decisiontrace.ingest")
+
+
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, receiver: Receiver, token: str | None) -> None:
+        self._receiver = receiver
+        self._token = token
+
+    def _authorized(self, context: grpc.ServicerContext) -> bool:
+        if self._token is None:
+            return True
+        for key, value in context.invocation_metadata():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, credentials = value.partition(" ")
+                return scheme.lower() == "bearer" and hmac.compare_digest(
+                    credentials.strip().encode(), self._token.encode()
+                )
+        return False
+
+    def Export(
+        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> ExportTraceServiceResponse:
+        receiver = self._receiver
+        if not self._authorized(context):
+            receiver.count("rejected_unauthorized")
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            decoded = from_message(request, receiver.links)
+        except Exception as error:  # the message parsed, so this is a bug: say so, go on
+            logger.exception("decisiontrace: could not read an OTLP request")
+            receiver.count("rejected_malformed")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP request: {error}")
+        verdict = receiver.submit(decoded)
+        if verdict is Verdict.OVERLOADED:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the ingest queue is full; retry later")
+        if verdict is Verdict.STORE_FAILING:
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the run store is not writable right now; retry later"
+            )
+        response = ExportTraceServiceResponse()
+        if decoded.rejected:
+            response.partial_success.rejected_spans = decoded.rejected
+            response.partial_success.error_message = "; ".join(decoded.errors)
+        return response
+
+
+def grpc_server(
+    receiver: Receiver,
+    address: str,
+    *,
+    token: str | None,
+    max_request_bytes: int,
+    max_concurrency: int,
+    tls: tuple[bytes, bytes] | None,
+) -> tuple[grpc.Server, int]:
+    """A started-to-be gRPC server for ``address`` (``host:port``); returns it and the port.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", max_request_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="otlp-grpc"),
+        maximum_concurrent_rpcs=max_concurrency,
+        options=options,
+    )
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        _TraceService(receiver, token), server
+    )
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            key, cert = tls
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address} (gRPC): {error}") from None
+    if not port:
+        raise OSError(f"cannot listen on {address} (gRPC)")
+    return server, port
+
+
+__all__ = ["grpc_server"]

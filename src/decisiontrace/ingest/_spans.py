@@ -1,0 +1,270 @@
+"""OTLP trace requests (protobuf or JSON) in, the processor's inbox items out.
+
+A span source, like ``_inbox.span_data`` for SDK spans and ``_otlp_json`` for OTLP
+JSON: it only turns the wire form into :class:`~decisiontrace._codec.SpanData`; runs are
+assembled and decoded by the processor's own code. Protobuf requests are read field by
+field here (the generated message classes parse them); JSON requests go through
+:func:`decisiontrace._otlp_json.request_spans`, the reader ``rebuild`` uses.
+
+Spans that are not ours are counted and dropped, except LLM spans under one of our
+decision spans, whose token counts are added to that decision: in the same request,
+or (:class:`TokenLinks`) in a later one, as exporters that send each span alone do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from decisiontrace import _codec, _otlp_json
+from decisiontrace import semconv as sc
+from decisiontrace._inbox import Received
+from decisiontrace._tokens import Tokens, token_usage
+
+_KIND = sc.SPAN_KIND
+_STATUS_ERROR = 2
+#: Attribute keys that make a span worth decoding: ours, and LLM token counts.
+_WANTED = frozenset(
+    {
+        _KIND,
+        sc.GEN_AI_USAGE_INPUT_TOKENS,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS,
+        sc.GEN_AI_USAGE_PROMPT_TOKENS,
+        sc.GEN_AI_USAGE_COMPLETION_TOKENS,
+        sc.LLM_TOKEN_COUNT_PROMPT,
+        sc.LLM_TOKEN_COUNT_COMPLETION,
+    }
+)
+
+
+class MalformedRequest(ValueError):
+    """The request as a whole cannot be read (not OTLP, not protobuf, not JSON)."""
+
+
+@dataclass
+class Decoded:
+    """What one request held.
+
+    Attributes:
+        items: inbox items for the processor (token counts first, then our spans).
+        ours: run, decision and problem spans.
+        ignored: spans that are not ours (LLM spans included).
+        rejected: spans that could not be read; ``errors`` says why (first few).
+    """
+
+    items: list[Received | Tokens] = field(default_factory=list)
+    ours: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def reject(self, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < 5:
+            self.errors.append(message)
+
+
+class TokenLinks:
+    """LLM token counts waiting for the decision span they ran under to arrive.
+
+    An LLM span ends (and is exported) before the decision span above it; when they
+    come in different requests, its count waits here under its parent span, moves up
+    when that parent arrives and is not ours, and is taken by the decision. Bounded:
+    the oldest waiting counts are forgotten first.
+    """
+
+    def __init__(self, max_waiting: int = 10_000) -> None:
+        self._waiting: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._max = max_waiting
+        self._lock = threading.Lock()
+
+    def wait(self, trace_id: int, parent_id: int, tokens: int) -> None:
+        """Keep ``tokens`` for span ``parent_id`` (not arrived yet)."""
+        with self._lock:
+            key = (trace_id, parent_id)
+            self._waiting[key] = self._waiting.get(key, 0) + tokens
+            while len(self._waiting) > self._max:
+                self._waiting.popitem(last=False)
+
+    def carry(self, spans: Sequence[_codec.SpanData]) -> None:
+        """Spans that are not ours arrived: counts waiting for them wait for their parent."""
+        if not self._waiting:
+            return
+        with self._lock:
+            for span in spans:
+                tokens = self._waiting.pop((span.trace_id, span.span_id), None)
+                if tokens is not None and span.parent_id is not None:
+                    key = (span.trace_id, span.parent_id)
+                    self._waiting[key] = self._waiting.get(key, 0) + tokens
+
+    def take(self, trace_id: int, span_id: int) -> int:
+        """The count waiting for this decision span (0 if none)."""
+        if not self._waiting:
+            return 0
+        with self._lock:
+            return self._waiting.pop((trace_id, span_id), 0)
+
+
+def _value(any_value: Any) -> Any:
+    which = any_value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [_value(v) for v in any_value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
+    return getattr(any_value, which)
+
+
+def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for kv in key_values:
+        value = _value(kv.value)
+        if value is not None:
+            result[kv.key] = value
+    return result
+
+
+def _id(raw: bytes, size: int, what: str) -> int:
+    if len(raw) != size:
+        raise ValueError(f"{what} has {len(raw)} bytes, expected {size}")
+    return int.from_bytes(raw, "big")
+
+
+def _span(span: Any) -> _codec.SpanData:
+    """One protobuf ``Span`` as SpanData (attributes and events only if wanted)."""
+    trace_id = _id(span.trace_id, 16, "traceId")
+    span_id = _id(span.span_id, 8, "spanId")
+    parent = span.parent_span_id
+    parent_id = _id(parent, 8, "parentSpanId") or None if parent else None
+    wanted = any(kv.key in _WANTED for kv in span.attributes)
+    return _codec.SpanData(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        name=span.name,
+        start_ns=span.start_time_unix_nano,
+        end_ns=span.end_time_unix_nano or None,
+        attributes=_attributes(span.attributes) if wanted else {},
+        events=[
+            _codec.EventData(e.name, e.time_unix_nano, _attributes(e.attributes))
+            for e in span.events
+        ]
+        if wanted
+        else (),
+        error=span.status.code == _STATUS_ERROR,
+    )
+
+
+def from_protobuf(body: bytes, links: TokenLinks | None = None) -> Decoded:
+    """Read a binary ``ExportTraceServiceRequest``.
+
+    Raises:
+        MalformedRequest: the body is not such a message.
+    """
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except Exception as error:  # DecodeError, or a RuntimeError from the C parser
+        raise MalformedRequest(f"not an OTLP protobuf ExportTraceServiceRequest: {error}") from None
+    return from_message(request, links)
+
+
+def from_message(request: Any, links: TokenLinks | None = None) -> Decoded:
+    """Read a parsed ``ExportTraceServiceRequest`` (what gRPC hands over)."""
+    spans: list[_codec.SpanData] = []
+    decoded = Decoded()
+    for r_index, resource_spans in enumerate(request.resource_spans):
+        for s_index, scope_spans in enumerate(resource_spans.scope_spans):
+            for index, span in enumerate(scope_spans.spans):
+                try:
+                    spans.append(_span(span))
+                except ValueError as error:
+                    decoded.reject(
+                        f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]: {error}"
+                    )
+    _sort(spans, decoded, links)
+    return decoded
+
+
+def from_json(document: Any, links: TokenLinks | None = None) -> Decoded:
+    """Read a parsed OTLP/JSON ``ExportTraceServiceRequest``.
+
+    Raises:
+        MalformedRequest: the document is not such a request.
+    """
+    decoded = Decoded()
+    try:
+        _otlp_json.unwrap_request(document)
+    except _otlp_json.FieldError as error:
+        raise MalformedRequest(str(error)) from None
+
+    def report(error: _otlp_json.FieldError) -> None:
+        decoded.reject(str(error))
+
+    spans = list(_otlp_json.request_spans(document, report))
+    _sort(spans, decoded, links)
+    return decoded
+
+
+def _sort(spans: Sequence[_codec.SpanData], decoded: Decoded, links: TokenLinks | None) -> None:
+    """Our spans to the processor; LLM token counts under our decisions with them."""
+    decisions: list[_codec.SpanData] = []
+    parents: dict[tuple[int, int], int | None] = {}
+    ours: list[Received] = []
+    others: list[_codec.SpanData] = []
+    llm: list[tuple[_codec.SpanData, int]] = []
+    for span in spans:
+        parents[(span.trace_id, span.span_id)] = span.parent_id
+        kind = span.attributes.get(_KIND) if span.attributes else None
+        if kind is not None:
+            ours.append(Received(span))
+            if kind == sc.KIND_DECISION:
+                decisions.append(span)
+            continue
+        decoded.ignored += 1
+        others.append(span)
+        tokens = token_usage(span.attributes)
+        if tokens:
+            llm.append((span, tokens))
+    decision_keys = {(d.trace_id, d.span_id) for d in decisions}
+    for span, tokens in llm:
+        parent = span.parent_id
+        for _ in range(256):
+            if parent is None:
+                break
+            key = (span.trace_id, parent)
+            if key in decision_keys:
+                # Before the spans: the assembler hands them to the decision's fragment.
+                decoded.items.append(Tokens(span.trace_id, parent, tokens))
+                break
+            if key not in parents:  # above this request: the decision comes later
+                if links is not None:
+                    links.wait(span.trace_id, parent, tokens)
+                break
+            parent = parents[key]
+    if links is not None:
+        links.carry(others)
+        for decision in decisions:
+            waiting = links.take(decision.trace_id, decision.span_id)
+            if waiting:
+                decoded.items.append(Tokens(decision.trace_id, decision.span_id, waiting))
+    decoded.items.extend(ours)
+    decoded.ours = len(ours)
+
+
+__all__ = [
+    "Decoded",
+    "MalformedRequest",
+    "TokenLinks",
+    "from_json",
+    "from_message",
+    "from_protobuf",
+]
