@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from decisiontrace import _codec, _otlp_json
 from decisiontrace import semconv as sc
 from decisiontrace._inbox import Received
-from decisiontrace._tokens import Tokens, token_usage
+from decisiontrace._tokens import Tokens, attribute_tree, token_usage
 
 _KIND = sc.SPAN_KIND
 _STATUS_ERROR = 2
@@ -215,42 +215,31 @@ def from_json(document: Any, links: TokenLinks | None = None) -> Decoded:
 
 
 def _sort(spans: Sequence[_codec.SpanData], decoded: Decoded, links: TokenLinks | None) -> None:
-    """Our spans to the processor; LLM token counts under our decisions with them."""
-    decisions: list[_codec.SpanData] = []
-    parents: dict[tuple[int, int], int | None] = {}
+    """Our spans to the processor, with the token counts of LLM spans.
+
+    Traces with spans of ours in the request get the token rules of ``_tokens`` (one
+    home for them). An LLM span of a trace with none of ours here ran under a decision
+    that comes in a later request: its count waits in ``links``.
+    """
     ours: list[Received] = []
+    decisions: list[_codec.SpanData] = []
     others: list[_codec.SpanData] = []
-    llm: list[tuple[_codec.SpanData, int]] = []
+    traced: set[int] = set()
     for span in spans:
-        parents[(span.trace_id, span.span_id)] = span.parent_id
         kind = span.attributes.get(_KIND) if span.attributes else None
         if kind is not None:
             ours.append(Received(span))
+            traced.add(span.trace_id)
             if kind == sc.KIND_DECISION:
                 decisions.append(span)
-            continue
-        decoded.ignored += 1
-        others.append(span)
-        tokens = token_usage(span.attributes)
-        if tokens:
-            llm.append((span, tokens))
-    decision_keys = {(d.trace_id, d.span_id) for d in decisions}
-    for span, tokens in llm:
-        parent = span.parent_id
-        for _ in range(256):
-            if parent is None:
-                break
-            key = (span.trace_id, parent)
-            if key in decision_keys:
-                # Before the spans: the assembler hands them to the decision's fragment.
-                decoded.items.append(Tokens(span.trace_id, parent, tokens))
-                break
-            if key not in parents:  # above this request: the decision comes later
-                if links is not None:
-                    links.wait(span.trace_id, parent, tokens)
-                break
-            parent = parents[key]
+        else:
+            decoded.ignored += 1
+            others.append(span)
+    if traced:
+        # Before the spans: the assembler hands them to the decision's fragment.
+        decoded.items.extend(attribute_tree(s for s in spans if s.trace_id in traced))
     if links is not None:
+        _link_tokens([s for s in others if s.trace_id not in traced], links)
         links.carry(others)
         for decision in decisions:
             waiting = links.take(decision.trace_id, decision.span_id)
@@ -258,6 +247,38 @@ def _sort(spans: Sequence[_codec.SpanData], decoded: Decoded, links: TokenLinks 
                 decoded.items.append(Tokens(decision.trace_id, decision.span_id, waiting))
     decoded.items.extend(ours)
     decoded.ours = len(ours)
+
+
+def _link_tokens(spans: Sequence[_codec.SpanData], links: TokenLinks) -> None:
+    """Token counts of LLM spans whose decision has not arrived: wait above the request.
+
+    A token span with another token span under it (one call reported at two layers)
+    counts once, as ``_tokens`` rule (a) says.
+    """
+    by_key = {(s.trace_id, s.span_id): s for s in spans}
+    llm = {key: tokens for key, s in by_key.items() if (tokens := token_usage(s.attributes))}
+    if not llm:
+        return
+    covered: set[tuple[int, int]] = set()
+    exits: dict[tuple[int, int], tuple[int, int]] = {}
+    for key in llm:
+        span = by_key[key]
+        parent = span.parent_id
+        for _ in range(256):
+            if parent is None:
+                break
+            above = (key[0], parent)
+            if above in llm:
+                covered.add(above)
+            node = by_key.get(above)
+            if node is None:
+                exits[key] = above  # the chain leaves the request here
+                break
+            parent = node.parent_id
+    for key, tokens in llm.items():
+        exit_key = exits.get(key)
+        if key not in covered and exit_key is not None:
+            links.wait(exit_key[0], exit_key[1], tokens)
 
 
 __all__ = [
