@@ -112,6 +112,9 @@ class TokenLinks:
             return self._waiting.pop((trace_id, span_id), 0)
 
 
+_COMPOUND = frozenset({"array_value", "kvlist_value"})
+
+
 def _value(any_value: Any) -> Any:
     which = any_value.WhichOneof("value")
     if which is None:
@@ -124,11 +127,15 @@ def _value(any_value: Any) -> Any:
 
 
 def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    # The hot loop of the service (a decision span has some twenty attributes): one
+    # WhichOneof and one getattr per scalar, nothing else.
     result: dict[str, Any] = {}
     for kv in key_values:
-        value = _value(kv.value)
-        if value is not None:
-            result[kv.key] = value
+        value = kv.value
+        which = value.WhichOneof("value")
+        if which is None:
+            continue
+        result[kv.key] = _value(value) if which in _COMPOUND else getattr(value, which)
     return result
 
 
@@ -144,7 +151,8 @@ def _span(span: Any) -> _codec.SpanData:
     span_id = _id(span.span_id, 8, "spanId")
     parent = span.parent_span_id
     parent_id = _id(parent, 8, "parentSpanId") or None if parent else None
-    wanted = any(kv.key in _WANTED for kv in span.attributes)
+    attributes = _attributes(span.attributes)
+    wanted = _KIND in attributes or not _WANTED.isdisjoint(attributes)
     return _codec.SpanData(
         trace_id=trace_id,
         span_id=span_id,
@@ -152,7 +160,7 @@ def _span(span: Any) -> _codec.SpanData:
         name=span.name,
         start_ns=span.start_time_unix_nano,
         end_ns=span.end_time_unix_nano or None,
-        attributes=_attributes(span.attributes) if wanted else {},
+        attributes=attributes if wanted else {},
         events=[
             _codec.EventData(e.name, e.time_unix_nano, _attributes(e.attributes))
             for e in span.events
