@@ -204,3 +204,47 @@ def test_a_run_whose_spans_all_ended_is_not_kept_after_it_is_written(setup: Setu
         setup.tracker.record_outcome(decision_id=decision_id, success=True)
     setup.stored(run.run_id)
     assert not getattr(setup.processor._assembler, "_late", None)
+
+
+def test_a_callback_span_beside_the_client_call_counts_once(setup: Setup) -> None:
+    # LangChain's callback handler does not make its span current: the OpenAI client's
+    # span is its sibling under the decision (or, inside LangGraph, under the decision
+    # while LangChain's span is under the node span), yet it is the same call.
+    with setup.tracker.run("g") as run, setup.tracer.start_as_current_span("node") as node:
+        first = decide(setup, "plain chain")
+        with trace.use_span(setup.decision_span(run, first), end_on_exit=False):
+            outer = setup.tracer.start_span("ChatOpenAI", attributes={IN: 11, OUT: 7})
+            with setup.tracer.start_as_current_span("chat", attributes={IN: 11, OUT: 7}):
+                pass
+            outer.end()
+        setup.tracker.record_outcome(decision_id=first, success=True)
+        second = decide(setup, "graph node")
+        outer = setup.tracer.start_span(
+            "ChatOpenAI",
+            context=trace.set_span_in_context(node),
+            attributes={IN: 11, OUT: 7},
+        )
+        with (
+            trace.use_span(setup.decision_span(run, second), end_on_exit=False),
+            setup.tracer.start_as_current_span("chat", attributes={IN: 11, OUT: 7}),
+        ):
+            pass
+        outer.end()
+        setup.tracker.record_outcome(decision_id=second, success=True)
+    stored = setup.stored(run.run_id)
+    assert tokens_of(stored) == [18, 18]
+    assert stored.metrics.total_tokens == 36
+    assert setup.rebuilt()["metrics"]["total_tokens"] == 36
+
+
+def test_concurrent_calls_of_one_decision_all_count(setup: Setup) -> None:
+    with setup.tracker.run("g") as run:
+        decision_id = decide(setup, "fan out")
+        with trace.use_span(setup.decision_span(run, decision_id), end_on_exit=False):
+            long_call = setup.tracer.start_span("chat", attributes={IN: 40, OUT: 4})
+            with setup.tracer.start_as_current_span("chat", attributes={IN: 20, OUT: 2}):
+                pass
+            long_call.end()
+        setup.tracker.record_outcome(decision_id=decision_id, success=True)
+    assert tokens_of(setup.stored(run.run_id)) == [66]
+    assert setup.rebuilt()["metrics"]["total_tokens"] == 66

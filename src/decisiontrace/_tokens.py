@@ -6,7 +6,11 @@ once, for the right decision, wherever its span sits (docs/span-model.md says th
 for users):
 
 (a) One layer over another: a token-bearing span counts only when no span under it
-    reports tokens (LangChain's span over OpenAI's span for the same call counts once).
+    reports tokens (an agent span summing the calls under it is not counted again); and
+    of two token-bearing spans of one trace reporting the same input and output tokens,
+    one lying within the other's lifetime, only the first to end counts: LangChain's
+    callback handlers do not make their span current, so the client call's span (the
+    OpenAI instrumentation's) is its sibling, not its child, yet the same call.
 (b) Spans outside the decision's subtree (callback-based instrumentations parent to
     their own spans): a span counts for a decision when it lies within that decision's
     lifetime, in the same run, and that decision was the run's only open one the whole
@@ -40,17 +44,46 @@ _TOKEN_KEYS = (
 _MAX_DEPTH = 256
 
 
-def token_usage(attributes: Mapping[str, Any] | None) -> int:
-    """Tokens an LLM span reports (GenAI names, their older names, or OpenInference's)."""
+def token_pair(attributes: Mapping[str, Any] | None) -> tuple[int, int]:
+    """(input, output) tokens an LLM span reports (GenAI names, older ones, OpenInference's)."""
     if not attributes:
-        return 0
+        return 0, 0
     for input_key, output_key in _TOKEN_KEYS:
         if input_key in attributes or output_key in attributes:
             try:
-                return int(attributes.get(input_key) or 0) + int(attributes.get(output_key) or 0)
+                return int(attributes.get(input_key) or 0), int(attributes.get(output_key) or 0)
             except (TypeError, ValueError):
-                return 0
-    return 0
+                return 0, 0
+    return 0, 0
+
+
+def token_usage(attributes: Mapping[str, Any] | None) -> int:
+    """Tokens an LLM span reports, input and output together."""
+    pair = token_pair(attributes)
+    return pair[0] + pair[1]
+
+
+#: A counted token span: start and end times, input and output tokens.
+_Counted = tuple[int, int, int, int]
+_MAX_COUNTED_PER_TRACE = 32
+
+
+def _same_call(start: int, end: int, pair: tuple[int, int], counted: list[_Counted]) -> bool:
+    """Whether a counted span reported the same tokens, one lying within the other."""
+    for c_start, c_end, c_in, c_out in counted:
+        if (
+            c_in == pair[0]
+            and c_out == pair[1]
+            and ((start <= c_start and c_end <= end) or (c_start <= start and end <= c_end))
+        ):
+            return True
+    return False
+
+
+def _remember_counted(counted: list[_Counted], start: int, end: int, pair: tuple[int, int]) -> None:
+    counted.append((start, end, pair[0], pair[1]))
+    if len(counted) > _MAX_COUNTED_PER_TRACE:
+        del counted[0]
 
 
 class Tokens:
@@ -143,7 +176,8 @@ class TokenAttribution:
     """
 
     __slots__ = (
-        "_counted", "_epochs", "_on_full", "_open_in_trace", "_token_below", "max_entries", "notes",
+        "_counted", "_epochs", "_on_full", "_open_in_trace", "_token_below", "_traced_counts",
+        "max_entries", "notes",
     )  # fmt: skip
 
     def __init__(self, max_entries: int, on_full: Any = None) -> None:
@@ -158,6 +192,8 @@ class TokenAttribution:
         self._epochs: dict[int, int] = {}
         # trace id -> noted spans of other instrumentations still open in it
         self._open_in_trace: dict[int, int] = {}
+        # trace id -> the token spans counted in it lately (rule (a), layers side by side)
+        self._traced_counts: dict[int, list[_Counted]] = {}
         self._on_full = on_full
 
     def _note(self, span_id: int, note: tuple[int, int, int]) -> None:
@@ -209,6 +245,8 @@ class TokenAttribution:
         span_id: int,
         attributes: Mapping[str, Any] | None,
         open_decisions: Mapping[int, Any] | None,
+        start_ns: int = 0,
+        end_ns: int = 0,
     ) -> Tokens | None:
         """The tokens an ended span counts for, or None (not ours to count, or none)."""
         note = self.notes.pop(span_id, None)
@@ -224,7 +262,8 @@ class TokenAttribution:
         has_tokens_below = span_id in below
         if has_tokens_below:
             del below[span_id]
-        tokens = token_usage(attributes)
+        pair = token_pair(attributes)
+        tokens = pair[0] + pair[1]
         if not tokens:
             return None
         parent_id, decision, epoch = note
@@ -241,6 +280,15 @@ class TokenAttribution:
             ancestor = up[0]
         if has_tokens_below or parent_id in self._counted:
             return None  # a span under it (or the one over it, ended first) counted
+        traced = self._traced_counts.get(trace_id)
+        if traced is None:
+            traced = self._traced_counts[trace_id] = []
+            if len(self._traced_counts) > self.max_entries:
+                with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+                    del self._traced_counts[next(iter(self._traced_counts))]
+        elif _same_call(start_ns, end_ns, pair, traced):
+            return None  # another layer's span of the same call counted
+        _remember_counted(traced, start_ns, end_ns, pair)
         counted = self._counted
         counted[span_id] = None
         if len(counted) > self.max_entries:
@@ -265,13 +313,12 @@ def attribute_tree(spans: Iterable[_codec.SpanData]) -> list[Tokens]:
     for span in spans:
         if span.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION:
             decisions.setdefault(span.trace_id, []).append(span)
-    llm = {
-        (s.trace_id, s.span_id): tokens
-        for s in spans
-        if s.trace_id in traced
-        and sc.SPAN_KIND not in s.attributes
-        and (tokens := token_usage(s.attributes))
-    }
+    llm: dict[tuple[int, int], tuple[int, int]] = {}
+    for span in spans:
+        if span.trace_id in traced and sc.SPAN_KIND not in span.attributes:
+            pair = token_pair(span.attributes)
+            if pair[0] or pair[1]:
+                llm[(span.trace_id, span.span_id)] = pair
     ancestors: dict[tuple[int, int], list[int]] = {}
     covered: set[tuple[int, int]] = set()  # token spans with a token span under them
     for key in llm:
@@ -287,9 +334,17 @@ def attribute_tree(spans: Iterable[_codec.SpanData]) -> list[Tokens]:
             parent = None if above is None else above.parent_id
         ancestors[key] = chain
     counted: list[Tokens] = []
-    for key, tokens in llm.items():
+    counted_in: dict[int, list[_Counted]] = {}
+    # In the order the spans ended, as the processor meets them.
+    for key in sorted(llm, key=lambda k: _end_of(by_key[k])):
         if key in covered:
             continue
+        span = by_key[key]
+        pair = llm[key]
+        trace_counted = counted_in.setdefault(key[0], [])
+        if _same_call(span.start_ns, _end_of(span), pair, trace_counted):
+            continue
+        _remember_counted(trace_counted, span.start_ns, _end_of(span), pair)
         trace_id = key[0]
         decision: int | None = None
         for ancestor in ancestors[key]:
@@ -298,9 +353,13 @@ def attribute_tree(spans: Iterable[_codec.SpanData]) -> list[Tokens]:
                 decision = ancestor
                 break
         if decision is None:
-            decision = _only_open_decision(by_key[key], decisions.get(trace_id, ()))
-        counted.append(Tokens(trace_id, decision, tokens))
+            decision = _only_open_decision(span, decisions.get(trace_id, ()))
+        counted.append(Tokens(trace_id, decision, pair[0] + pair[1]))
     return counted
+
+
+def _end_of(span: _codec.SpanData) -> int:
+    return span.end_ns if span.end_ns is not None else span.start_ns
 
 
 def _only_open_decision(span: _codec.SpanData, decisions: Iterable[_codec.SpanData]) -> int | None:

@@ -276,7 +276,12 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             elif self._tokens.notes:
                 open_decisions = self._open_decisions.get(trace_id)
                 item = self._tokens.span_ended(
-                    trace_id, context.span_id, attributes, open_decisions
+                    trace_id,
+                    context.span_id,
+                    attributes,
+                    open_decisions,
+                    span.start_time or 0,
+                    span.end_time or 0,
                 )
                 if item is None:
                     return
