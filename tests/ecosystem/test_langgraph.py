@@ -269,7 +269,8 @@ def test_parallel_nodes_record_into_the_invocations_run(recorded: Recorded) -> N
     (run,) = recorded.runs()
     assert sorted(d.node_id for d in run.decisions) == ["fraud", "policy", "stock"]
     assert all(d.outcome is not None and d.outcome.success for d in run.decisions)
-    assert threads  # LangGraph may run a step's tasks on its thread pool: the run follows
+    # LangGraph runs parallel tasks on its thread pool: the run followed them there.
+    assert threads - {threading.main_thread().name}, "no node ran off the main thread"
 
 
 def test_instrumenting_one_graph_leaves_the_others_alone(tmp_path: Path) -> None:
