@@ -139,6 +139,14 @@ def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
     return result
 
 
+def _service_name(key_values: Iterable[Any]) -> str | None:
+    for kv in key_values:
+        if kv.key == "service.name":
+            value = kv.value
+            return value.string_value if value.WhichOneof("value") == "string_value" else None
+    return None
+
+
 def _id(raw: bytes, size: int, what: str) -> int:
     if len(raw) != size:
         raise ValueError(f"{what} has {len(raw)} bytes, expected {size}")
@@ -190,10 +198,13 @@ def from_message(request: Any, links: TokenLinks | None = None) -> Decoded:
     spans: list[_codec.SpanData] = []
     decoded = Decoded()
     for r_index, resource_spans in enumerate(request.resource_spans):
+        service_name = _service_name(resource_spans.resource.attributes)
         for s_index, scope_spans in enumerate(resource_spans.scope_spans):
             for index, span in enumerate(scope_spans.spans):
                 try:
-                    spans.append(_span(span))
+                    data = _span(span)
+                    data.service_name = service_name
+                    spans.append(data)
                 except ValueError as error:
                     decoded.reject(
                         f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]: {error}"
