@@ -13,18 +13,8 @@ import pytest
 
 from decisiontrace import Run
 from decisiontrace.evaluation.judgement import build, judgements_of, stored_form
-from decisiontrace.stores import JSONFilesStore, MemoryStore, RunStore, SQLiteStore
+from decisiontrace.stores import JSONFilesStore, MemoryStore, RunStore, SQLiteStore, open_store
 from tests.stores._records import make_record
-
-
-def _postgres_store(url: str) -> RunStore:
-    from decisiontrace import stores
-
-    factory = getattr(stores, "PostgreSQLStore", None)
-    if factory is None:
-        pytest.skip("this version has no PostgreSQL store")
-    store: RunStore = factory(url)
-    return store
 
 
 @pytest.fixture(params=["memory", "jsonfiles", "sqlite", "postgres"])
@@ -38,10 +28,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
         with SQLiteStore(tmp_path / "runs.db") as sqlite_store:
             yield sqlite_store
     else:
-        url = os.environ.get("DECISIONTRACE_TEST_POSTGRES_URL")
-        if not url:
-            pytest.skip("DECISIONTRACE_TEST_POSTGRES_URL is not set")
-        with _postgres_store(url) as pg_store:
+        # A PostgreSQL schema of this test's own (see conftest.postgres_url).
+        with open_store(request.getfixturevalue("postgres_url")) as pg_store:
             yield pg_store
 
 

@@ -92,8 +92,8 @@ def test_bad_urls_raise_value_error(url: str, message: str) -> None:
 
 def test_unknown_scheme_lists_the_accepted_forms() -> None:
     with pytest.raises(ValueError, match="accepted forms") as raised:
-        open_store("postgres://db/runs")
-    for form in ("sqlite:///", "sqlite:////", "file:///", "memory://", ".sqlite3"):
+        open_store("mysql://db/runs")
+    for form in ("sqlite:///", "sqlite:////", "file:///", "memory://", ".sqlite3", "postgresql://"):
         assert form in str(raised.value)
 
 

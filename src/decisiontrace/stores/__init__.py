@@ -1,4 +1,4 @@
-"""Where finished runs are kept: SQLite (the default), JSON files, or memory.
+"""Where finished runs are kept: SQLite (the default), JSON files, memory, or PostgreSQL.
 
 :func:`open_store` turns a URL or path into a store; with no argument it reads
 ``$DECISIONTRACE_STORE`` and falls back to :func:`default_store_url`.
@@ -23,8 +23,8 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 _ACCEPTED_FORMS = (
     "accepted forms: 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', "
-    "'file:///absolute/folder', 'memory://', or a plain path (ending in .db, .sqlite or "
-    ".sqlite3 for SQLite, otherwise a JSON folder)"
+    "'file:///absolute/folder', 'memory://', 'postgresql://user@host:5432/db', or a plain "
+    "path (ending in .db, .sqlite or .sqlite3 for SQLite, otherwise a JSON folder)"
 )
 
 
@@ -55,6 +55,9 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
     - ``memory://``: a new, empty :class:`MemoryStore`;
     - ``none``: a :class:`NullStore`, which keeps nothing (agents whose spans an
       ingest service stores);
+    - ``postgresql://user@host:5432/db`` (or ``postgres://``): a
+      :class:`~decisiontrace.stores.postgres.PostgreSQLStore`, with the ``postgres``
+      extra installed; a ``?schema=name`` parameter picks the PostgreSQL schema;
     - a plain path (``str`` or ``os.PathLike``, ``~`` expanded): SQLite if it ends in
       ``.db``, ``.sqlite`` or ``.sqlite3``, otherwise a JSON-files folder.
 
@@ -70,7 +73,8 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
     Raises:
         ValueError: the URL is empty, has an unknown scheme, or names no usable path.
         TypeError: ``url`` is none of the types above.
-        StoreError: the store exists but cannot be opened (e.g. not a SQLite file).
+        StoreError: the store exists but cannot be opened (e.g. not a SQLite file, or
+            PostgreSQL unreachable), or the PostgreSQL driver is not installed.
     """
     if isinstance(url, RunStore):
         return url
@@ -92,6 +96,8 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
         return _sqlite_store(url, rest)
     if scheme == "file":
         return JSONFilesStore(_file_url_path(url))
+    if scheme in ("postgresql", "postgres"):
+        return _postgres_store(url)
     if scheme == "memory":
         if rest:
             raise ValueError(f"memory store URL takes no path, got {url!r}; use 'memory://'")
@@ -119,6 +125,18 @@ def _sqlite_store(url: str, rest: str) -> SQLiteStore:
     return SQLiteStore(path)
 
 
+def _postgres_store(url: str) -> RunStore:
+    """A PostgreSQLStore, or a StoreError saying which extra provides the driver."""
+    try:
+        from decisiontrace.stores.postgres import PostgreSQLStore
+    except ImportError as exc:
+        raise StoreError(
+            f"the PostgreSQL store needs psycopg 3 and psycopg_pool ({exc}); install them "
+            "with: pip install 'decisiontrace[postgres]'"
+        ) from exc
+    return PostgreSQLStore(url)
+
+
 def _file_url_path(url: str) -> str:
     """The local path of a ``file://`` URL."""
     parts = urlsplit(url)
@@ -143,11 +161,21 @@ def _store_at_path(path: str) -> RunStore:
     return JSONFilesStore(path)
 
 
+def __getattr__(name: str) -> object:
+    """``PostgreSQLStore``, imported on first use: it needs the ``postgres`` extra."""
+    if name == "PostgreSQLStore":
+        from decisiontrace.stores.postgres import PostgreSQLStore
+
+        return PostgreSQLStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "STORE_ENV_VAR",
     "JSONFilesStore",
     "MemoryStore",
     "NullStore",
+    "PostgreSQLStore",
     "RunStore",
     "SQLiteStore",
     "StoreError",

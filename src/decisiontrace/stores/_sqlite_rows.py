@@ -16,6 +16,7 @@ from pydantic_core import PydanticSerializationError, to_json
 from decisiontrace import _records
 from decisiontrace._assembly import record_from_compact
 from decisiontrace.stores._filters import record_node_ids
+from decisiontrace.stores._fragments import fragment_key
 from decisiontrace.stores.base import AssembledRun, Record
 
 #: Per row, ``schema_version`` says what the ``record`` column holds: 1, the run record
@@ -65,8 +66,13 @@ def record_row(record: Record) -> tuple[Any, ...]:
     )
 
 
-def spans_row(run: AssembledRun) -> tuple[Any, ...]:
-    """The ``runs`` row of a run assembled from spans, kept in compact span form."""
+def record_part(record: Record) -> tuple[str, tuple[Any, ...]]:
+    """``(fragment_id, row)`` of one record (``""`` for a run's root record)."""
+    return fragment_key(record), record_row(record)
+
+
+def spans_row(run: AssembledRun) -> tuple[str, tuple[Any, ...]]:
+    """``(fragment_id, row)`` of a run assembled from spans, kept in compact span form."""
     try:
         return _spans_row_of(run.record(light=True), run.compact())
     except (TypeError, ValueError):  # text UTF-8 cannot hold: store U+FFFD in its place
@@ -74,8 +80,8 @@ def spans_row(run: AssembledRun) -> tuple[Any, ...]:
         return _spans_row_of(record_from_compact(compact), compact)
 
 
-def _spans_row_of(light: Record, compact: dict[str, Any]) -> tuple[Any, ...]:
-    return (
+def _spans_row_of(light: Record, compact: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    return fragment_key(light), (
         checked_text(light["id"]),
         checked_text(light["goal_id"]),
         checked_text(light["status"]),
@@ -112,6 +118,7 @@ __all__ = [
     "checked_text",
     "dumps",
     "json_bytes",
+    "record_part",
     "record_row",
     "spans_row",
     "valid_text",

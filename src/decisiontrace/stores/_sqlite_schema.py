@@ -11,13 +11,14 @@ import json
 import logging
 import sqlite3
 
+from decisiontrace.stores import _sqlite_fragments as _fragments
 from decisiontrace.stores import _sqlite_rows as _rows
 
 logger = logging.getLogger("decisiontrace")
 
 #: Version of the table layout this module writes; stored in ``meta`` so a later
 #: version knows what it is opening.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Every column of ``runs`` after the primary key, with its type. Opening a database
 # written by an older version adds whichever of these are missing.
 RUN_COLUMNS: dict[str, str] = {
@@ -29,6 +30,8 @@ RUN_COLUMNS: dict[str, str] = {
     "record": "TEXT",
     "summary": "TEXT",
     "schema_version": "INTEGER",
+    # How many fragments (records of other processes) the run has; NULL or 0: none.
+    "fragments": "INTEGER",
 }
 
 INDEXES = {
@@ -88,6 +91,12 @@ EVALUATIONS_OF_RUN = (
 
 JOURNAL_INSERT = "INSERT INTO journal (run_id, trace_id, pid, data) VALUES (?, ?, ?, ?)"
 JOURNAL_DELETE = "DELETE FROM journal WHERE run_id = ?"
+JOURNAL_DELETE_OF = "DELETE FROM journal WHERE run_id = ? AND pid = ?"
+# Entries of runs whose root record is stored (a run known only from fragments of other
+# processes is not saved yet: its root's entries are still needed).
+JOURNAL_DELETE_SAVED = (
+    "DELETE FROM journal WHERE run_id IN (SELECT run_id FROM runs WHERE record IS NOT NULL)"
+)
 
 
 def schema_is_current(connection: sqlite3.Connection) -> bool:
@@ -100,9 +109,8 @@ def schema_is_current(connection: sqlite3.Connection) -> bool:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
     except (sqlite3.Error, ValueError):
         return False
-    return {"journal", "journal_run_id", "evaluations", *INDEXES} <= names and set(
-        RUN_COLUMNS
-    ) <= columns
+    expected = {"journal", "journal_run_id", "evaluations", "run_fragments", *INDEXES}
+    return expected <= names and set(RUN_COLUMNS) <= columns
 
 
 def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
@@ -122,6 +130,7 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
             connection.execute(f"CREATE INDEX IF NOT EXISTS {index} ON runs ({column})")
         connection.execute(JOURNAL_TABLE)
         connection.execute(EVALUATIONS_TABLE)
+        connection.execute(_fragments.TABLE)
         connection.execute("CREATE INDEX IF NOT EXISTS journal_run_id ON journal (run_id)")
         row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         stored = int(row[0]) if row is not None else 0

@@ -8,6 +8,8 @@
       indexes/by_goal/{goal_id}.json        run ids of each goal
       indexes/by_status/{status}.json       run ids of each status
       indexes/by_node/{node_id}.json        run ids in which each node decided
+      fragments/{run_id}/root.json          the parts of a run recorded by several
+      fragments/{run_id}/f.{fragment_id}.json   processes; runs/ holds them merged
 
 Every file is replaced atomically (temporary file, fsync, rename), so a reader sees
 the old file or the new one, never half of one. Index updates are read-modify-write,
@@ -34,6 +36,7 @@ from decisiontrace.stores._filters import (
     record_node_ids,
     since_text,
 )
+from decisiontrace.stores._fragments import fragment_key, is_fragment, merge
 from decisiontrace.stores._locks import ForkSafeLock
 from decisiontrace.stores.base import Record, RunStore, StoreError
 
@@ -44,6 +47,9 @@ _SUMMARIES = "summaries"
 _BY_GOAL = os.path.join("indexes", "by_goal")
 _BY_STATUS = os.path.join("indexes", "by_status")
 _BY_NODE = os.path.join("indexes", "by_node")
+_FRAGMENTS = "fragments"
+_ROOT_PART = "root.json"
+_FRAGMENT_PREFIX = "f."
 _LOCK_FILE = ".lock"
 # A file name must fit in NAME_MAX (255 bytes) with ".json" and a temp-file affix.
 _MAX_KEY_BYTES = 200
@@ -155,6 +161,8 @@ class JSONFilesStore(RunStore):
             ("status", _BY_STATUS, record.get("status", "running")),
         ]
         keys += [("node id", _BY_NODE, node) for node in record_node_ids(record)]
+        if is_fragment(record):
+            keys.append(("fragment id", _RUNS, fragment_key(record)))
         for label, folder, key in keys:
             reason = _unsafe_reason(key)
             if reason is None and self._path(folder, str(key)) is None:
@@ -188,27 +196,32 @@ class JSONFilesStore(RunStore):
             TypeError: a record holds a value JSON cannot represent (nothing is saved).
             OSError: a file could not be written.
         """
-        prepared: dict[str, tuple[Record, str, str]] = {}
+        prepared: dict[tuple[str, str], tuple[Record, str]] = {}
         for record in records:
             refusal = self._refusal(record)
             if refusal is not None:
                 logger.warning("not saving run %r: %s", _run_id_of(record), refusal)
                 continue
-            run_id = record["id"]
-            prepared[run_id] = (record, *_texts(record))
+            # Serialized now, so that a record JSON cannot represent saves nothing.
+            text = json.dumps(record, indent=2, ensure_ascii=False)
+            prepared[(record["id"], fragment_key(record))] = (record, text)
         if not prepared:
             return
         with self._locked():
             changes: _IndexChanges = {}
-            for run_id, (record, record_text, summary_text) in prepared.items():
+            for (run_id, fragment_id), (record, text) in prepared.items():
                 # Read the keys it had before it is overwritten, to drop stale entries.
                 old = self._read_quietly(run_id)
+                parts = self._parts_folder(run_id)
+                if fragment_id or os.path.isdir(parts):
+                    record, text = self._save_part(run_id, fragment_id, text, old)
                 _plan_index_changes(changes, run_id, old, record)
-                # The run saved again (late spans): its judgements stay. A copy, so the
-                # caller's record is left as it was given.
-                copy = json.loads(record_text) if old is not None else None
+                # The run saved again (late spans, a late fragment): its judgements
+                # stay. A copy, so the caller's record is left as it was given.
+                copy = json.loads(text) if old is not None else None
                 if copy is not None and _judgements.carry_over(old, copy):
-                    record_text, summary_text = _texts(copy)
+                    record = copy
+                record_text, summary_text = _texts(record)
                 _write_atomically(self._must_path(_RUNS, run_id), record_text)
                 _write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
             for (folder, key), (added, removed) in changes.items():
@@ -241,6 +254,44 @@ class JSONFilesStore(RunStore):
                 for folder in (_RUNS, _SUMMARIES):
                     _fsync_directory(os.path.join(self._root, folder))
             return unknown
+
+    def _parts_folder(self, run_id: str) -> str:
+        return os.path.join(self._root, _FRAGMENTS, run_id)
+
+    def _save_part(
+        self, run_id: str, fragment_id: str, text: str, old: Record | None
+    ) -> tuple[Record, str]:
+        """Keep one part of a run with fragments; the merged record and its text.
+
+        The parts are ``fragments/{run_id}/root.json`` and ``f.{fragment_id}.json``; the
+        run's file in ``runs/`` holds the merged run, which the framework reads as is.
+        """
+        folder = self._parts_folder(run_id)
+        if not os.path.isdir(folder):
+            os.makedirs(folder, exist_ok=True)
+            if old is not None:  # the root record saved before any fragment came
+                _write_atomically(
+                    os.path.join(folder, _ROOT_PART),
+                    json.dumps(old, indent=2, ensure_ascii=False),
+                )
+        name = f"{_FRAGMENT_PREFIX}{fragment_id}.json" if fragment_id else _ROOT_PART
+        _write_atomically(os.path.join(folder, name), text)
+        _fsync_directory(folder)
+        parts = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name == _ROOT_PART or (
+                    entry.name.startswith(_FRAGMENT_PREFIX) and entry.name.endswith(".json")
+                ):
+                    try:
+                        part = _read_json(entry.path)
+                    except StoreError as exc:
+                        logger.warning("skipping a part of run %r: %s", run_id, exc)
+                        continue
+                    if isinstance(part, dict):
+                        parts.append(part)
+        merged = merge(parts)
+        return merged, json.dumps(merged, indent=2, ensure_ascii=False)
 
     def load_record(self, run_id: str) -> Record | None:
         """The stored record of ``run_id``, or None.

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from decisiontrace import _judgements, _records
+from decisiontrace.stores import _fragments
 from decisiontrace.stores._filters import newest_first_key, record_matches, since_text
 from decisiontrace.stores.base import Record, RunStore
 
@@ -25,7 +26,10 @@ class MemoryStore(RunStore):
     """Runs kept in a dict for the life of the process.
 
     Records are stored as JSON text, so a record that a file store could not save
-    fails here too, and every record handed out is a fresh copy. Thread-safe.
+    fails here too, and every record handed out is a fresh copy. Fragments of a run
+    (see :mod:`decisiontrace.stores._fragments`) are kept apart and merged on read, and
+    so are judgements of decisions, which saving a run again therefore keeps.
+    Thread-safe.
 
     Example:
         >>> store = MemoryStore()
@@ -37,7 +41,10 @@ class MemoryStore(RunStore):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._texts: dict[str, str] = {}
+        # run id -> fragment id ("" for the root record) -> record as JSON text
+        self._texts: dict[str, dict[str, str]] = {}
+        # run id -> (decision id, judgement) in the order they were recorded
+        self._judgements: dict[str, list[tuple[str, Record]]] = {}
 
     def save_records(self, records: Sequence[Record]) -> None:
         """Insert or replace these records, all or nothing.
@@ -46,39 +53,46 @@ class MemoryStore(RunStore):
             TypeError: a record holds a value JSON cannot represent (nothing is saved).
         """
         # Serialize the whole batch before touching the dict, so a bad record saves nothing.
-        texts = {str(record["id"]): _dumps(record) for record in records}
+        texts = [
+            (str(record["id"]), _fragments.fragment_key(record), _dumps(record))
+            for record in records
+        ]
         with self._lock:
-            for run_id in texts:
-                old = self._texts.get(run_id)
-                # The run saved again (late spans): its judgements stay.
-                if old is not None and _judgements.EVALUATIONS_FIELD in old:
-                    record = json.loads(texts[run_id])
-                    if _judgements.carry_over(json.loads(old), record):
-                        texts[run_id] = _dumps(record)
-            self._texts.update(texts)
+            for run_id, fragment_id, text in texts:
+                self._texts.setdefault(run_id, {})[fragment_id] = text
 
     def update_evaluations(
         self, run_id: str, judgements: Sequence[tuple[str, Record]]
     ) -> list[str] | None:
         """Merge judgements into a stored run under the store's lock (see RunStore)."""
         with self._lock:
-            text = self._texts.get(run_id)
-            if text is None:
+            record = self._merged(run_id)
+            if record is None:
                 return None
-            record = json.loads(text)
-            unknown = _judgements.apply(record, judgements)
-            if len(unknown) < len(judgements):
-                self._texts[run_id] = _dumps(record)
-            return unknown
+            known = _judgements.decision_ids(record)
+            kept = self._judgements.setdefault(run_id, [])
+            kept += [
+                (decision_id, json.loads(_dumps(judgement)))
+                for decision_id, judgement in judgements
+                if decision_id in known
+            ]
+            return [decision_id for decision_id, _ in judgements if decision_id not in known]
+
+    def _merged(self, run_id: str) -> Record | None:
+        """The merged record with its judgements (lock held)."""
+        parts = self._texts.get(run_id)
+        if not parts:
+            return None
+        record = _fragments.merge([json.loads(text) for text in parts.values()])
+        judgements = self._judgements.get(run_id)
+        if judgements:
+            _judgements.apply(record, judgements)
+        return record
 
     def load_record(self, run_id: str) -> Record | None:
-        """A fresh copy of the stored record, or None."""
+        """A fresh copy of the stored (merged) record, or None."""
         with self._lock:
-            text = self._texts.get(run_id)
-        if text is None:
-            return None
-        record: Record = json.loads(text)
-        return record
+            return self._merged(run_id)
 
     def list_summaries(
         self,
@@ -91,12 +105,13 @@ class MemoryStore(RunStore):
     ) -> list[Record]:
         """Summary dicts of matching runs, newest first."""
         with self._lock:
-            texts = list(self._texts.values())
+            records = [self._merged(run_id) for run_id in self._texts]
         since_iso = None if since is None else since_text(since)
         matching = [
             record
-            for record in (json.loads(text) for text in texts)
-            if record_matches(
+            for record in records
+            if record is not None
+            and record_matches(
                 record, goal_id=goal_id, status=status, since=since_iso, node_id=node_id
             )
         ]
@@ -110,6 +125,7 @@ class MemoryStore(RunStore):
         """Forget every run."""
         with self._lock:
             self._texts.clear()
+            self._judgements.clear()
 
 
 __all__ = ["MemoryStore"]

@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,10 +32,11 @@ from pydantic_core import from_json
 
 from decisiontrace import _judgements, _records
 from decisiontrace._assembly import record_from_compact
+from decisiontrace.stores import _sqlite_fragments as _fragment_rows
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._filters import since_text
-from decisiontrace.stores._locks import ForkSafeLock
+from decisiontrace.stores._locks import ForkSafeLock, process_alive
 from decisiontrace.stores._sqlite_schema import SCHEMA_VERSION
 from decisiontrace.stores.base import (
     AssembledRun,
@@ -54,21 +55,6 @@ logger = logging.getLogger("decisiontrace")
 _REOPEN_AFTER = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")
 
 _ConnectionKey = tuple[int, int]
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (a reused pid looks alive: its entries wait)."""
-    if pid == os.getpid():
-        return True
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, under another user
-        return True
-    return True
 
 
 def _close_own_connections(
@@ -120,6 +106,8 @@ class SQLiteStore(RunStore):
         self._connections: dict[_ConnectionKey, sqlite3.Connection] = {}
         self._schema_ready_in: int | None = None
         self._journal_in_use = False
+        # Pids of dead processes whose journal entries this process took to recover.
+        self._recovered_pids: set[int] = set()
         # Close this process's connections when the store is garbage collected.
         self._finalizer = weakref.finalize(
             self, _close_own_connections, self._connections, self._lock_box
@@ -219,22 +207,38 @@ class SQLiteStore(RunStore):
         if not records:
             return
         # Serialize before the transaction: a bad record then costs no lock time.
-        self._write([_rows.record_row(record) for record in records])
+        self._write([_rows.record_part(record) for record in records])
 
-    def _write(self, rows: list[tuple[Any, ...]], *, clear_journal: bool = False) -> None:
+    def _write(
+        self, rows: list[tuple[str, tuple[Any, ...]]], *, clear_journal: bool = False
+    ) -> None:
+        roots, parts = _fragment_rows.split(rows)
+        statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [(_schema.UPSERT, roots)]
+        if clear_journal:
+            # Only this process's entries, and those of dead processes it recovered: a
+            # run's other fragments may still be in flight in other processes.
+            pids = {os.getpid(), *self._recovered_pids}
+            run_ids = dict.fromkeys(row[0] for row in roots + parts)
+            journal = [(run_id, pid) for run_id in run_ids for pid in pids]
+            statements.append((_schema.JOURNAL_DELETE_OF, journal))
         self._transaction(
-            [(_schema.UPSERT, rows)]
-            + ([(_schema.JOURNAL_DELETE, [(row[0],) for row in rows])] if clear_journal else [])
+            statements, then=lambda connection: _fragment_rows.save(connection, roots, parts)
         )
 
-    def _transaction(self, statements: list[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
-        """Run ``executemany`` for each (statement, rows) in one write transaction."""
+    def _transaction(
+        self,
+        statements: list[tuple[str, Sequence[tuple[Any, ...]]]],
+        then: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Run ``executemany`` for each (statement, rows), then ``then``, in one transaction."""
         connection = self._connection()
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 for statement, rows in statements:
                     connection.executemany(statement, rows)
+                if then is not None:
+                    then(connection)
                 connection.execute("COMMIT")
             except BaseException:
                 # SQLite rolls back by itself after some errors; a second ROLLBACK would raise.
@@ -300,11 +304,12 @@ class SQLiteStore(RunStore):
         """
         self._journal_in_use = True
         connection = self._connection()
-        self._transaction([("DELETE FROM journal WHERE run_id IN (SELECT run_id FROM runs)", [()])])
+        self._transaction([(_schema.JOURNAL_DELETE_SAVED, [()])])
         pids = [pid for (pid,) in connection.execute("SELECT DISTINCT pid FROM journal")]
-        gone = [pid for pid in pids if not _process_alive(pid)]
+        gone = [pid for pid in pids if not process_alive(pid)]
         if not gone:
             return []
+        self._recovered_pids.update(gone)
         rows = connection.execute(
             f"SELECT seq, run_id, trace_id, data FROM journal "
             f"WHERE pid IN ({','.join('?' * len(gone))}) ORDER BY seq",
@@ -347,14 +352,22 @@ class SQLiteStore(RunStore):
             raise StoreError(f"cannot read {self.path}: {exc}") from exc
 
     def _read_record(self, connection: sqlite3.Connection, run_id: str) -> Record | None:
+        """The (merged) record with its judgements, read through ``connection``."""
         row = connection.execute(
-            "SELECT record, schema_version FROM runs WHERE run_id = ?", (run_id,)
+            "SELECT record, schema_version, fragments FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        if row is None or row[0] is None:
+        if row is None:
             return None
         try:
-            if row[1] == _rows.ROW_SPANS:
-                record: Record = record_from_compact(from_json(zlib.decompress(row[0])))
+            if row[2]:  # written by several processes: merge its fragments
+                merged = _fragment_rows.load(connection, run_id)
+                if merged is None:
+                    return None
+                record: Record = merged[0]
+            elif row[0] is None:
+                return None
+            elif row[1] == _rows.ROW_SPANS:
+                record = record_from_compact(from_json(zlib.decompress(row[0])))
             else:
                 record = json.loads(row[0])
             judgements = [

@@ -1,0 +1,205 @@
+"""The PostgreSQL store's schema: its tables, migrations and statements.
+
+Everything lives in one PostgreSQL schema (``decisiontrace`` unless the URL says
+``?schema=...``). Its ``schema_version`` table records every migration applied; opening
+a store applies the missing ones in order, one process at a time (an advisory lock),
+and a store already current is opened with one read.
+
+Ids are kept as ``bytea`` (their UTF-8 bytes, lone surrogates passed through): a
+PostgreSQL ``text`` cannot hold NUL, and an id must come back exactly as it was given.
+Records are ``bytea`` too: JSON text, or the run's spans in compact form compressed
+(see ``_sqlite_rows.ROW_*``, the same forms the SQLite store keeps).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger("decisiontrace")
+
+#: The latest migration this module knows.
+SCHEMA_VERSION = 1
+
+DEFAULT_SCHEMA = "decisiontrace"
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier; ValueError if PostgreSQL cannot hold it."""
+    if not name or "\x00" in name or len(name.encode("utf-8", "surrogatepass")) > 63:
+        raise ValueError(
+            f"schema must be a PostgreSQL identifier (1 to 63 bytes, no NUL), got {name!r}"
+        )
+    return '"' + name.replace('"', '""') + '"'
+
+
+#: Migrations by version: statements run in one transaction, ``{s}`` the quoted schema.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE {s}.runs (
+            run_id bytea PRIMARY KEY,
+            goal_id bytea,
+            status bytea,
+            started_at text,
+            completed_at text,
+            nodes bytea[] NOT NULL DEFAULT '{{}}',
+            summary text,
+            record bytea,
+            record_format smallint,
+            fragments integer NOT NULL DEFAULT 0
+        )""",
+        # One index per filter the CLI and list_runs offer; ordering uses started_at.
+        "CREATE INDEX runs_goal_id ON {s}.runs (goal_id, started_at)",
+        "CREATE INDEX runs_status ON {s}.runs (status, started_at)",
+        "CREATE INDEX runs_started_at ON {s}.runs (started_at, run_id)",
+        "CREATE INDEX runs_nodes ON {s}.runs USING gin (nodes)",
+        """CREATE TABLE {s}.run_fragments (
+            run_id bytea NOT NULL,
+            fragment_id bytea NOT NULL,
+            record bytea NOT NULL,
+            record_format smallint NOT NULL,
+            PRIMARY KEY (run_id, fragment_id)
+        )""",
+        """CREATE TABLE {s}.journal (
+            seq bigserial PRIMARY KEY,
+            run_id bytea NOT NULL,
+            trace_id text NOT NULL,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            data bytea NOT NULL
+        )""",
+        "CREATE INDEX journal_run_id ON {s}.journal (run_id)",
+        # Judgements of decisions (see decisiontrace._judgements), apart from the runs so
+        # that saving a run again keeps them; applied to the record on read.
+        """CREATE TABLE {s}.evaluations (
+            run_id bytea NOT NULL,
+            decision_id bytea NOT NULL,
+            evaluator bytea NOT NULL,
+            evaluated_at text NOT NULL,
+            judgement text NOT NULL,
+            PRIMARY KEY (run_id, decision_id, evaluator)
+        )""",
+        "CREATE INDEX journal_host_pid ON {s}.journal (host, pid)",
+    ),
+}
+
+
+class Statements:
+    """The store's SQL, with its schema filled in."""
+
+    def __init__(self, schema: str) -> None:
+        s = quote_identifier(schema)
+        self.schema = s
+        # Locks every run row the batch touches (created if missing), in id order, so
+        # concurrent writers of fragments of one run serialize instead of missing each
+        # other's rows; ``DO UPDATE`` because ``DO NOTHING`` would not lock a row.
+        self.lock_run = (
+            f"INSERT INTO {s}.runs (run_id) VALUES (%s) "
+            f"ON CONFLICT (run_id) DO UPDATE SET fragments = {s}.runs.fragments"
+        )
+        self.upsert_root = f"""
+            INSERT INTO {s}.runs (run_id, goal_id, status, started_at, completed_at, nodes,
+                summary, record, record_format)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (run_id) DO UPDATE SET
+                goal_id = excluded.goal_id, status = excluded.status,
+                started_at = excluded.started_at, completed_at = excluded.completed_at,
+                nodes = excluded.nodes, summary = excluded.summary,
+                record = excluded.record, record_format = excluded.record_format
+        """
+        self.upsert_fragment = f"""
+            INSERT INTO {s}.run_fragments (run_id, fragment_id, record, record_format)
+            VALUES (%s, %s, %s, %s)
+            ON CONFLICT (run_id, fragment_id) DO UPDATE SET
+                record = excluded.record, record_format = excluded.record_format
+        """
+        self.with_fragments = (
+            f"SELECT run_id FROM {s}.runs WHERE run_id = ANY(%s) AND fragments > 0"
+        )
+        self.refresh = f"""
+            UPDATE {s}.runs SET goal_id = %s, status = %s, started_at = %s,
+                completed_at = %s, nodes = %s, summary = %s, fragments = %s
+            WHERE run_id = %s
+        """
+        self.load_root = f"SELECT record, record_format, fragments FROM {s}.runs WHERE run_id = %s"
+        self.load_fragments = (
+            f"SELECT record, record_format FROM {s}.run_fragments WHERE run_id = %s"
+        )
+        self.list_summaries = f"SELECT summary FROM {s}.runs"
+        self.lock_existing = f"SELECT 1 FROM {s}.runs WHERE run_id = %s FOR UPDATE"
+        # One judgement per evaluator: the latest wins, an older one arriving late is not.
+        self.upsert_evaluation = f"""
+            INSERT INTO {s}.evaluations (run_id, decision_id, evaluator, evaluated_at, judgement)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (run_id, decision_id, evaluator) DO UPDATE SET
+                evaluated_at = excluded.evaluated_at, judgement = excluded.judgement
+            WHERE excluded.evaluated_at >= {s}.evaluations.evaluated_at
+        """
+        self.evaluations_of_run = (
+            f"SELECT decision_id, judgement FROM {s}.evaluations WHERE run_id = %s "
+            "ORDER BY evaluated_at"
+        )
+        self.update_summary = f"UPDATE {s}.runs SET summary = %s WHERE run_id = %s"
+        self.journal_insert = (
+            f"INSERT INTO {s}.journal (run_id, trace_id, host, pid, data) "
+            "VALUES (%s, %s, %s, %s, %s)"
+        )
+        self.journal_delete_of = (
+            f"DELETE FROM {s}.journal WHERE run_id = %s AND host = %s AND pid = %s"
+        )
+        self.journal_delete = f"DELETE FROM {s}.journal WHERE run_id = %s"
+        self.journal_delete_saved = (
+            f"DELETE FROM {s}.journal WHERE run_id IN "
+            f"(SELECT run_id FROM {s}.runs WHERE record IS NOT NULL)"
+        )
+        self.journal_pids = f"SELECT DISTINCT pid FROM {s}.journal WHERE host = %s"
+        self.journal_orphans = (
+            f"SELECT seq, run_id, trace_id, data FROM {s}.journal "
+            "WHERE host = %s AND pid = ANY(%s) ORDER BY seq"
+        )
+        self.journal_delete_seq = f"DELETE FROM {s}.journal WHERE seq = ANY(%s)"
+
+
+def migrate(connection: Any, schema: str, where: str) -> None:
+    """Create or upgrade the schema's tables (``connection`` in autocommit mode)."""
+    s = quote_identifier(schema)
+    if _current_version(connection, s) == SCHEMA_VERSION:
+        return
+    with connection.transaction():
+        # One process migrates at a time; the others wait here, then find it done.
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("decisiontrace:" + s,))
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.schema_version ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        row = connection.execute(f"SELECT max(version) FROM {s}.schema_version").fetchone()
+        stored = int(row[0]) if row and row[0] is not None else 0
+        if stored > SCHEMA_VERSION:
+            logger.warning(
+                "%s was written by a newer decisiontrace (schema %d, this one knows %d); "
+                "reading it as schema %d",
+                where,
+                stored,
+                SCHEMA_VERSION,
+                SCHEMA_VERSION,
+            )
+            return
+        for version in range(stored + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                connection.execute(statement.format(s=s))
+            connection.execute(f"INSERT INTO {s}.schema_version (version) VALUES (%s)", (version,))
+
+
+def _current_version(connection: Any, s: str) -> int | None:
+    """The recorded version, or None if there is no such table (read only, no lock)."""
+    row = connection.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (f"{s}.schema_version",)
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    row = connection.execute(f"SELECT max(version) FROM {s}.schema_version").fetchone()
+    return None if not row or row[0] is None else int(row[0])
+
+
+__all__ = ["DEFAULT_SCHEMA", "MIGRATIONS", "SCHEMA_VERSION", "Statements", "migrate"]

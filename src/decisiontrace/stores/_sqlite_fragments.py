@@ -1,0 +1,147 @@
+"""Fragments of runs in the SQLite store: the ``run_fragments`` table and merged rows.
+
+The root record of a run stays in ``runs`` as before. A fragment (a record with a
+``fragment_id``, see :mod:`decisiontrace.stores._fragments`) goes to ``run_fragments``,
+and its run's ``runs`` row (created without a record if the root has not arrived) gets
+the listing columns of the merged run and the number of fragments, in the transaction
+that saves it. So listing filters and counts see one merged run, and a run stored
+without fragments costs one ``EXISTS`` check per batch more than before.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic_core import from_json
+
+from decisiontrace import _records
+from decisiontrace._assembly import record_from_compact
+from decisiontrace.stores import _fragments
+from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores._filters import record_node_ids
+from decisiontrace.stores.base import Record
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS run_fragments (
+    run_id TEXT NOT NULL,
+    fragment_id TEXT NOT NULL,
+    record BLOB,
+    schema_version INTEGER,
+    PRIMARY KEY (run_id, fragment_id)
+)
+"""
+
+UPSERT = """
+INSERT INTO run_fragments (run_id, fragment_id, record, schema_version) VALUES (?, ?, ?, ?)
+ON CONFLICT(run_id, fragment_id) DO UPDATE SET
+    record = excluded.record, schema_version = excluded.schema_version
+"""
+
+# A run whose root has not arrived yet still gets a ``runs`` row, without a record.
+_PLACEHOLDER = "INSERT INTO runs (run_id) VALUES (?) ON CONFLICT(run_id) DO NOTHING"
+
+_REFRESH = """
+UPDATE runs SET goal_id = ?, status = ?, started_at = ?, completed_at = ?, nodes = ?,
+    summary = ?, fragments = ?
+WHERE run_id = ?
+"""
+
+
+def decode(data: Any, version: Any) -> Record:
+    """A stored ``record`` column as a record (see ``_sqlite_rows.ROW_*``)."""
+    if version == _rows.ROW_SPANS:
+        return record_from_compact(from_json(zlib.decompress(data)))
+    record: Record = json.loads(data)
+    return record
+
+
+def save(connection: sqlite3.Connection, roots: list[tuple[Any, ...]], parts: list[Any]) -> None:
+    """Write fragment rows and refresh the merged columns of the runs touched.
+
+    Call inside the write transaction, after the root rows (``roots``) were upserted.
+
+    Args:
+        connection: the store's connection, in a write transaction.
+        roots: the ``runs`` rows just written (run id first).
+        parts: ``(run_id, fragment_id, record, schema_version)`` rows of fragments.
+    """
+    if parts:
+        connection.executemany(UPSERT, parts)
+        connection.executemany(_PLACEHOLDER, [(part[0],) for part in parts])
+    elif not connection.execute("SELECT EXISTS (SELECT 1 FROM run_fragments)").fetchone()[0]:
+        return  # no run has fragments: the root rows are the merged rows
+    touched = dict.fromkeys(part[0] for part in parts)
+    for row in roots:
+        if row[0] not in touched and _has_fragments(connection, row[0]):
+            touched[row[0]] = None
+    for run_id in touched:
+        _refresh(connection, run_id)
+
+
+def _has_fragments(connection: sqlite3.Connection, run_id: Any) -> bool:
+    row = connection.execute(
+        "SELECT 1 FROM run_fragments WHERE run_id = ? LIMIT 1", (run_id,)
+    ).fetchone()
+    return row is not None
+
+
+def _refresh(connection: sqlite3.Connection, run_id: Any) -> None:
+    """Recompute the listing columns of one run from its root and fragments."""
+    merged = load(connection, run_id, count=True)
+    if merged is None:
+        return
+    record, count = merged
+    connection.execute(
+        _REFRESH,
+        (
+            _rows.checked_text(record.get("goal_id", "")),
+            _rows.checked_text(record.get("status", "running")),
+            record.get("started_at"),
+            record.get("completed_at"),
+            _rows.dumps(record_node_ids(record)),
+            _rows.dumps(_records.summary_from_record(record)),
+            count,
+            run_id,
+        ),
+    )
+
+
+def load(
+    connection: sqlite3.Connection, run_id: Any, *, count: bool = False
+) -> tuple[Record, int] | None:
+    """The merged record of a run that has fragments and how many, or None."""
+    parts = [
+        decode(data, version)
+        for data, version in connection.execute(
+            "SELECT record, schema_version FROM run_fragments WHERE run_id = ?", (run_id,)
+        )
+        if data is not None
+    ]
+    if not parts:
+        return None
+    fragments = len(parts)
+    row = connection.execute(
+        "SELECT record, schema_version FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    if row is not None and row[0] is not None:
+        parts.append(decode(row[0], row[1]))
+    return _fragments.merge(parts), fragments
+
+
+def split(rows: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[list[Any], list[Any]]:
+    """``(fragment_id, runs row)`` pairs as root rows and fragment rows."""
+    roots: list[tuple[Any, ...]] = []
+    parts: list[tuple[Any, ...]] = []
+    for fragment_id, row in rows:
+        if fragment_id:
+            parts.append((row[0], _rows.checked_text(fragment_id), row[6], row[8]))
+        else:
+            roots.append(row)
+    return roots, parts
+
+
+__all__ = ["TABLE", "UPSERT", "decode", "load", "save", "split"]

@@ -1,0 +1,476 @@
+"""Runs in PostgreSQL, shared by the processes of many hosts.
+
+Needs the ``postgres`` extra (``pip install 'decisiontrace[postgres]'``: psycopg 3 and
+psycopg_pool). Connections come from a bounded pool that checks each connection before
+lending it, so a server restart or a killed backend costs one failed write, which the
+processor keeps and retries (see ``RunRecordProcessor``'s ``max_unwritten_runs``).
+
+Fragments of a run (see :mod:`decisiontrace.stores._fragments`) written by processes on
+different hosts are merged as on SQLite: each transaction that writes a fragment locks
+the run's row first, so two hosts writing fragments of one run at once serialize and
+the second sees the first.
+
+The journal (``RunRecordProcessor(journal=True)``) tags entries with the host name and
+pid; a process recovers only the entries of dead processes of its own host, as it cannot
+tell whether a process elsewhere is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic_core import from_json
+
+from decisiontrace import _judgements, _records
+from decisiontrace.stores import _fragments
+from decisiontrace.stores import _postgres_schema as _schema
+from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores._filters import record_node_ids, since_text
+from decisiontrace.stores._locks import process_alive
+from decisiontrace.stores._sqlite_fragments import decode
+from decisiontrace.stores.base import AssembledRun, JournalEntry, Record, RunStore, StoreError
+
+logger = logging.getLogger("decisiontrace")
+
+_Row = tuple[Any, ...]
+
+
+def _key(value: Any) -> bytes:
+    """An id as stored: its UTF-8 bytes, lone surrogates passed through unchanged."""
+    return str(value).encode("utf-8", "surrogatepass")
+
+
+def _text(value: bytes) -> str:
+    return bytes(value).decode("utf-8", "surrogatepass")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (for messages and ``store.url``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = (f"{parts.username}@" if parts.username else "") + host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The libpq URL without the ``schema`` parameter, and that parameter."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for name, value in query if name == "schema"), None)
+    rest = urlencode([(name, value) for name, value in query if name != "schema"])
+    scheme = "postgresql" if parts.scheme.lower() in ("postgres", "postgresql") else parts.scheme
+    return urlunsplit(parts._replace(scheme=scheme, query=rest)), schema
+
+
+class PostgreSQLStore(RunStore):
+    """Runs stored in a PostgreSQL database, shared by any number of hosts.
+
+    Args:
+        url: a libpq URL, ``postgresql://user@host:5432/db`` (``postgres://`` too); a
+            ``schema`` query parameter names the PostgreSQL schema to use.
+        schema: the PostgreSQL schema holding the tables (created if missing);
+            overrides the URL's, default ``decisiontrace``.
+        max_connections: the most connections this process's pool opens.
+        timeout: seconds to wait for a connection from the pool before a write fails
+            (the processor keeps the runs and retries).
+        connect_timeout: seconds to wait for the server when opening.
+
+    Raises:
+        StoreError: the server cannot be reached or refuses the credentials (the
+            message names the URL without its password), or the schema cannot be set up.
+        ValueError: a bad argument.
+
+    Example:
+        >>> store = PostgreSQLStore("postgresql://app@db:5432/agents")  # doctest: +SKIP
+        >>> store.list_runs(status="failed", limit=10)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        max_connections: int = 4,
+        timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("timeout and connect_timeout must be > 0 seconds")
+        conninfo, url_schema = split_url(url)
+        self.schema = schema or url_schema or _schema.DEFAULT_SCHEMA
+        self.sql = _schema.Statements(self.schema)  # ValueError for an impossible name
+        self.url = redact(url)
+        self.timeout = timeout
+        self._conninfo = conninfo
+        self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        self._host = socket.gethostname()
+        self._recovered_pids: set[int] = set()
+        self._journal_in_use = False
+        self._pool_lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._pool_pid = 0
+        # Connect now: a wrong URL or password is reported at construction, once.
+        try:
+            with psycopg.connect(
+                conninfo, autocommit=True, connect_timeout=max(1, round(connect_timeout))
+            ) as connection:
+                _schema.migrate(connection, self.schema, self.url)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot use PostgreSQL at {self.url}: {self._scrub(exc)}; check that the "
+                "server is running and the user, password and database are right"
+            ) from exc
+
+    def _scrub(self, error: BaseException) -> str:
+        """An error's message on one line, without the URL's password."""
+        message = " ".join(str(error).split())
+        password = urlsplit(self._conninfo).password
+        return message.replace(password, "***") if password else message
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _pool_here(self) -> ConnectionPool:
+        """This process's pool; a forked child opens its own (sockets are not shared)."""
+        pid = os.getpid()
+        pool = self._pool
+        if pool is not None and self._pool_pid == pid:
+            return pool
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != pid:
+                # An inherited pool is abandoned, not closed: closing would end the
+                # parent's sessions on the sockets the child shares with it.
+                self._pool = ConnectionPool(
+                    self._conninfo,
+                    min_size=1,
+                    max_size=self._max_connections,
+                    kwargs={
+                        "autocommit": True,
+                        "connect_timeout": max(1, round(self._connect_timeout)),
+                    },
+                    check=ConnectionPool.check_connection,
+                    timeout=self.timeout,
+                    # Keep trying for a day: the server may come back after a long outage.
+                    reconnect_timeout=86_400.0,
+                    open=False,
+                    name=f"decisiontrace:{self.schema}",
+                )
+                self._pool.open(wait=False)
+                self._pool_pid = pid
+            return self._pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._pool_here().connection() as connection:
+                yield connection
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"no connection to PostgreSQL at {self.url} within {self.timeout} s"
+            ) from exc
+
+    def _read(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        """Run a read; StoreError naming the store if the database cannot be read."""
+        try:
+            with self._connection() as connection:
+                return work(connection)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read PostgreSQL at {self.url}: {self._scrub(exc)}") from exc
+
+    # -- writing -------------------------------------------------------------------------
+
+    def save_records(self, records: Sequence[Record]) -> None:
+        """Insert or replace these records in one transaction: all or nothing.
+
+        Raises:
+            TypeError: a record holds a value JSON cannot represent (nothing is saved).
+            psycopg.Error, StoreError: the write failed (nothing is saved).
+        """
+        if records:
+            self._write([_rows.record_part(record) for record in records])
+
+    def save_assembled(self, runs: Sequence[AssembledRun]) -> None:
+        """Insert or replace runs assembled from spans, kept in compact span form."""
+        if runs:
+            self._write([_rows.spans_row(run) for run in runs], clear_journal=self._journal_in_use)
+
+    def _write(self, rows: Sequence[tuple[str, _Row]], *, clear_journal: bool = False) -> None:
+        roots: dict[bytes, _Row] = {}
+        parts: dict[tuple[bytes, bytes], _Row] = {}
+        for fragment_id, row in rows:
+            run_id = _key(row[0])
+            stored = _stored_record(row)
+            if fragment_id:
+                parts[(run_id, _key(fragment_id))] = (run_id, _key(fragment_id), *stored)
+            else:
+                roots[run_id] = (
+                    run_id,
+                    _key(row[1]),
+                    _key(row[2]),
+                    row[3],
+                    row[4],
+                    [_key(node) for node in json.loads(row[5])],
+                    row[7],
+                    *stored,
+                )
+        run_ids = sorted({*roots, *(run_id for run_id, _ in parts)})
+        with self._connection() as connection, connection.transaction():
+            cursor = connection.cursor()
+            if parts:
+                # Lock every run of the batch in id order (see Statements.lock_run).
+                cursor.executemany(self.sql.lock_run, [(run_id,) for run_id in run_ids])
+                cursor.executemany(self.sql.upsert_fragment, [parts[key] for key in sorted(parts)])
+            if roots:
+                cursor.executemany(self.sql.upsert_root, [roots[key] for key in sorted(roots)])
+            if clear_journal:
+                pids = {os.getpid(), *self._recovered_pids}
+                cursor.executemany(
+                    self.sql.journal_delete_of,
+                    [(run_id, self._host, pid) for run_id in run_ids for pid in pids],
+                )
+            touched = {run_id for run_id, _ in parts}
+            if roots:
+                cursor.execute(self.sql.with_fragments, (list(roots),))
+                touched.update(bytes(run_id) for (run_id,) in cursor.fetchall())
+            for run_id in sorted(touched):
+                self._refresh(cursor, run_id)
+
+    def _refresh(self, cursor: psycopg.Cursor[Any], run_id: bytes) -> None:
+        """Recompute the listing columns of a run with fragments (row locked)."""
+        loaded = self._load_merged(cursor, run_id)
+        if loaded is None:
+            return
+        record, count = loaded
+        cursor.execute(
+            self.sql.refresh,
+            (
+                _key(record.get("goal_id", "")),
+                _key(record.get("status", "running")),
+                record.get("started_at"),
+                record.get("completed_at"),
+                [_key(node) for node in record_node_ids(record)],
+                _rows.dumps(_records.summary_from_record(record)),
+                count,
+                run_id,
+            ),
+        )
+
+    def _load_merged(self, cursor: psycopg.Cursor[Any], run_id: bytes) -> tuple[Record, int] | None:
+        cursor.execute(self.sql.load_fragments, (run_id,))
+        parts = [decode(bytes(data), version) for data, version in cursor.fetchall()]
+        if not parts:
+            return None
+        count = len(parts)
+        cursor.execute(self.sql.load_root, (run_id,))
+        row = cursor.fetchone()
+        if row is not None and row[0] is not None:
+            parts.append(decode(bytes(row[0]), row[1]))
+        return _fragments.merge(parts), count
+
+    # -- reading -------------------------------------------------------------------------
+
+    def load_record(self, run_id: str) -> Record | None:
+        """The stored (merged) record of ``run_id`` with its judgements, or None.
+
+        Raises:
+            StoreError: the database cannot be read or the stored record is corrupt.
+        """
+        key = _key(_rows.valid_text(run_id))
+        try:
+            record: Record | None = self._read(
+                lambda connection: self._read_record(connection.cursor(), key)
+            )
+        except (ValueError, TypeError, KeyError, zlib.error) as exc:
+            raise StoreError(
+                f"run {run_id!r} in {self.url} is corrupt ({exc}); save it again"
+            ) from exc
+        return record
+
+    def _read_record(self, cursor: psycopg.Cursor[Any], key: bytes) -> Record | None:
+        cursor.execute(self.sql.load_root, (key,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        if row[2]:  # written by several processes: merge its fragments
+            merged = self._load_merged(cursor, key)
+            if merged is None:
+                return None
+            record = merged[0]
+        elif row[0] is None:
+            return None
+        else:
+            record = decode(bytes(row[0]), row[1])
+        cursor.execute(self.sql.evaluations_of_run, (key,))
+        judgements = [(_text(decision), json.loads(text)) for decision, text in cursor.fetchall()]
+        if judgements:
+            _judgements.apply(record, judgements)
+        return record
+
+    def update_evaluations(
+        self, run_id: str, judgements: Sequence[tuple[str, Record]]
+    ) -> list[str] | None:
+        """Merge judgements into a stored run in one transaction (see RunStore).
+
+        They are kept in the ``evaluations`` table, so saving the run again keeps them.
+
+        Raises:
+            StoreError: the stored record is corrupt or the database unreachable.
+            psycopg.Error: the write failed (nothing is recorded).
+        """
+        key = _key(_rows.valid_text(run_id))
+        with self._connection() as connection, connection.transaction():
+            cursor = connection.cursor()
+            cursor.execute(self.sql.lock_existing, (key,))
+            record = self._read_record(cursor, key)
+            if record is None:
+                return None
+            known = _judgements.decision_ids(record)
+            accepted = [(d, j) for d, j in judgements if d in known]
+            if accepted:
+                cursor.executemany(
+                    self.sql.upsert_evaluation,
+                    [
+                        (key, _key(decision_id), _key(judgement["evaluator"]),
+                         str(judgement.get("evaluated_at") or ""),
+                         _rows.dumps(_rows.valid_text(judgement)))
+                        for decision_id, judgement in accepted
+                    ],
+                )  # fmt: skip
+                _judgements.apply(record, accepted)
+                summary = _rows.dumps(_records.summary_from_record(record))
+                cursor.execute(self.sql.update_summary, (summary, key))
+            return [decision_id for decision_id, _ in judgements if decision_id not in known]
+
+    def list_summaries(
+        self,
+        *,
+        goal_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        node_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Summary dicts of matching runs, newest first (by ``started_at``).
+
+        Raises:
+            StoreError: the database cannot be read.
+        """
+        conditions = ["summary IS NOT NULL"]
+        parameters: list[Any] = []
+        if goal_id is not None:
+            conditions.append("goal_id = %s")
+            parameters.append(_key(goal_id))
+        if status is not None:
+            conditions.append("status = %s")
+            parameters.append(_key(status))
+        if since is not None:
+            conditions.append("started_at >= %s")
+            parameters.append(since_text(since))
+        if node_id is not None:
+            conditions.append("nodes @> ARRAY[%s::bytea]")
+            parameters.append(_key(node_id))
+        query = self.sql.list_summaries + " WHERE " + " AND ".join(conditions)
+        query += " ORDER BY started_at DESC, run_id DESC"
+        if limit is not None:
+            query += " LIMIT %s"
+            parameters.append(max(limit, 0))
+        rows = self._read(lambda connection: connection.execute(query, parameters).fetchall())
+        return [json.loads(summary) for (summary,) in rows]
+
+    # -- the journal ---------------------------------------------------------------------
+
+    supports_journal = True
+
+    def journal_append(self, entries: Sequence[JournalEntry]) -> None:
+        """Append journal entries in one transaction, tagged with this host and pid."""
+        self._journal_in_use = True
+        if not entries:
+            return
+        pid = os.getpid()
+        rows = []
+        for run_id, trace_id, data in entries:
+            try:
+                payload = _rows.json_bytes(data)
+            except (TypeError, ValueError):  # lone surrogates: see _rows.spans_row
+                payload = _rows.json_bytes(_rows.valid_text(data))
+            rows.append((_key(run_id), trace_id, self._host, pid, zlib.compress(payload, 1)))
+        with self._connection() as connection, connection.transaction():
+            connection.cursor().executemany(self.sql.journal_insert, rows)
+
+    def journal_take_orphans(self) -> list[JournalEntry]:
+        """Entries, oldest first, of unsaved runs whose process (on this host) is gone."""
+        self._journal_in_use = True
+        with self._connection() as connection:
+            connection.execute(self.sql.journal_delete_saved)
+            pids = [pid for (pid,) in connection.execute(self.sql.journal_pids, (self._host,))]
+            gone = [pid for pid in pids if not process_alive(pid)]
+            if not gone:
+                return []
+            self._recovered_pids.update(gone)
+            rows = connection.execute(self.sql.journal_orphans, (self._host, gone)).fetchall()
+            entries: list[JournalEntry] = []
+            unreadable: list[int] = []
+            for seq, run_id, trace_id, data in rows:
+                try:
+                    decoded = from_json(zlib.decompress(bytes(data)))
+                    if not isinstance(decoded, dict):
+                        raise ValueError("not an object")
+                except (ValueError, TypeError, zlib.error):
+                    unreadable.append(seq)
+                    continue
+                entries.append((_text(run_id), str(trace_id), decoded))
+            if unreadable:
+                logger.warning(
+                    "decisiontrace: %d unreadable journal entries in %s were deleted",
+                    len(unreadable),
+                    self.url,
+                )
+                connection.execute(self.sql.journal_delete_seq, (unreadable,))
+        return entries
+
+    def journal_clear(self, run_ids: Sequence[str]) -> None:
+        """Delete the journal entries of these runs, in one transaction."""
+        if run_ids:
+            with self._connection() as connection, connection.transaction():
+                connection.cursor().executemany(
+                    self.sql.journal_delete, [(_key(run_id),) for run_id in run_ids]
+                )
+
+    def close(self) -> None:
+        """Close this process's pool; a later use opens a new one."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgreSQLStore({self.url!r})"
+
+
+def _stored_record(row: _Row) -> tuple[bytes, int]:
+    """The record column of a ``_sqlite_rows`` row as bytes, with its format."""
+    data = row[6]
+    return (data.encode("utf-8") if isinstance(data, str) else bytes(data)), row[8]
+
+
+__all__ = ["PostgreSQLStore"]
