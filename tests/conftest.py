@@ -1,12 +1,16 @@
-"""Shared fixtures: a real SDK pipeline per test, and no writes outside tmp_path."""
+"""Shared fixtures: a real SDK pipeline per test, no writes outside tmp_path, and a
+PostgreSQL schema per test (from ``DECISIONTRACE_TEST_POSTGRES_URL``, dropped after it)."""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -41,6 +45,41 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default store of every test lives in its tmp_path, never in $HOME."""
     monkeypatch.setenv("DECISIONTRACE_STORE", f"sqlite:///{tmp_path / 'default.db'}")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+POSTGRES_ENV = "DECISIONTRACE_TEST_POSTGRES_URL"
+
+
+def postgres_base_url() -> str:
+    """The test server's URL, or skip the test saying which variable is missing."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
+    return url
+
+
+def with_parameters(url: str, **parameters: str) -> str:
+    """``url`` with these query parameters added."""
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(parameters)) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+def drop_schema(base_url: str, schema: str) -> None:
+    """Drop a PostgreSQL schema and everything in it."""
+    import psycopg
+
+    with psycopg.connect(base_url, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a PostgreSQL schema of this test's own, dropped after it."""
+    base = postgres_base_url()
+    schema = f"dt_test_{os.getpid()}_{secrets.token_hex(4)}"
+    yield with_parameters(base, schema=schema, application_name=schema)
+    drop_schema(base, schema)
 
 
 @pytest.fixture

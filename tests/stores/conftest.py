@@ -1,47 +1,23 @@
 """Stores under test: every kind, each in a place of its own.
 
 PostgreSQL comes from ``DECISIONTRACE_TEST_POSTGRES_URL`` (``.ci/run`` sets it); each
-test gets a schema of its own, dropped after it, so tests never see each other's runs
-or another test run's. Without the variable, PostgreSQL tests are skipped, saying why.
+test gets a schema of its own (the ``postgres_url`` fixture of tests/conftest.py),
+dropped after it, so tests never see each other's runs or another test run's. Without
+the variable, PostgreSQL tests are skipped, saying why.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from decisiontrace.stores import RunStore, open_store
 
-POSTGRES_ENV = "DECISIONTRACE_TEST_POSTGRES_URL"
 KINDS = ["memory", "sqlite", "jsonfiles", "postgres"]
-
-
-def postgres_base_url() -> str:
-    """The test server's URL, or skip the test saying which variable is missing."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against")
-    return url
-
-
-def with_parameters(url: str, **parameters: str) -> str:
-    """``url`` with these query parameters added."""
-    parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, urlencode(parameters)) if q)
-    return urlunsplit(parts._replace(query=query))
-
-
-def drop_schema(base_url: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(base_url, autocommit=True) as connection:
-        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @dataclass
@@ -63,15 +39,6 @@ class StoreUnderTest:
         store = open_store(self.url)
         self.opened.append(store)
         return store
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The URL of a PostgreSQL schema of this test's own, dropped after it."""
-    base = postgres_base_url()
-    schema = f"dt_test_{os.getpid()}_{secrets.token_hex(4)}"
-    yield with_parameters(base, schema=schema, application_name=schema)
-    drop_schema(base, schema)
 
 
 @pytest.fixture(params=KINDS)

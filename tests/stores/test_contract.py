@@ -152,7 +152,7 @@ def fragment(
 ) -> dict[str, Any]:
     """The record a remote process stores: one decision, one problem, its tokens."""
     stamp = at.isoformat()
-    decision_id = f"dec_{service}_{fragment_id.rsplit(':', 1)[-1]}"
+    decision_id = f"dec_0@{fragment_id.split('/')[0]}"
     return {
         "id": run_id,
         "fragment_id": fragment_id,
@@ -221,18 +221,19 @@ def test_fragments_merge_into_one_run(store_under_test: StoreUnderTest) -> None:
     )
     # Began before the root's span: the merged run starts with it.
     early = fragment(
-        "run_f", "mcp:42:bb", "mcp", at=T0 - timedelta(seconds=1), tokens=5, node="m",
-        success=False,
+        "run_f", "mcp:42:1f2e3d4c/00f067aa0ba902b7", "mcp",
+        at=T0 - timedelta(seconds=1), tokens=5, node="m", success=False,
     )  # fmt: skip
     store.save_records([tool])
+    assert [s.decision_count for s in store.list_runs()] == [1]
     store.save_records([root, early])
 
     run = store.load_run("run_f")
     assert run is not None
     assert [d.id for d in run.decisions] == [
-        "dec_mcp_bb",
+        "dec_0@mcp:42:1f2e3d4c",
         *[root["decisions"][0]["id"]],
-        "dec_tools_aa",
+        "dec_0@tools:41:aa",
         root["decisions"][1]["id"],
     ]
     assert [d.model_dump().get("service") for d in run.decisions] == ["mcp", None, "tools", None]
@@ -283,7 +284,7 @@ def test_a_late_fragment_updates_the_run_and_a_resaved_one_replaces_itself(
     assert [s.run_id for s in store.list_runs(node_id="late-node")] == ["run_late"]
     reopened = store_under_test.open()
     run = reopened.load_run("run_late")
-    assert run is not None and [d.id for d in run.decisions][-1] == "dec_late_cc"
+    assert run is not None and [d.id for d in run.decisions][-1] == "dec_0@late:7:cc"
     assert len(run.decisions) == 3
     # And the root, saved again (e.g. by a resumed writer), keeps the fragment.
     store.save_records([root_record("run_late")])
@@ -394,6 +395,9 @@ def test_many_writer_processes_lose_and_duplicate_no_run(
     assert [d.id for d in shared.decisions] == [f"dec_w{w}" for w in range(PROCESSES)]
     assert sorted(shared.model_dump()["services"]) == [f"writer-{w}" for w in range(PROCESSES)]
     assert shared.metrics.total_tokens == PROCESSES
+    # The listing saw every writer's fragment too (they locked the run in turn).
+    (listed_shared,) = [s for s in store.list_runs() if s.run_id == "run_shared"]
+    assert listed_shared.decision_count == PROCESSES
 
 
 IN_FLIGHT = """
@@ -438,3 +442,21 @@ def test_the_journal_brings_back_the_run_of_a_killed_process(
     assert recovered.metrics.total_tokens == 40
     assert store.journal_take_orphans() == []  # cleared with the save
     processor.shutdown()
+
+
+def test_a_judgement_of_a_remote_decision_survives_a_late_fragment(store: RunStore) -> None:
+    from decisiontrace.evaluation.judgement import build, stored_form
+
+    remote = fragment("run_j", "a:1:aa", "a", at=T0 + timedelta(seconds=1), tokens=1, node="a")
+    store.save_records([root_record("run_j"), remote])
+    judgement = stored_form(build("judge", None, 0.9, "good", "fine", None))
+    assert store.update_evaluations(
+        "run_j", [("dec_0@a:1:aa", judgement), ("nope", judgement)]
+    ) == ["nope"]
+    store.save_records([fragment("run_j", "b:2:bb", "b", at=T0 + timedelta(seconds=2),
+                                 tokens=1, node="b")])  # fmt: skip
+    run = store.load_run("run_j")
+    assert run is not None and len(run.decisions) == 4
+    (judged,) = [d for d in run.decisions if d.id == "dec_0@a:1:aa"]
+    assert [j["evaluator"] for j in judged.model_dump()["evaluations"]] == ["judge"]
+    assert store.list_runs()[0].decision_count == 4

@@ -17,9 +17,9 @@ import pytest
 
 from decisiontrace.stores import StoreError, open_store
 from decisiontrace.stores.postgres import PostgreSQLStore, redact, split_url
+from tests.conftest import postgres_base_url, with_parameters
 
 from ._records import make_record
-from .conftest import postgres_base_url, with_parameters
 
 pytest.importorskip("psycopg")
 import psycopg

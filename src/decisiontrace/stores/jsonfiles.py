@@ -9,7 +9,8 @@
       indexes/by_status/{status}.json       run ids of each status
       indexes/by_node/{node_id}.json        run ids in which each node decided
       fragments/{run_id}/root.json          the parts of a run recorded by several
-      fragments/{run_id}/f.{fragment_id}.json   processes; runs/ holds them merged
+      fragments/{run_id}/f.{fragment_id}.json   processes (the id percent-encoded);
+                                            runs/ holds them merged
 
 Every file is replaced atomically (temporary file, fsync, rename), so a reader sees
 the old file or the new one, never half of one. Index updates are read-modify-write,
@@ -28,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from decisiontrace import _judgements, _records
 from decisiontrace.stores._filters import (
@@ -162,7 +164,7 @@ class JSONFilesStore(RunStore):
         ]
         keys += [("node id", _BY_NODE, node) for node in record_node_ids(record)]
         if is_fragment(record):
-            keys.append(("fragment id", _RUNS, fragment_key(record)))
+            keys.append(("fragment id", _RUNS, _part_name(fragment_key(record))))
         for label, folder, key in keys:
             reason = _unsafe_reason(key)
             if reason is None and self._path(folder, str(key)) is None:
@@ -221,9 +223,13 @@ class JSONFilesStore(RunStore):
                 copy = json.loads(text) if old is not None else None
                 if copy is not None and _judgements.carry_over(old, copy):
                     record = copy
-                record_text, summary_text = _texts(record)
-                _write_atomically(self._must_path(_RUNS, run_id), record_text)
-                _write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
+                    text = json.dumps(record, indent=2, ensure_ascii=False)
+                summary = _records.summary_from_record(record)
+                _write_atomically(self._must_path(_RUNS, run_id), text)
+                _write_atomically(
+                    self._must_path(_SUMMARIES, run_id),
+                    json.dumps(summary, indent=2, ensure_ascii=False),
+                )
             for (folder, key), (added, removed) in changes.items():
                 self._update_index(folder, key, added, removed)
             for folder in (_RUNS, _SUMMARIES, _BY_GOAL, _BY_STATUS, _BY_NODE):
@@ -263,8 +269,9 @@ class JSONFilesStore(RunStore):
     ) -> tuple[Record, str]:
         """Keep one part of a run with fragments; the merged record and its text.
 
-        The parts are ``fragments/{run_id}/root.json`` and ``f.{fragment_id}.json``; the
-        run's file in ``runs/`` holds the merged run, which the framework reads as is.
+        The parts are ``fragments/{run_id}/root.json`` and ``f.{fragment_id}.json`` (the
+        fragment id percent-encoded: it may hold ``/``); the run's file in ``runs/``
+        holds the merged run, which the framework reads as is.
         """
         folder = self._parts_folder(run_id)
         if not os.path.isdir(folder):
@@ -274,7 +281,7 @@ class JSONFilesStore(RunStore):
                     os.path.join(folder, _ROOT_PART),
                     json.dumps(old, indent=2, ensure_ascii=False),
                 )
-        name = f"{_FRAGMENT_PREFIX}{fragment_id}.json" if fragment_id else _ROOT_PART
+        name = f"{_part_name(fragment_id)}.json" if fragment_id else _ROOT_PART
         _write_atomically(os.path.join(folder, name), text)
         _fsync_directory(folder)
         parts = []
@@ -415,6 +422,11 @@ def _texts(record: Record) -> tuple[str, str]:
         json.dumps(record, indent=2, ensure_ascii=False),
         json.dumps(_records.summary_from_record(record), indent=2, ensure_ascii=False),
     )
+
+
+def _part_name(fragment_id: str) -> str:
+    """The file name (without ``.json``) of a fragment: its id percent-encoded."""
+    return _FRAGMENT_PREFIX + quote(fragment_id, safe="")
 
 
 def _plan_index_changes(
