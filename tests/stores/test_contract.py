@@ -256,6 +256,9 @@ def test_fragments_merge_into_one_run(store_under_test: StoreUnderTest) -> None:
     assert set(run.metrics.nodes_executed) == {"classifier", "responder", "t", "m"}
     assert run.model_dump()["services"] == ["mcp", "tools"]  # in time order
     assert "fragment_id" not in run.model_dump()
+    # The parts stay as they were saved.
+    assert store.load_fragments("run_f") == [early, tool]
+    assert store.load_fragments("run_unknown") == []
 
     # Counted once, with the merged numbers, and found by every part's filters.
     (summary,) = store.list_runs()

@@ -126,6 +126,10 @@ class Statements:
             f"SELECT record, record_format FROM {s}.run_fragments WHERE run_id = %s"
         )
         self.list_summaries = f"SELECT summary FROM {s}.runs"
+        self.fragments_in_order = (
+            f"SELECT record, record_format FROM {s}.run_fragments WHERE run_id = %s "
+            "ORDER BY fragment_id"
+        )
         self.lock_existing = f"SELECT 1 FROM {s}.runs WHERE run_id = %s FOR UPDATE"
         # One judgement per evaluator: the latest wins, an older one arriving late is not.
         self.upsert_evaluation = f"""

@@ -132,6 +132,19 @@ def load(
     return _fragments.merge(parts), fragments
 
 
+def fragments_of(connection: sqlite3.Connection, run_id: Any) -> list[Record]:
+    """The stored fragments of a run, unmerged, ordered by fragment id."""
+    return [
+        decode(data, version)
+        for data, version in connection.execute(
+            "SELECT record, schema_version FROM run_fragments WHERE run_id = ? "
+            "ORDER BY fragment_id",
+            (run_id,),
+        )
+        if data is not None
+    ]
+
+
 def split(rows: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[list[Any], list[Any]]:
     """``(fragment_id, runs row)`` pairs as root rows and fragment rows."""
     roots: list[tuple[Any, ...]] = []
@@ -144,4 +157,4 @@ def split(rows: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[list[Any], list[
     return roots, parts
 
 
-__all__ = ["TABLE", "UPSERT", "decode", "load", "save", "split"]
+__all__ = ["TABLE", "UPSERT", "decode", "fragments_of", "load", "save", "split"]

@@ -139,6 +139,15 @@ class RunStore(abc.ABC):
                 self.save_records([record])
             return unknown
 
+    def load_fragments(self, run_id: str) -> list[Record]:
+        """The fragments of a run as stored, unmerged: what each other process recorded
+        into it (see ``decisiontrace.stores._fragments``), ordered by fragment id.
+
+        ``load_record``/``load_run`` return the merged run; this is for looking at the
+        parts (a store that keeps no fragments returns ``[]``).
+        """
+        return []
+
     def save_run(self, run: Run) -> None:
         """Store one run (insert or replace)."""
         self.save_records([run.model_dump(mode="json")])

@@ -284,21 +284,36 @@ class JSONFilesStore(RunStore):
         name = f"{_part_name(fragment_id)}.json" if fragment_id else _ROOT_PART
         _write_atomically(os.path.join(folder, name), text)
         _fsync_directory(folder)
-        parts = []
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name == _ROOT_PART or (
-                    entry.name.startswith(_FRAGMENT_PREFIX) and entry.name.endswith(".json")
-                ):
-                    try:
-                        part = _read_json(entry.path)
-                    except StoreError as exc:
-                        logger.warning("skipping a part of run %r: %s", run_id, exc)
-                        continue
-                    if isinstance(part, dict):
-                        parts.append(part)
-        merged = merge(parts)
+        merged = merge(self._parts(run_id, root=True))
         return merged, json.dumps(merged, indent=2, ensure_ascii=False)
+
+    def _parts(self, run_id: str, *, root: bool) -> list[Record]:
+        """The stored parts of a run with fragments (the root's too if ``root``)."""
+        folder = self._parts_folder(run_id)
+        parts: list[Record] = []
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if not name.endswith(".json") or not (
+                name.startswith(_FRAGMENT_PREFIX) or (root and name == _ROOT_PART)
+            ):
+                continue
+            try:
+                part = _read_json(os.path.join(folder, name))
+            except StoreError as exc:
+                logger.warning("skipping a part of run %r: %s", run_id, exc)
+                continue
+            if isinstance(part, dict):
+                parts.append(part)
+        return parts
+
+    def load_fragments(self, run_id: str) -> list[Record]:
+        """The run's fragments as stored (see RunStore)."""
+        if _unsafe_reason(run_id) is not None:
+            return []
+        return sorted(self._parts(run_id, root=False), key=fragment_key)
 
     def load_record(self, run_id: str) -> Record | None:
         """The stored record of ``run_id``, or None.

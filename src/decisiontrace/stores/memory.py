@@ -89,6 +89,12 @@ class MemoryStore(RunStore):
             _judgements.apply(record, judgements)
         return record
 
+    def load_fragments(self, run_id: str) -> list[Record]:
+        """The run's fragments as stored, ordered by fragment id (see RunStore)."""
+        with self._lock:
+            parts = sorted((self._texts.get(run_id) or {}).items())
+        return [json.loads(text) for fragment_id, text in parts if fragment_id]
+
     def load_record(self, run_id: str) -> Record | None:
         """A fresh copy of the stored (merged) record, or None."""
         with self._lock:

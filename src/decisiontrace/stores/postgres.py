@@ -306,6 +306,14 @@ class PostgreSQLStore(RunStore):
             ) from exc
         return record
 
+    def load_fragments(self, run_id: str) -> list[Record]:
+        """The run's fragments as stored, ordered by fragment id (see RunStore)."""
+        key = _key(_rows.valid_text(run_id))
+        rows = self._read(
+            lambda connection: connection.execute(self.sql.fragments_in_order, (key,)).fetchall()
+        )
+        return [decode(bytes(data), version) for data, version in rows]
+
     def _read_record(self, cursor: psycopg.Cursor[Any], key: bytes) -> Record | None:
         cursor.execute(self.sql.load_root, (key,))
         row = cursor.fetchone()

@@ -351,6 +351,19 @@ class SQLiteStore(RunStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path}: {exc}") from exc
 
+    def load_fragments(self, run_id: str) -> list[Record]:
+        """The run's fragments as stored, ordered by fragment id (see RunStore).
+
+        Raises:
+            StoreError: the database cannot be read or a fragment is corrupt.
+        """
+        try:
+            return _fragment_rows.fragments_of(self._connection(), run_id)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
+        except (ValueError, TypeError, KeyError, zlib.error) as exc:
+            raise StoreError(f"a fragment of run {run_id!r} in {self.path} is corrupt") from exc
+
     def _read_record(self, connection: sqlite3.Connection, run_id: str) -> Record | None:
         """The (merged) record with its judgements, read through ``connection``."""
         row = connection.execute(
