@@ -207,3 +207,22 @@ def test_tracker_evaluate_refuses_an_open_run_and_waits_for_an_ended_one(
     assert judgement is not None
     run = pipeline.store.load_run(run_id)
     assert run is not None and dt.judgements_of(run.decisions[0])[0].score == 0.5
+
+
+def test_judgement_text_is_redacted_before_it_is_stored_or_sent(
+    pipeline: Pipeline, logs: tuple[LoggerProvider, InMemoryLogRecordExporter]
+) -> None:
+    provider, exporter = logs
+    _, run_id, decision_id = _record_run(pipeline)
+    pipeline.flush()
+    secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+    dt.evaluate(
+        run_id, decision_id, evaluator="judge", store=pipeline.store, logger_provider=provider,
+        explanation=f"it used the key {secret}",
+        evaluation={"outcome_quality": 0.5, "why_better": f"password={secret}"},
+    )  # fmt: skip
+    stored = pipeline.store.load_record(run_id)
+    sent = _events(exporter)
+    assert stored is not None and len(sent) == 1
+    assert secret not in repr(stored) and secret not in repr(sent)
+    assert "[REDACTED]" in stored["decisions"][0]["evaluations"][0]["explanation"]

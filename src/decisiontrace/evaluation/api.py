@@ -15,7 +15,6 @@ from typing import Any
 
 from opentelemetry import _logs, trace
 
-from decisiontrace import _redact
 from decisiontrace._jsonsafe import safe_repr
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.judgement import Judgement, build, stored_form
@@ -76,11 +75,6 @@ def load_when_stored(
         time.sleep(_POLL_SECONDS)
         record = store.load_record(run_id)
     return record
-
-
-def _redacted(text: Any) -> Any:
-    """Evaluator text may quote the agent's data: the same redaction rules apply."""
-    return _redact.redact_text(text) if isinstance(text, str) else text
 
 
 def record_judgement(
@@ -188,7 +182,7 @@ def record_evaluation(  # the checks and work of evaluate(), for it and the trac
             _warn(f"{name} must be a non-empty str, got {safe_repr(value)}")
             return None
     try:
-        judgement = build(evaluator, evaluation, score, _redacted(label), _redacted(explanation))
+        judgement = build(evaluator, evaluation, score, label, explanation)
     except ValueError as error:
         _warn(str(error))
         return None

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from decisiontrace import _redact
 from decisiontrace._judgements import EVALUATIONS_FIELD
 from decisiontrace.models import Decision, DecisionEvaluation
 
@@ -70,8 +71,17 @@ def build(
         judgement = Judgement.model_validate(fields)
     except ValidationError as error:
         raise ValueError(_describe(error)) from None
+    # Evaluators quote the agent's data (an LLM judge most of all): the same redaction
+    # rules as for recorded decisions apply before anything is stored or sent.
+    for name in ("label", "explanation"):
+        value = getattr(judgement, name)
+        if value is not None:
+            setattr(judgement, name, _redact.redact_text(value))
     full = judgement.evaluation
     if full is not None:
+        full.explanation = _redact.redact_text(full.explanation)
+        if full.why_better is not None:
+            full.why_better = _redact.redact_text(full.why_better)
         if judgement.score is None:
             judgement.score = full.outcome_quality
         if judgement.explanation is None and full.explanation:
