@@ -22,6 +22,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpSpanExporter,
 )
 from opentelemetry.metrics import _internal as metrics_internal
+from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -459,3 +460,37 @@ def test_a_metrics_endpoint_alone_exports_metrics_only(monkeypatch: pytest.Monke
     assert telemetry.span_processors == []
     assert isinstance(telemetry.meter_provider, MeterProvider)
     telemetry.shutdown(2_000)
+
+
+def test_evaluation_events_stay_local_without_an_exporter() -> None:
+    telemetry = configure(store="memory://")
+    assert telemetry.logger_provider is None
+    assert not isinstance(logs_internal.get_logger_provider(), SdkLoggerProvider)
+    telemetry.shutdown(2_000)
+
+
+def test_evaluation_events_go_where_the_spans_go_or_where_the_logs_variables_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    telemetry = configure(
+        store="memory://", endpoint=NOWHERE, protocol="http/protobuf", export_timeout=0.2
+    )
+    assert isinstance(telemetry.logger_provider, SdkLoggerProvider)
+    assert logs_internal.get_logger_provider() is telemetry.logger_provider
+    telemetry.shutdown(2_000)
+    reset_globals()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", NOWHERE)
+    logs_only = configure(store="memory://", export_timeout=0.2)
+    assert logs_only.span_processors == []
+    assert isinstance(logs_only.logger_provider, SdkLoggerProvider)
+    logs_only.shutdown(2_000)
+
+
+def test_an_installed_logger_provider_is_used_and_kept_running() -> None:
+    mine = SdkLoggerProvider()
+    logs_internal.set_logger_provider(mine)
+    telemetry = configure(store="memory://", exporter="none")
+    assert telemetry.logger_provider is mine
+    telemetry.shutdown(2_000)
+    assert logs_internal.get_logger_provider() is mine
+    mine.shutdown()

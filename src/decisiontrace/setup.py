@@ -416,13 +416,16 @@ def configure(
             processor.add_listener(RunMetrics(metrics_provider).record)
 
         log_source = logs_exporter or _otel_env.env("OTEL_LOGS_EXPORTER")
-        log_exporters = (
-            _otel_env.exporter_names(
+        if log_source is not None:
+            log_exporters = _otel_env.exporter_names(
                 log_source, "logs_exporter" if logs_exporter else "OTEL_LOGS_EXPORTER"
             )
-            if log_source
-            else list(span_exporters)
-        )
+        elif span_exporters:
+            log_exporters = list(span_exporters)
+        elif owns_tracer_provider and _otel_env.otlp_configured(endpoint, protocol, "logs"):
+            log_exporters = ["otlp"]
+        else:
+            log_exporters = []  # local first, as for spans and metrics
         events_provider, owns_logger_provider = _logger_provider(
             logger_provider, log_exporters, provider, endpoint, headers, export_timeout, protocol
         )

@@ -237,9 +237,7 @@ def provider_from_environment() -> _logs.LoggerProvider | None:
     named = _otel_env.env("OTEL_LOGS_EXPORTER")
     if named is not None:
         exporters = _otel_env.exporter_names(named, "OTEL_LOGS_EXPORTER")
-    elif _otel_env.env("OTEL_EXPORTER_OTLP_ENDPOINT") or _otel_env.env(
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
-    ):
+    elif _otel_env.otlp_configured(None, None, "logs"):
         exporters = ["otlp"]
     else:
         exporters = []
