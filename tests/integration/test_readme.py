@@ -43,6 +43,9 @@ def check_decorators(tmp_path: Path, stdout: str) -> None:
     assert run.status == RunStatus.COMPLETED
     assert run.goal_id == "support-goal"
     assert run.goal_description == "Answer a support ticket."
+    assert run.id.startswith("run_handle_")  # the stream is named after the function
+    assert run.input_data == {"ticket": "How do I reset my password?"}
+    assert run.output_data == {"result": "howto"}
     [decision] = run.decisions
     assert (decision.node_id, decision.chosen_option_id) == ("classifier", "howto")
     assert [o.id for o in decision.options] == ["howto", "bug", "billing"]

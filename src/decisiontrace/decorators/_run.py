@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 
 from decisiontrace import _context as ctx
 from decisiontrace import _remote
+from decisiontrace.decorators._call import CallRecorder
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F, doc_line, qualname, tracker_or_none
 from decisiontrace.tracker import DecisionTracker
@@ -33,10 +34,13 @@ _get_value = _remote.current_value
 
 _default_lock = threading.Lock()
 _default: DecisionTracker | None = None
+# The tracker set_default_tracker() installed: @agent records through it too.
+_chosen_default: DecisionTracker | None = None
 
 
 def default_tracker() -> DecisionTracker:
-    """The tracker that ``auto_run`` and ``@agent`` use when given none.
+    """The tracker that ``auto_run`` uses when given none (and ``@agent`` after
+    :func:`set_default_tracker`).
 
     Created on first use as ``DecisionTracker("default")`` on the global tracer provider
     (it follows the provider installed later, as OpenTelemetry's proxy tracer does).
@@ -54,14 +58,19 @@ def default_tracker() -> DecisionTracker:
 def set_default_tracker(tracker: DecisionTracker | None) -> None:
     """Replace the default tracker; ``None`` goes back to a lazily created one.
 
+    A tracker set here also records the runs of every ``@agent`` given no tracker
+    (without one, each ``@agent`` function records through a tracker of its own, whose
+    stream is named after the function).
+
     Raises:
         TypeError: ``tracker`` is not a :class:`DecisionTracker` or None.
     """
-    global _default
+    global _default, _chosen_default
     if tracker is not None and not isinstance(tracker, DecisionTracker):
         raise TypeError(f"tracker must be a DecisionTracker or None, got {type(tracker).__name__}")
     with _default_lock:
         _default = tracker
+        _chosen_default = tracker
 
 
 def run_in_context(tracker: DecisionTracker | None) -> LiveRun | None:
@@ -87,19 +96,29 @@ def run_in_context(tracker: DecisionTracker | None) -> LiveRun | None:
 # --- runs started by a decorator --------------------------------------------------------------
 
 
-def start_run(tracker: DecisionTracker, goal_id: str, description: str) -> LiveRun | None:
+def start_run(
+    tracker: DecisionTracker,
+    goal_id: str,
+    description: str,
+    input_data: dict[str, Any] | None = None,
+) -> LiveRun | None:
     """Start a run without making it current (generators make it current per resumption)."""
     try:
-        return tracker._start(None, goal_id, description, None)
+        return tracker._start(None, goal_id, description, input_data)
     except Exception:
         logger.exception("decisiontrace: could not start run for goal %r", goal_id)
         return None
 
 
-def end_run(tracker: DecisionTracker, live: LiveRun, exc: BaseException | None) -> None:
+def end_run(
+    tracker: DecisionTracker,
+    live: LiveRun,
+    exc: BaseException | None,
+    output_data: dict[str, Any] | None = None,
+) -> None:
     """End a run the way ``tracker.run`` ends one when its block exits."""
     try:
-        tracker._end_scope(live, exc)
+        tracker._end_scope(live, exc, output_data=output_data)
     except Exception:
         logger.exception("decisiontrace: could not end run %s", live.run_id)
 
@@ -107,11 +126,17 @@ def end_run(tracker: DecisionTracker, live: LiveRun, exc: BaseException | None) 
 class _RunSession(Session):
     """A run a decorator started for a generator: current while it runs, ended after."""
 
-    __slots__ = ("live", "tracker")
+    __slots__ = ("live", "output", "tracker")
 
-    def __init__(self, tracker: DecisionTracker, live: LiveRun) -> None:
+    def __init__(
+        self,
+        tracker: DecisionTracker,
+        live: LiveRun,
+        output: Callable[[Any, int], dict[str, Any] | None] | None = None,
+    ) -> None:
         self.tracker = tracker
         self.live = live
+        self.output = output
 
     def enter(self) -> Any:
         return _set_run(self.live), _attach(self.live.context)
@@ -121,13 +146,24 @@ class _RunSession(Session):
         _reset_run(tokens[0])
 
     def returned(self, value: Any, items: int) -> None:
-        end_run(self.tracker, self.live, None)
+        end_run(self.tracker, self.live, None, self._output(value, items))
 
     def closed(self, items: int) -> None:
-        end_run(self.tracker, self.live, None)
+        end_run(self.tracker, self.live, None, self._output(None, items))
 
     def failed(self, exc: BaseException) -> None:
         end_run(self.tracker, self.live, exc)
+
+    def _output(self, value: Any, items: int) -> dict[str, Any] | None:
+        if self.output is None:
+            return None
+        try:
+            return self.output(value, items)
+        except Exception:
+            logger.exception(
+                "decisiontrace: could not record the output of run %s", self.live.run_id
+            )
+            return None
 
 
 def generator_in_new_run(
@@ -136,9 +172,15 @@ def generator_in_new_run(
     description: str,
     kind: int,
     make: Callable[[], Any],
+    input_data: dict[str, Any] | None = None,
+    output: Callable[[Any, int], dict[str, Any] | None] | None = None,
 ) -> Any:
-    """Start a run and create the generator inside it (so decorators below see the run)."""
-    live = start_run(tracker, goal_id, description)
+    """Start a run and create the generator inside it (so decorators below see the run).
+
+    ``output`` makes the run's ``output_data`` from the generator's return value and
+    the number of items it gave.
+    """
+    live = start_run(tracker, goal_id, description, input_data)
     if live is None:
         return make()
     run_token = _set_run(live)
@@ -151,24 +193,64 @@ def generator_in_new_run(
     finally:
         _detach(otel_token)
         _reset_run(run_token)
-    return drive(kind, gen, _RunSession(tracker, live))
+    return drive(kind, gen, _RunSession(tracker, live, output))
 
 
 # --- @agent --------------------------------------------------------------------------------------
 
 
 class _AgentSpec:
-    """``@agent`` on one function: a run of its own unless one is current."""
+    """``@agent`` on one function: a run of its own unless one is current, recording the
+    call's arguments as ``input_data`` and its result as ``output_data``."""
 
-    __slots__ = ("goal_description", "goal_id", "kind", "tracker")
+    __slots__ = ("call", "goal_description", "goal_id", "kind", "own", "stream_id", "tracker")
 
     def __init__(
-        self, goal_id: str, goal_description: str, tracker: DecisionTracker | None, kind: int
+        self,
+        goal_id: str,
+        goal_description: str,
+        tracker: DecisionTracker | None,
+        kind: int,
+        stream_id: str,
+        call: CallRecorder,
     ) -> None:
         self.goal_id = goal_id
         self.goal_description = goal_description
         self.tracker = tracker
         self.kind = kind
+        self.stream_id = stream_id
+        self.call = call
+        self.own: DecisionTracker | None = None
+
+    def _tracker(self) -> DecisionTracker:
+        """The given tracker, else one set with set_default_tracker(), else this
+        function's own tracker (its stream named after the function)."""
+        tracker = self.tracker or _chosen_default or self.own
+        if tracker is None:
+            with _default_lock:
+                if self.own is None:
+                    self.own = DecisionTracker(self.stream_id)
+                tracker = self.own
+        return tracker
+
+    def _start_args(
+        self, instance: Any, args: tuple[Any, ...], kwargs: Any
+    ) -> tuple[str, dict[str, Any] | None]:
+        """(goal description, input_data) of a call; never raises."""
+        try:
+            call = self.call
+            arguments = call.arguments(instance, args, kwargs)
+            return call.description(arguments, self.goal_description), call.input_data(arguments)
+        except Exception:
+            logger.exception("decisiontrace: could not record the arguments of %s", self.goal_id)
+            return self.goal_description, None
+
+    def _output(self, result: Any) -> dict[str, Any] | None:
+        try:
+            return self.call.output_data(result)
+        except Exception:
+            logger.exception("decisiontrace: could not record the result of %s", self.goal_id)
+            return None
 
     def call_sync(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
@@ -176,8 +258,11 @@ class _AgentSpec:
         live = _get_run()
         if live is not None and live.end_ns is None:
             return wrapped(*args, **kwargs)
-        with (self.tracker or default_tracker()).run(self.goal_id, self.goal_description):
-            return wrapped(*args, **kwargs)
+        description, input_data = self._start_args(instance, args, kwargs)
+        with self._tracker().run(self.goal_id, description, input_data) as scope:
+            result = wrapped(*args, **kwargs)
+            scope.output_data = self._output(result)
+            return result
 
     def call_coroutine(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
@@ -185,13 +270,16 @@ class _AgentSpec:
         live = _get_run()
         if live is not None and live.end_ns is None:
             return wrapped(*args, **kwargs)
-        return self._coroutine(wrapped, args, kwargs)
+        return self._coroutine(wrapped, instance, args, kwargs)
 
     async def _coroutine(
-        self, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+        self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
     ) -> Any:
-        async with (self.tracker or default_tracker()).run(self.goal_id, self.goal_description):
-            return await wrapped(*args, **kwargs)
+        description, input_data = self._start_args(instance, args, kwargs)
+        async with self._tracker().run(self.goal_id, description, input_data) as scope:
+            result = await wrapped(*args, **kwargs)
+            scope.output_data = self._output(result)
+            return result
 
     def call_generator(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: Any
@@ -199,33 +287,75 @@ class _AgentSpec:
         live = _get_run()
         if live is not None and live.end_ns is None:
             return wrapped(*args, **kwargs)
+        description, input_data = self._start_args(instance, args, kwargs)
         return generator_in_new_run(
-            self.tracker or default_tracker(),
+            self._tracker(),
             self.goal_id,
-            self.goal_description,
+            description,
             self.kind,
             lambda: wrapped(*args, **kwargs),
+            input_data,
+            self.call.generator_output,
         )
 
 
 class _AgentDecorator(Decorator):
-    __slots__ = ("goal_description", "goal_id", "tracker")
+    __slots__ = (
+        "description_from", "exclude", "goal_description", "goal_id", "record_input",
+        "record_output", "stream_id", "tracker",
+    )  # fmt: skip
     name = "agent"
 
-    def __init__(self, goal_id: Any, goal_description: Any, tracker: Any) -> None:
-        for name, value in (("goal_id", goal_id), ("goal_description", goal_description)):
+    def __init__(
+        self,
+        goal_id: Any,
+        goal_description: Any,
+        tracker: Any,
+        stream_id: Any,
+        exclude: Any,
+        record_input: Any,
+        record_output: Any,
+        description_from: Any,
+    ) -> None:
+        for name, value in (
+            ("goal_id", goal_id),
+            ("goal_description", goal_description),
+            ("stream_id", stream_id),
+            ("goal_description_from", description_from),
+        ):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        if stream_id == "":
+            raise ValueError("stream_id must not be empty")
+        for name, value in (("record_input", record_input), ("record_output", record_output)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+        if isinstance(exclude, str) or not all(isinstance(n, str) for n in exclude):
+            raise TypeError("exclude must be a collection of argument names (str)")
         self.goal_id: str | None = goal_id
         self.goal_description: str | None = goal_description
         self.tracker = tracker_or_none(tracker)
+        self.stream_id: str | None = stream_id
+        self.exclude = tuple(exclude)
+        self.record_input = record_input
+        self.record_output = record_output
+        self.description_from: str | None = description_from
 
     def _spec(self, func: Any, kind: int) -> _AgentSpec:
+        name = getattr(func, "__name__", None)
         return _AgentSpec(
             self.goal_id or qualname(func),
             self.goal_description if self.goal_description is not None else doc_line(func),
             self.tracker,
             kind,
+            self.stream_id or (name if isinstance(name, str) and name else qualname(func)),
+            CallRecorder(
+                func,
+                exclude=self.exclude,
+                record_input=self.record_input,
+                record_output=self.record_output,
+                description_from=self.description_from,
+            ),
         )
 
 
@@ -233,7 +363,12 @@ def agent(
     goal_id: str | None = None,
     *,
     goal_description: str | None = None,
+    goal_description_from: str | None = None,
     tracker: DecisionTracker | None = None,
+    stream_id: str | None = None,
+    exclude: Collection[str] = (),
+    record_input: bool = True,
+    record_output: bool = True,
 ) -> Callable[[F], F]:
     """Make a function an agent's entry point: each call outside a run is a run of its own.
 
@@ -243,13 +378,43 @@ def agent(
     run, the function just runs as part of it. A generator's run starts when the
     generator is created, so that decorators below it see the run.
 
+    The call is recorded: its bound arguments (by parameter name, ``self``/``cls``
+    left out) become the run's ``input_data``, and its return value the run's
+    ``output_data`` (a returned dict as is, anything else under ``"result"``; for a
+    generator, ``"items"``, the number of items it gave, and what it returned). Values
+    are redacted like every recorded value, each cut to 16 KiB of JSON, and never
+    consumed: an iterator, stream, generator, file or other object recording must not
+    read is recorded as a description of its type, and reaches the caller untouched.
+
     Args:
         goal_id: the run's goal; defaults to the function's qualified name.
-        goal_description: defaults to the first line of the docstring.
-        tracker: records the run; defaults to :func:`default_tracker` at call time.
+        goal_description: defaults to the value of the ``goal_description_from``
+            argument, else the first line of the docstring.
+        goal_description_from: name of an argument whose (str) value is the goal
+            description of each call.
+        tracker: records the run; defaults to the tracker set with
+            :func:`set_default_tracker`, else a tracker of this function's own.
+        stream_id: the stream of that own tracker (run ids are
+            ``run_{stream_id}_...``); defaults to the function's name.
+        exclude: argument names never recorded (secrets, clients, large handles).
+        record_input: record the arguments at all.
+        record_output: record the return value at all.
 
     Raises:
         TypeError: an argument has the wrong type, or the decorated object is not
             callable.
+        ValueError: ``stream_id`` is empty.
     """
-    return cast(Callable[[F], F], _AgentDecorator(goal_id, goal_description, tracker))
+    return cast(
+        Callable[[F], F],
+        _AgentDecorator(
+            goal_id,
+            goal_description,
+            tracker,
+            stream_id,
+            exclude,
+            record_input,
+            record_output,
+            goal_description_from,
+        ),
+    )
