@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from decisiontrace._jsonsafe import dumps
+from decisiontrace._jsonsafe import TRUNCATED_KEY, dumps
 
 #: Longest JSON text kept for one argument or return value (a larger one is replaced by
 #: a truncation marker with a preview); the run's whole input stays within the 64 KiB
@@ -105,11 +105,10 @@ class CallRecorder:
         """The run's ``output_data``: a returned dict as is, anything else as ``result``."""
         if not self.record_output:
             return None
-        if type(result) is dict:
-            recorded = recordable(result)  # a dict again (sanitized, or a truncation marker)
-            if isinstance(recorded, dict):
-                return recorded
-        return {"result": recordable(result)}
+        recorded = recordable(result)
+        if type(result) is dict and isinstance(recorded, dict) and TRUNCATED_KEY not in recorded:
+            return recorded
+        return {"result": recorded}
 
     def generator_output(self, returned: Any, items: int) -> dict[str, Any] | None:
         """A generator's ``output_data``: how many items it gave (never the items), and
