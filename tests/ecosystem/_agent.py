@@ -10,6 +10,7 @@ each combination runs in its own process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -131,6 +132,26 @@ def openai_calls(agent: Agent, base_url: str) -> dict[str, Any]:
             stream_options={"include_usage": True},
         )
 
+    async_client = openai.AsyncOpenAI(base_url=base_url, api_key="test", max_retries=0)
+
+    @dt.decision("answer in an async stream", tracker=agent.tracker)
+    async def async_stream_answer() -> Any:
+        return await async_client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+
+    async def read_async_stream() -> list[str]:
+        with agent.tracker.run("async stream"):
+            stream = await async_stream_answer()
+        return [
+            c.choices[0].delta.content
+            async for c in stream
+            if c.choices and c.choices[0].delta.content
+        ]
+
     with agent.tracker.run("route") as routed:
         routed_to = route()
     with agent.tracker.run("stream") as streamed:
@@ -140,7 +161,9 @@ def openai_calls(agent: Agent, base_url: str) -> dict[str, Any]:
     pieces = [
         c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
     ]
+    async_pieces = asyncio.run(read_async_stream())
     return {
+        "async_pieces": async_pieces,
         "routed_to": routed_to,
         "route": agent.report(routed.run_id),
         "stream_type": f"{type(stream).__module__}.{type(stream).__qualname__}",
@@ -172,7 +195,7 @@ class _State(TypedDict):
     summary: str
 
 
-def langgraph_nodes(agent: Agent, base_url: str) -> dict[str, Any]:
+def _graph(agent: Agent, base_url: str) -> Any:
     """A LangGraph graph: one node makes a decision that calls the LLM, the next node
     calls the LLM outside any decision (its tokens count for the run only)."""
     from langchain_openai import ChatOpenAI
@@ -196,7 +219,12 @@ def langgraph_nodes(agent: Agent, base_url: str) -> dict[str, Any]:
     builder.add_edge(START, "answer")
     builder.add_edge("answer", "summarize")
     builder.add_edge("summarize", END)
-    graph = builder.compile()
+    return builder.compile()
+
+
+def langgraph_nodes(agent: Agent, base_url: str) -> dict[str, Any]:
+    """The graph invoked inside ``tracker.run``."""
+    graph = _graph(agent, base_url)
     with agent.tracker.run("graph") as run:
         state = graph.invoke(
             {"question": "Where does this ticket go?", "answer": "", "summary": ""}
@@ -204,7 +232,20 @@ def langgraph_nodes(agent: Agent, base_url: str) -> dict[str, Any]:
     return {"answer": state["answer"], "graph": agent.report(run.run_id)}
 
 
+def langgraph_instrumented(agent: Agent, base_url: str) -> dict[str, Any]:
+    """The graph made a run by decisiontrace's LangGraph integration, with no wrapper."""
+    from decisiontrace.integrations import langgraph as dt_langgraph
+
+    graph = _graph(agent, base_url)
+    dt_langgraph.instrument(graph, tracker=agent.tracker)
+    state = graph.invoke({"question": "Where does this ticket go?", "answer": "", "summary": ""})
+    assert agent.processor.force_flush(10_000)
+    [summary] = agent.store.list_runs()
+    return {"answer": state["answer"], "graph": agent.report(summary.run_id)}
+
+
 SCENARIOS: dict[str, Callable[[Agent, str], dict[str, Any]]] = {
+    "langgraph_instrumented": langgraph_instrumented,
     "openai_calls": openai_calls,
     "langchain_call": langchain_call,
     "langgraph_nodes": langgraph_nodes,

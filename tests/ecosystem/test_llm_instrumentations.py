@@ -64,6 +64,7 @@ def test_a_decision_returning_an_openai_stream_hands_the_caller_every_chunk(
     names = () if instrumentation is None else (instrumentation,)
     got = result(openai_server, "openai_calls", *names)
     assert got["pieces"] == STREAM_PIECES
+    assert got["async_pieces"] == STREAM_PIECES
     if instrumentation is None:
         assert got["stream_type"] == "openai.Stream"
 
@@ -124,6 +125,21 @@ def test_langchain_calls_in_langgraph_nodes_count_for_the_decision_or_the_run(
     # LangChain's node span, beside the decision span); the summarize node's call is
     # made outside any decision and counts for the run only.
     graph = result(openai_server, "langgraph_nodes", *instrumentations)["graph"]
+    assert graph["decisions"] == [CHAT]
+    assert graph["total"] == 2 * CHAT
+    assert_exported_equals_stored(graph)
+
+
+@pytest.mark.parametrize(
+    "instrumentations",
+    [("openinference-langchain", "openinference-openai"), ("openllmetry-langchain",)],
+    ids=["openinference-over-openai", "openllmetry"],
+)
+def test_a_graph_made_a_run_by_the_langgraph_integration_counts_the_same(
+    openai_server: FakeOpenAI, instrumentations: tuple[str, ...]
+) -> None:
+    needs("decisiontrace.integrations.langgraph")
+    graph = result(openai_server, "langgraph_instrumented", *instrumentations)["graph"]
     assert graph["decisions"] == [CHAT]
     assert graph["total"] == 2 * CHAT
     assert_exported_equals_stored(graph)
