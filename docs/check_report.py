@@ -22,6 +22,8 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 )  # fmt: skip
+#: The trace link template the pictures are made with (Jaeger in collector-config/).
+JAEGER_LINK = "http://localhost:16686/trace/{trace_id}"
 #: (file name, window width, window height) of each screenshot.
 SHOTS = (("report.png", 1400, 1800), ("report-800.png", 800, 1800))
 
@@ -62,7 +64,8 @@ def build_report(folder: Path, *, tickets: int = 60, seed: int = 7) -> Path:
         ["--store", url, "demo", "--tickets", str(tickets), "--seed", str(seed)],
         ["--store", url, "report", "--html", str(html), "--title", "decisiontrace demo report"],
     ):
-        result = runner.invoke(main, args)
+        # Links to Jaeger, as a reader with the compose stack would set them up.
+        result = runner.invoke(main, args, env={"DECISIONTRACE_TRACE_URL": JAEGER_LINK})
         if result.exit_code != 0:
             raise RuntimeError(f"decisiontrace {' '.join(args)} failed: {result.output}")
     return html

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from decisiontrace.cli.app import main
-from decisiontrace.cli.report import render_report, trace_url_from_env
+from decisiontrace.cli.report import render_report
 from decisiontrace.cli.report._payload import embed_json
 from decisiontrace.cli.stats import compute_stats
 from decisiontrace.evaluation.judgement import build, stored_form
@@ -265,28 +265,49 @@ def test_embed_json_round_trips_every_string() -> None:
         assert json.loads(text) == {"v": value}
 
 
-def test_a_run_with_a_trace_id_links_to_its_trace(monkeypatch: pytest.MonkeyPatch) -> None:
-    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+def test_a_run_with_a_trace_id_links_to_its_trace() -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     run = hostile_run(trace_id)
-    monkeypatch.setenv("DECISIONTRACE_TRACE_URL", "http://localhost:16686/trace/{trace_id}")
-    html = render_report([run], compute_stats([run]), store_url="x", generated_at=NOW,
-                         trace_url=trace_url_from_env())  # fmt: skip
-    entry = page_data(html)[0]
+    decision_extra = run.decisions[0].__pydantic_extra__
+    assert decision_extra is not None
+    decision_extra["span_id"] = span_id
+
+    def entry_for(template: str | None) -> dict[str, Any]:
+        html = render_report([run], compute_stats([run]), store_url="x", generated_at=NOW,
+                             trace_url_template=template)  # fmt: skip
+        return page_data(html)[0]
+
+    entry = entry_for("http://localhost:16686/trace/{trace_id}")
     assert entry["trace"] == trace_id
     assert entry["url"] == f"http://localhost:16686/trace/{trace_id}"
+    assert entry["d"][0]["span"] == span_id and "url" not in entry["d"][0]
+    entry = entry_for("https://grafana/explore?trace={trace_id}&span={span_id}")
+    assert entry["d"][0]["url"] == f"https://grafana/explore?trace={trace_id}&span={span_id}"
     # A template of another scheme is shown as the id only, never followed.
-    monkeypatch.setenv("DECISIONTRACE_TRACE_URL", "javascript:alert('{trace_id}')")
-    html = render_report([run], compute_stats([run]), store_url="x", generated_at=NOW,
-                         trace_url=trace_url_from_env())  # fmt: skip
-    entry = page_data(html)[0]
-    assert entry["trace"] == trace_id and "url" not in entry
-    monkeypatch.delenv("DECISIONTRACE_TRACE_URL")
-    assert trace_url_from_env() is None
+    entry = entry_for("javascript:alert('{trace_id}{span_id}')")
+    assert entry["trace"] == trace_id and "url" not in entry and "url" not in entry["d"][0]
+    assert "url" not in entry_for(None)
     # A malformed trace id is not shown at all.
     bad = hostile_run("not-a-trace-id")
-    html = render_report([bad], compute_stats([bad]), store_url="x",
-                         generated_at=datetime(2026, 5, 10))  # fmt: skip
+    html = render_report([bad], compute_stats([bad]), store_url="x", generated_at=NOW,
+                         trace_url_template="http://x/{trace_id}")  # fmt: skip
     assert "trace" not in page_data(html)[0]
+
+
+def test_the_report_command_reads_the_link_template(
+    tmp_path: Path, demo: DemoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = tmp_path / "report.html"
+    monkeypatch.setenv("DECISIONTRACE_TRACE_URL", "http://localhost:16686/trace/{trace_id}")
+    result = CliRunner().invoke(main, ["--store", demo.url, "report", "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    data = page_data(page.read_text(encoding="utf-8"))
+    with_ids = [(run, entry) for run, entry in zip(demo.runs, data, strict=True)
+                if (run.model_extra or {}).get("trace_id")]  # fmt: skip
+    assert with_ids, "the demo's records keep their trace ids"
+    for run, entry in with_ids:
+        trace_id = (run.model_extra or {})["trace_id"]
+        assert entry["url"] == f"http://localhost:16686/trace/{trace_id}"
 
 
 def test_the_original_single_evaluation_shows_when_no_evaluator_judged() -> None:

@@ -188,7 +188,7 @@ def test_hostile_agent_text_never_runs_in_chromium(
     page.write_text(
         render_report(
             runs, compute_stats(runs), store_url=payloads(recorder)[0], generated_at=datetime.now(),
-            trace_url=lambda run: f"javascript:{payloads(recorder)[0]}",
+            trace_url_template=f"javascript:{payloads(recorder)[0]}{{trace_id}}",
         ),
         encoding="utf-8",
     )  # fmt: skip
@@ -249,6 +249,7 @@ HARNESS = """<script>
   r.chosen = document.querySelectorAll(".option.chosen").length;
   r.reasons = Array.prototype.map.call(document.querySelectorAll(".why"),
     function (p) { return p.textContent; });
+  r.links = document.querySelectorAll('.runbody a[href^="http://127.0.0.1:9/trace/"]').length;
   r.scrollWidth = document.documentElement.scrollWidth;
   r.innerWidth = window.innerWidth;
   choose("f-status", "failed"); r.failed = shown(); choose("f-status", "");
@@ -285,8 +286,9 @@ def test_the_demo_report_works_and_fits_in_chromium(
 ) -> None:
     runs = demo.runs
     demo_html = render_report(
-        runs, compute_stats(runs), store_url=demo.url, generated_at=datetime.now()
-    )
+        runs, compute_stats(runs), store_url=demo.url, generated_at=datetime.now(),
+        trace_url_template="http://127.0.0.1:9/trace/{trace_id}",
+    )  # fmt: skip
     query = runs[3].decisions[0].reasoning
     result = drive(chromium, demo_html, tmp_path, width, query)
     decisions = [d for run in runs for d in run.decisions]
@@ -296,6 +298,8 @@ def test_the_demo_report_works_and_fits_in_chromium(
         1 for d in decisions if any(o.id == d.chosen_option_id for o in d.options)
     )
     assert result["reasons"] == [f"why{d.reasoning}" for d in decisions if d.reasoning]
+    assert result["links"] == sum(1 for run in runs if (run.model_extra or {}).get("trace_id"))
+    assert result["links"] > 0
     # Readable at this width: nothing wider than the window.
     assert result["scrollWidth"] <= result["innerWidth"], result
     ids = [f"run-{i}" for i in range(len(runs))]

@@ -27,11 +27,12 @@ from decisiontrace._version import __version__
 from decisiontrace.cli import render
 from decisiontrace.cli._errors import App, CommandError, fail, one_line
 from decisiontrace.cli._json import listing, run_json
+from decisiontrace.cli._links import TRACE_URL_ENV_VAR
 from decisiontrace.cli._options import filters, json_option, store_option
 from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_reading, store_url
 from decisiontrace.cli.diff import diff_runs
 from decisiontrace.cli.evaluate import evaluate as evaluate_command
-from decisiontrace.cli.report import render_report, trace_url_from_env
+from decisiontrace.cli.report import render_report
 from decisiontrace.cli.serve import serve
 from decisiontrace.cli.stats import compute_stats
 from decisiontrace.models import RunStatus
@@ -323,7 +324,8 @@ def report(
     """One self-contained HTML page: every run's decisions, searchable, and stats with charts.
 
     Runs with a trace id link to their trace when DECISIONTRACE_TRACE_URL is a URL
-    template with {trace_id} (for Jaeger: http://localhost:16686/trace/{trace_id}).
+    template with {trace_id} (for Jaeger: http://localhost:16686/trace/{trace_id});
+    with {span_id} each decision links to its span too.
     """
     with open_for_reading(ctx) as store:
         selected = list(load_runs(store, goal, since, limit))
@@ -334,7 +336,7 @@ def report(
         store_url=url,
         generated_at=datetime.now().astimezone(),
         title=title,
-        trace_url=trace_url_from_env(),
+        trace_url_template=os.environ.get(TRACE_URL_ENV_VAR, "").strip() or None,
     )
     with open(html_path, "w", encoding="utf-8") as stream:
         stream.write(page)

@@ -178,8 +178,18 @@ SCRIPT = r"""
       : (out.ok ? "✓ succeeded" : "✗ failed")];
     if (d.svc) { facts.push("in " + d.svc); }
     if (out) { facts.push(ms(out.ms), num(out.tok) + " tokens"); }
-    if (d.span) { facts.push("span " + d.span); }
-    add(box, el("div", "dfacts", facts.join(" · ")));
+    var line = add(box, el("div", "dfacts", facts.join(" · ")));
+    if (d.span) {
+      line.appendChild(document.createTextNode(" · span "));
+      if (d.url && /^https?:\/\//i.test(d.url)) {
+        var link = add(line, el("a", "", d.span));
+        link.href = d.url;
+        link.rel = "noopener noreferrer";
+        link.target = "_blank";
+      } else {
+        line.appendChild(document.createTextNode(d.span));
+      }
+    }
     if (typeof d.at === "number" && typeof runEnd === "number" && runEnd > 0) {
       var track = add(box, el("div", "track"));
       var span = add(track, el("span"));

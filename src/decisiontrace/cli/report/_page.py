@@ -8,7 +8,7 @@ enough to open at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,8 @@ _SORTS = (
 
 
 def _time(moment: datetime) -> str:
+    # Records keep local time; shown with its offset, as the other commands show it.
+    moment = moment if moment.tzinfo is not None else moment.astimezone()
     text = moment.strftime("%Y-%m-%d %H:%M:%S")
     offset = moment.strftime("%z")
     return f"{text} {offset[:3]}:{offset[3:]}" if offset else text
@@ -115,7 +117,7 @@ def render_report(
     store_url: str,
     generated_at: datetime,
     title: str = "decisiontrace report",
-    trace_url: Callable[[Run], str | None] | None = None,
+    trace_url_template: str | None = None,
 ) -> str:
     """The HTML page for ``runs`` (newest first) and their ``stats`` (from compute_stats).
 
@@ -125,14 +127,16 @@ def render_report(
         store_url: Shown in the header.
         generated_at: Shown in the header.
         title: The page title.
-        trace_url: Turns a run with a ``trace_id`` into a link to its trace (Jaeger,
-            Grafana); only http(s) links are shown.
+        trace_url_template: ``DECISIONTRACE_TRACE_URL``'s form (``{trace_id}``,
+            ``{span_id}``, ``{run_id}``): runs, and decisions when it has
+            ``{span_id}``, link to their trace; only http(s) links are shown.
     """
     chips = "".join(
         f'<span class="status-{_e(status)}">{_e(status)}: {count}</span>'
         for status, count in stats["runs_by_status"].items()
     )
     items = "".join(_run_item(index, run) for index, run in enumerate(runs))
+    data = embed_json(all_payloads(runs, trace_url_template))
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -147,7 +151,7 @@ def render_report(
         "</p></noscript>"
         f'<div id="run-list">{items}</div></section>'
         f"{stats_section(stats)}"
-        f'<script type="application/json" id="dt-data">{embed_json(all_payloads(runs, trace_url))}'
-        f"</script><script>{SCRIPT}</script>"
+        f'<script type="application/json" id="dt-data">{data}</script>'
+        f"<script>{SCRIPT}</script>"
         "</body></html>\n"
     )

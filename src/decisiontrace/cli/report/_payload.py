@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from decisiontrace._jsonsafe import dumps
+from decisiontrace.cli._links import run_trace_id, trace_url
 from decisiontrace.models import Decision, Option, Run
 
-__all__ = ["all_payloads", "embed_json", "run_payload", "trace_id_of"]
+__all__ = ["all_payloads", "embed_json", "run_payload"]
 
 #: Longest JSON text shown for one input, output, result or input context.
 MAX_VALUE_CHARS = 2000
@@ -76,12 +77,9 @@ def _offset_ms(start: datetime, moment: datetime | None) -> float | None:
         return None
 
 
-def trace_id_of(run: Run) -> str | None:
-    """The run span's trace id (32 hex digits) when the record carries one."""
-    value = (run.model_extra or {}).get("trace_id")
-    if isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value):
-        return value
-    return None
+def _web_link(url: str | None) -> str | None:
+    """Only web links are followed: a template of another scheme (javascript:) is not."""
+    return url if url and url.startswith(("https://", "http://")) else None
 
 
 def _option(option: Option) -> list[Any]:
@@ -128,7 +126,9 @@ def _evaluations(decision: Decision) -> list[list[Any]]:
     return rows
 
 
-def _decision(decision: Decision, start: datetime) -> dict[str, Any]:
+def _decision(
+    decision: Decision, run: Run, start: datetime, template: str | None
+) -> dict[str, Any]:
     outcome = decision.outcome
     at = _offset_ms(start, decision.timestamp)
     ended = _offset_ms(start, outcome.timestamp) if outcome is not None else None
@@ -159,6 +159,11 @@ def _decision(decision: Decision, start: datetime) -> dict[str, Any]:
     span_id = extra.get("span_id")
     if isinstance(span_id, str):
         payload["span"] = span_id
+        # A link of its own only when the template can point at the decision's span.
+        if template and "{span_id}" in template:
+            link = _web_link(trace_url(run, decision, template=template))
+            if link:
+                payload["url"] = link
     service = extra.get("service")  # set when another process than the run's made it
     if isinstance(service, str) and service:
         payload["svc"] = service
@@ -167,8 +172,11 @@ def _decision(decision: Decision, start: datetime) -> dict[str, Any]:
     return payload
 
 
-def run_payload(run: Run, trace_url: Callable[[Run], str | None] | None) -> dict[str, Any]:
-    """Everything the script shows when ``run`` is opened."""
+def run_payload(run: Run, template: str | None) -> dict[str, Any]:
+    """Everything the script shows when ``run`` is opened.
+
+    ``template`` is a trace link template (``DECISIONTRACE_TRACE_URL``'s form), or None.
+    """
     start = run.started_at
     payload: dict[str, Any] = {
         "goal": _text(run.goal_description),
@@ -176,7 +184,7 @@ def run_payload(run: Run, trace_url: Callable[[Run], str | None] | None) -> dict
         "in": _json_text(run.input_data),
         "out": _json_text(run.output_data),
         "end": _offset_ms(start, run.completed_at),
-        "d": [_decision(decision, start) for decision in run.decisions],
+        "d": [_decision(decision, run, start, template) for decision in run.decisions],
         "p": [
             [
                 _text(problem.severity),
@@ -194,18 +202,15 @@ def run_payload(run: Run, trace_url: Callable[[Run], str | None] | None) -> dict
     for field, key in (("thread_id", "thread"), ("resumed_from", "resumed")):
         if isinstance(extra.get(field), str) and extra[field]:
             payload[key] = extra[field]
-    trace_id = trace_id_of(run)
+    trace_id = run_trace_id(run)
     if trace_id is not None:
         payload["trace"] = trace_id
-        url = trace_url(run) if trace_url is not None else None
-        # Only web links: a template of another scheme (javascript:) is not followed.
-        if url and url.startswith(("https://", "http://")):
-            payload["url"] = url
+        link = _web_link(trace_url(run, template=template)) if template else None
+        if link:
+            payload["url"] = link
     return payload
 
 
-def all_payloads(
-    runs: Sequence[Run], trace_url: Callable[[Run], str | None] | None
-) -> list[dict[str, Any]]:
+def all_payloads(runs: Sequence[Run], template: str | None) -> list[dict[str, Any]]:
     """One payload per run, in the order of ``runs``."""
-    return [run_payload(run, trace_url) for run in runs]
+    return [run_payload(run, template) for run in runs]
