@@ -439,3 +439,27 @@ def test_a_run_handed_to_a_loop_that_stops_before_the_task_runs_is_still_saved()
 
     assert tracker.flush(10.0)
     assert storage.runs == run_ids  # the original loses it
+
+
+def test_construction_never_touches_storage_and_a_hostile_one_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    touched: list[str] = []
+
+    class Hostile:
+        def __getattr__(self, name: str) -> Any:
+            touched.append(name)
+            raise RuntimeError(f"no {name} here")
+
+    with caplog.at_level(logging.WARNING, logger="decisiontrace"):
+        tracker = StreamDecisionTracker("hostile", Hostile())
+        adapter = StreamRuntimeAdapter(tracker, "e")
+        assert touched == []
+        adapter.start_run("goal")
+        adapter.quick_decision("do", "it", "because")
+        adapter.end_run(True)
+        tracker.start_run("f", "goal")
+        tracker.end_run("f", True)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "no save_run here" in errors[0]
