@@ -36,6 +36,7 @@ EXPECTED_COLLECTOR_CONFIGS = frozenset(
         "otel-collector-tail-sampling.yaml",
         "otel-collector-loadbalancer.yaml",
         "otel-collector-sampler.yaml",
+        "otel-collector-ingest.yaml",
     }
 )
 COLLECTOR_CONFIGS = sorted(CONFIG_DIR.glob("otel-collector-*.yaml"))
