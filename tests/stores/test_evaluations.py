@@ -1,36 +1,17 @@
-"""Judgements round-trip through every store, survive the run being saved again, and
-never wipe or duplicate one another."""
+"""Judgements round-trip through every store (memory, SQLite, JSON files, PostgreSQL: the
+``store`` fixture of conftest.py), survive the run being saved again, and never wipe or
+duplicate one another."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 
 from decisiontrace import Run
 from decisiontrace.evaluation.judgement import build, judgements_of, stored_form
-from decisiontrace.stores import JSONFilesStore, MemoryStore, RunStore, SQLiteStore, open_store
+from decisiontrace.stores import RunStore
 from tests.stores._records import make_record
-
-
-@pytest.fixture(params=["memory", "jsonfiles", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
-    kind = request.param
-    if kind == "memory":
-        yield MemoryStore()
-    elif kind == "jsonfiles":
-        yield JSONFilesStore(tmp_path / "runs")
-    elif kind == "sqlite":
-        with SQLiteStore(tmp_path / "runs.db") as sqlite_store:
-            yield sqlite_store
-    else:
-        # A PostgreSQL schema of this test's own (see conftest.postgres_url).
-        with open_store(request.getfixturevalue("postgres_url")) as pg_store:
-            yield pg_store
 
 
 def _judgement(evaluator: str, **fields: Any) -> dict[str, Any]:
@@ -47,8 +28,7 @@ def _judgement(evaluator: str, **fields: Any) -> dict[str, Any]:
 
 
 def _run_id(store: RunStore, name: str) -> str:
-    # PostgreSQL is shared between test runs: ids must not collide.
-    return f"run_eval_{name}_{id(store)}_{os.getpid()}"
+    return f"run_eval_{name}"
 
 
 def test_judgements_round_trip_and_full_evaluation_becomes_the_decision_evaluation(
