@@ -248,3 +248,22 @@ def test_concurrent_calls_of_one_decision_all_count(setup: Setup) -> None:
         setup.tracker.record_outcome(decision_id=decision_id, success=True)
     assert tokens_of(setup.stored(run.run_id)) == [66]
     assert setup.rebuilt()["metrics"]["total_tokens"] == 66
+
+
+class BrokenRules:
+    """Token bookkeeping that fails on every call."""
+
+    notes: dict[int, Any] = {}  # noqa: RUF012
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"{name} exploded")
+
+
+def test_runs_are_stored_when_the_token_bookkeeping_fails(setup: Setup) -> None:
+    setup.processor._tokens = BrokenRules()  # type: ignore[assignment]
+    with setup.tracker.run("g") as run:
+        decision_id = decide(setup, "i")
+        setup.tracker.record_outcome(decision_id=decision_id, success=True, tokens_used=3)
+    stored = setup.stored(run.run_id)
+    assert stored.status == dt.RunStatus.COMPLETED
+    assert tokens_of(stored) == [3]

@@ -29,6 +29,7 @@ back from OTLP.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -157,9 +158,24 @@ class TokenLedger:
             with self._lock:
                 self._runs.pop(trace_id, None)
 
+    def _after_fork_in_child(self) -> None:
+        # The parent's open decisions and runs are not the child's; a lock another
+        # thread held at fork time would never be released here.
+        self._decisions = {}
+        self._runs = {}
+        self._counted = {}
+        self._lock = threading.Lock()
+
 
 #: The process's ledger: fed by every RunRecordProcessor, read by every tracker.
 LEDGER = TokenLedger()
+os.register_at_fork(after_in_child=LEDGER._after_fork_in_child)
+
+
+def _forget_oldest(entries: dict[Any, Any]) -> None:
+    """Drop the oldest entry of a bounded dict; another thread may be changing it."""
+    with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+        del entries[next(iter(entries))]
 
 
 class TokenAttribution:
@@ -209,7 +225,7 @@ class TokenAttribution:
         epochs = self._epochs
         epochs[trace_id] = epochs.get(trace_id, 0) + 1
         if len(epochs) > self.max_entries:
-            del epochs[next(iter(epochs))]
+            _forget_oldest(epochs)
         self._note(span_id, (parent_id, span_id, 0))
 
     def decision_ended(self, trace_id: int, span_id: int) -> None:
@@ -237,7 +253,7 @@ class TokenAttribution:
         open_in_trace = self._open_in_trace
         open_in_trace[trace_id] = open_in_trace.get(trace_id, 0) + 1
         if len(open_in_trace) > self.max_entries:
-            del open_in_trace[next(iter(open_in_trace))]
+            _forget_oldest(open_in_trace)
 
     def span_ended(
         self,
@@ -292,7 +308,7 @@ class TokenAttribution:
         counted = self._counted
         counted[span_id] = None
         if len(counted) > self.max_entries:
-            del counted[next(iter(counted))]
+            _forget_oldest(counted)
         if (
             not decision
             and open_decisions is not None

@@ -192,9 +192,6 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             trace_id = context.trace_id
             parent = span.parent
             if kind == _DECISION:
-                self._tokens.decision_started(
-                    trace_id, span_id, parent.span_id if parent is not None else 0
-                )
                 open_decisions = self._open_decisions.get(trace_id)
                 if open_decisions is None:
                     if len(self._open_decisions) >= self._max_queue_size:
@@ -204,6 +201,9 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                     open_decisions[span_id] = span
                 if self._journal:
                     self._enqueue(Started(span))
+                self._tokens.decision_started(
+                    trace_id, span_id, parent.span_id if parent is not None else 0
+                )
             elif kind == _RUN:
                 open_runs = self._open_runs
                 open_runs[trace_id] = span
@@ -259,8 +259,7 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             trace_id = context.trace_id
             if kind is not None:
                 if kind == _DECISION:
-                    self._tokens.decision_ended(trace_id, context.span_id)
-                    LEDGER.discard_decision(context.span_id)
+                    self._token_bookkeeping(kind, trace_id, context.span_id)
                     open_decisions = self._open_decisions.get(trace_id)
                     if open_decisions is not None:
                         open_decisions.pop(context.span_id, None)
@@ -269,9 +268,7 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                 elif kind == _RUN:
                     self._open_runs.pop(trace_id, None)
                     self._open_decisions.pop(trace_id, None)
-                    if self._tokens.run_ended(trace_id):
-                        self._assembler.expect_late_tokens(trace_id)
-                    LEDGER.discard_run(trace_id)
+                    self._token_bookkeeping(kind, trace_id, context.span_id)
                 self._enqueue(span)
             elif self._tokens.notes:
                 open_decisions = self._open_decisions.get(trace_id)
@@ -295,6 +292,21 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                 self._enqueue(item)
         except Exception:
             self._log_once("on_end", "on_end failed")
+
+    def _token_bookkeeping(self, kind: str, trace_id: int, span_id: int) -> None:
+        """A decision or run span ended: what the token rules keep about it goes. Fenced
+        off, so that the span itself is queued whatever happens here."""
+        try:
+            if kind == _DECISION:
+                self._tokens.decision_ended(trace_id, span_id)
+                LEDGER.discard_decision(span_id)
+            else:
+                if self._tokens.run_ended(trace_id):
+                    # Before the run span is queued: the writer keeps the run once written.
+                    self._assembler.expect_late_tokens(trace_id)
+                LEDGER.discard_run(trace_id)
+        except Exception:
+            self._log_once("tokens", "token bookkeeping failed")
 
     def _enqueue(self, item: Any) -> None:
         inbox = self._inbox
