@@ -5,7 +5,11 @@ A run is a root span, each decision a child span carrying its options and outcom
 stores them (SQLite by default).
 """
 
-from decisiontrace import integrations
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from decisiontrace._context import ContextThreadPoolExecutor, bind_context
 from decisiontrace._redact import configure_redaction
 from decisiontrace._version import __version__
@@ -17,8 +21,6 @@ from decisiontrace.decorators import (
     node,
     set_default_tracker,
 )
-from decisiontrace.evaluation import Judgement, evaluate, judgements_of
-from decisiontrace.instrumentor import DecisionInstrumentor
 from decisiontrace.log_context import RunContextFilter, install_log_context
 from decisiontrace.models import (
     Decision,
@@ -33,15 +35,54 @@ from decisiontrace.models import (
     RunSummary,
 )
 from decisiontrace.processor import RunRecordProcessor
-from decisiontrace.rebuild import RebuildResult, rebuild
-from decisiontrace.sampling import (
-    KeepEveryRunSampler,
-    KeepFailedRunsProcessor,
-    RecordEveryRunSampler,
-)
-from decisiontrace.setup import Telemetry, configure
 from decisiontrace.stores import RunStore, open_store
 from decisiontrace.tracker import DecisionTracker
+
+if TYPE_CHECKING:
+    from decisiontrace import integrations
+    from decisiontrace.evaluation import Judgement, evaluate, judgements_of
+    from decisiontrace.instrumentor import DecisionInstrumentor
+    from decisiontrace.rebuild import RebuildResult, rebuild
+    from decisiontrace.sampling import (
+        KeepEveryRunSampler,
+        KeepFailedRunsProcessor,
+        RecordEveryRunSampler,
+    )
+    from decisiontrace.setup import Telemetry, configure
+
+# Imported on first use, so that `import decisiontrace` (every agent start, every CLI
+# command) does not pay for the SDK's metrics and logs, the OTLP encoders and protobuf.
+_LAZY = {
+    "integrations": "decisiontrace.integrations",
+    "Judgement": "decisiontrace.evaluation",
+    "evaluate": "decisiontrace.evaluation",
+    "judgements_of": "decisiontrace.evaluation",
+    "DecisionInstrumentor": "decisiontrace.instrumentor",
+    "RebuildResult": "decisiontrace.rebuild",
+    "rebuild": "decisiontrace.rebuild",
+    "KeepEveryRunSampler": "decisiontrace.sampling",
+    "KeepFailedRunsProcessor": "decisiontrace.sampling",
+    "RecordEveryRunSampler": "decisiontrace.sampling",
+    "Telemetry": "decisiontrace.setup",
+    "configure": "decisiontrace.setup",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'decisiontrace' has no attribute {name!r}")
+    if name == "integrations":
+        value: Any = importlib.import_module(module)
+    else:
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ContextThreadPoolExecutor",

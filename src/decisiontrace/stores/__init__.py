@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from decisiontrace.stores.base import RunStore, StoreError
 from decisiontrace.stores.jsonfiles import JSONFilesStore
@@ -145,6 +144,9 @@ def _file_url_path(url: str) -> str:
             f"file URL {url!r} names host {parts.netloc!r}; file URLs are absolute "
             "('file:///absolute/folder'); for a relative folder pass a plain path"
         )
+    # Imported here: urllib.request pulls in http.client, email and ssl (~30 ms).
+    from urllib.request import url2pathname
+
     path = url2pathname(parts.path)
     if not path:
         raise ValueError(f"file URL {url!r} names no folder; {_ACCEPTED_FORMS}")
