@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import decisiontrace
 
 # Modules an agent start or a CLI command must not pay for unless it uses them.
@@ -63,9 +65,5 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_unknown_name_is_an_attribute_error() -> None:
-    try:
+    with pytest.raises(AttributeError, match="no_such_name"):
         decisiontrace.no_such_name  # type: ignore[attr-defined]  # noqa: B018
-    except AttributeError as error:
-        assert "no_such_name" in str(error)
-    else:
-        raise AssertionError("no AttributeError")
