@@ -35,6 +35,9 @@ from decisiontrace.models import (
     RunSummary,
 )
 from decisiontrace.processor import RunRecordProcessor
+
+# Not lazy: the submodule of the same name would shadow the function once imported.
+from decisiontrace.rebuild import RebuildResult, rebuild
 from decisiontrace.stores import RunStore, open_store
 from decisiontrace.tracker import DecisionTracker
 
@@ -42,7 +45,6 @@ if TYPE_CHECKING:
     from decisiontrace import integrations
     from decisiontrace.evaluation import Judgement, evaluate, judgements_of
     from decisiontrace.instrumentor import DecisionInstrumentor
-    from decisiontrace.rebuild import RebuildResult, rebuild
     from decisiontrace.sampling import (
         KeepEveryRunSampler,
         KeepFailedRunsProcessor,
@@ -58,8 +60,6 @@ _LAZY = {
     "evaluate": "decisiontrace.evaluation",
     "judgements_of": "decisiontrace.evaluation",
     "DecisionInstrumentor": "decisiontrace.instrumentor",
-    "RebuildResult": "decisiontrace.rebuild",
-    "rebuild": "decisiontrace.rebuild",
     "KeepEveryRunSampler": "decisiontrace.sampling",
     "KeepFailedRunsProcessor": "decisiontrace.sampling",
     "RecordEveryRunSampler": "decisiontrace.sampling",
