@@ -182,6 +182,7 @@ def test_sync_decision_span_and_stored_record(pipe: Pipe) -> None:
         "pros": [],
         "cons": [],
         "confidence": 0.5,
+        "confidence_defaulted": True,  # none given: marked, never counted
     }
     assert record.options[1].description == "ask"
     assert record.outcome is not None

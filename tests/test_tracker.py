@@ -260,6 +260,7 @@ def test_execution_id_may_be_left_out_only_inside_a_run(
             "pros": [],
             "cons": [],
             "confidence": 0.5,
+            "confidence_defaulted": True,
         }
     ]
     assert decision.chosen_option_id == "action"

@@ -19,6 +19,7 @@ from pydantic_core import from_json
 from decisiontrace import _normalize, _records
 from decisiontrace import semconv as sc
 from decisiontrace._normalize import (
+    CONFIDENCE_DEFAULTED,
     EMPTY_LIST,
     EMPTY_OBJECT,
     json_attr,
@@ -103,7 +104,8 @@ def decision_attributes(
         warn(f"{where}: chosen option {chosen!r} is not among the options {option_ids}")
     for option in options:
         if option["id"] == chosen:
-            attributes[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
+            if not option.get(CONFIDENCE_DEFAULTED):  # only a confidence the agent gave
+                attributes[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
             break
     return attributes
 
@@ -126,7 +128,8 @@ def choice_attributes(
     update[sc.DECISION_CHOSEN_ID] = chosen
     for option in options or ():
         if option["id"] == chosen:
-            update[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
+            if not option.get(CONFIDENCE_DEFAULTED):
+                update[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
             break
     else:
         if options and chosen:

@@ -33,6 +33,10 @@ _DECISION_TYPES = frozenset(
     )
 )
 EMPTY_OBJECT = "{}"
+#: What the schema's Option.confidence defaults to; stored for options given none.
+DEFAULT_CONFIDENCE = 0.5
+#: Extra option field marking a confidence the agent did not give.
+CONFIDENCE_DEFAULTED = "confidence_defaulted"
 EMPTY_LIST = "[]"
 
 
@@ -122,7 +126,7 @@ def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
         params = raw.get("action_params")
         pros = raw.get("pros")
         cons = raw.get("cons")
-        confidence = raw.get("confidence", 0.5)
+        confidence = raw.get("confidence")
         if (
             type(option_id) is _STR
             and type(description) is _STR
@@ -144,7 +148,7 @@ def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
             }
     else:
         if isinstance(raw, str):
-            return _option_dict(raw, raw, "unknown", {}, [], [], 0.5)
+            return _option_dict(raw, raw, "unknown", {}, [], [], None)
         dump = getattr(raw, "model_dump", None)
         if callable(dump):
             try:
@@ -154,25 +158,26 @@ def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
         if not isinstance(raw, Mapping):
             option_id = safe_str(raw)
             warn(f"{where}: option {index} is a {type(raw).__name__}, not a dict or id")
-            return _option_dict(option_id, option_id, "unknown", {}, [], [], 0.5)
+            return _option_dict(option_id, option_id, "unknown", {}, [], [], None)
     option_id = raw.get("id")
     if option_id is None:
         option_id = f"option_{index}"
         warn(f"{where}: option {index} has no 'id'; recorded as {option_id!r}")
     elif type(option_id) is not str:
         option_id = text(option_id, f"{where}: option {index} id")
-    confidence = raw.get("confidence", 0.5)
-    if type(confidence) is not float:
+    confidence = raw.get("confidence")
+    if confidence is not None and type(confidence) is not float:
         if isinstance(confidence, int) and not isinstance(confidence, bool):
             confidence = float(confidence)
         else:
             warn(
-                f"{where}: option {option_id!r} confidence {safe_str(confidence)!r} is not a number"
+                f"{where}: option {option_id!r} confidence {safe_str(confidence)!r} is not a "
+                "number; recorded as not given"
             )
-            confidence = 0.5
-    if not math.isfinite(confidence):
-        warn(f"{where}: option {option_id!r} confidence is not finite; recorded as 0.5")
-        confidence = 0.5
+            confidence = None
+    if confidence is not None and not math.isfinite(confidence):
+        warn(f"{where}: option {option_id!r} confidence is not finite; recorded as not given")
+        confidence = None
     params = raw.get("action_params")
     if params is None:
         params = {}
@@ -197,18 +202,24 @@ def _option_dict(
     action_params: Any,
     pros: list[str],
     cons: list[str],
-    confidence: float,
+    confidence: float | None,
 ) -> dict[str, Any]:
+    """``confidence`` None: the agent gave none. The schema requires a number, so the
+    model's default (0.5) is stored, marked ``confidence_defaulted`` (an extra field the
+    schema allows) so that statistics leave it out and displays show it as not given."""
     # Key order is the model's field order, so stored JSON matches a pydantic dump.
-    return {
+    option = {
         "id": option_id,
         "description": description,
         "action_type": action_type,
         "action_params": action_params,
         "pros": pros,
         "cons": cons,
-        "confidence": confidence,
+        "confidence": DEFAULT_CONFIDENCE if confidence is None else confidence,
     }
+    if confidence is None:
+        option[CONFIDENCE_DEFAULTED] = True
+    return option
 
 
 def normalize_options(options: Any, where: str) -> list[dict[str, Any]]:

@@ -82,6 +82,20 @@ def chosen_option(options: Sequence[Any], chosen_option_id: str) -> Any:
     return None
 
 
+def stated_confidence(option: Any) -> float | None:
+    """The confidence the agent gave an option (dict or model), or None when it gave
+    none and the stored 0.5 is the schema's default (``confidence_defaulted``)."""
+    if isinstance(option, dict):
+        defaulted = option.get("confidence_defaulted") is True
+        confidence = option.get("confidence")
+    else:
+        defaulted = (getattr(option, "model_extra", None) or {}).get("confidence_defaulted") is True
+        confidence = getattr(option, "confidence", None)
+    if defaulted or isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        return None
+    return float(confidence)
+
+
 def was_good_decision(was_successful: bool, evaluation: Any) -> bool:
     """Good when evaluated aligned with quality > 0.5; without evaluation, when it succeeded."""
     if evaluation is None:

@@ -456,7 +456,12 @@ def test_quick_decision_records_one_execute_option_named_action(folder: Path) ->
     assert (first, second) == ("dec_0", "dec_1")
     decision = run.decisions[0]
     assert decision.options == [
-        Option(id="action", description="send the drafted reply", action_type="execute")
+        Option(
+            id="action",
+            description="send the drafted reply",
+            action_type="execute",
+            confidence_defaulted=True,  # quick_decision gives no confidence
+        )
     ]
     assert decision.chosen_option_id == "action"
     assert decision.chosen_option == decision.options[0]
@@ -565,7 +570,9 @@ def test_option_without_id_is_recorded_instead_of_raising(
     assert len(decisiontrace_warnings(caplog)) == 1
     run = stored(tracker, open_store(str(folder)), run_id)
     [decision] = run.decisions
-    assert decision.chosen_option == Option(id="keep", description="keep it", action_type="noop")
+    assert decision.chosen_option == Option(
+        id="keep", description="keep it", action_type="noop", confidence_defaulted=True
+    )
     unnamed = decision.options[1]
     assert (unnamed.description, unnamed.confidence) == ("an option somebody forgot to name", 0.3)
     assert isinstance(unnamed.id, str)

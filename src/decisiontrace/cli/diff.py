@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from decisiontrace._records import stated_confidence
 from decisiontrace.models import Decision, Run
 
 __all__ = ["diff_runs"]
@@ -24,7 +25,7 @@ def _decision(decision: Decision) -> dict[str, Any]:
         "intent": decision.intent,
         "decision_type": decision.decision_type.value,
         "chosen_option_id": decision.chosen_option_id,
-        "confidence": None if chosen is None else chosen.confidence,
+        "confidence": None if chosen is None else stated_confidence(chosen),
         "success": None if outcome is None else outcome.success,
         "error": None if outcome is None else outcome.error,
         "tokens_used": None if outcome is None else outcome.tokens_used,

@@ -18,10 +18,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from decisiontrace._records import stated_confidence
 from decisiontrace.cli._links import run_trace_id, trace_url
 from decisiontrace.cli._times import time_text
 from decisiontrace.cli.evaluations import evaluation_views, judgement_lines
-from decisiontrace.models import Decision, Problem, Run, RunSummary
+from decisiontrace.models import Decision, Option, Problem, Run, RunSummary
 
 if TYPE_CHECKING:
     from decisiontrace.demo import DemoResult
@@ -50,6 +51,8 @@ STATUS_STYLES = {
     "cancelled": "magenta",
     "running": "cyan",
 }
+#: What a value the agent did not give is shown as.
+NOT_GIVEN = "—"
 _SEVERITY_STYLES = {"critical": "bold red", "error": "red", "warning": "yellow", "minor": "dim"}
 # run_{stream}_{YYYYmmdd_HHMMSS}_{8 hex}: the start time, to the second, is in the id.
 _RUN_ID_TIME = re.compile(r"_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})_[0-9a-f]{8}$")
@@ -134,6 +137,12 @@ def _short_json(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _confidence(option: Option) -> str:
+    """The confidence the agent gave, or "—" when it gave none (a stored default)."""
+    stated = stated_confidence(option)
+    return NOT_GIVEN if stated is None else f"{stated:.2f}"
+
+
 def _options_table(decision: Decision) -> Table:
     """The options side by side: one column each, the chosen one marked."""
     table = Table(box=box.ROUNDED, show_header=True, padding=(0, 1))
@@ -145,7 +154,7 @@ def _options_table(decision: Decision) -> Table:
         else:
             table.add_column(option.id, overflow="fold")
     table.add_row("", *(option.description for option in decision.options))
-    table.add_row("confidence", *(f"{option.confidence:.2f}" for option in decision.options))
+    table.add_row("confidence", *(_confidence(option) for option in decision.options))
     if any(option.pros for option in decision.options):
         table.add_row(
             "pros", *("\n".join(f"+ {p}" for p in option.pros) for option in decision.options)
@@ -304,7 +313,7 @@ def option_table(options: Iterable[dict[str, Any]]) -> Table:
             str(option["offered"]),
             str(option["chosen"]),
             format_rate(option["chosen_share"]),
-            "-" if confidence is None else f"{confidence:.2f}",
+            NOT_GIVEN if confidence is None else f"{confidence:.2f}",
             format_rate(option["success_rate"]),
             _tokens(option["tokens"]["total"]),
             format_ms(option["latency_ms"]["p50"]),

@@ -15,7 +15,9 @@ Definitions:
   decision's ``chosen_option_id``; its success rate is over the decisions that chose it;
 - calibration compares the stated confidence of the chosen option with how often those
   decisions succeeded, in ten buckets of width 0.1 (the last one includes 1.0), over
-  decisions with an outcome whose chosen option is among their options. The expected
+  decisions with an outcome whose chosen option is among their options and has a
+  confidence the agent gave (a ``confidence_defaulted`` option's 0.5 is the schema's
+  default, not a statement: it is left out here and of ``mean_confidence``). The expected
   calibration error is the bucket-size-weighted mean of ``|success rate - confidence|``;
 - ``evaluations``: what judgements of the decisions say (evaluated quality, goal
   alignment, better options, calibration against quality), defined in
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from decisiontrace._records import stated_confidence
 from decisiontrace.evaluation.analytics import EvaluationTally
 from decisiontrace.models import Decision, Run
 
@@ -147,12 +150,16 @@ def compute_stats(runs: Iterable[Run]) -> dict[str, Any]:
                 tally.offered += 1
                 if chosen is not None and option.id == chosen.id:
                     tally.chosen.add(decision)
-                    tally.confidences.append(option.confidence)
-            if chosen is not None and decision.outcome is not None:
-                bucket = buckets[_bucket_of(chosen.confidence)]
+                    stated = stated_confidence(option)
+                    if stated is not None:
+                        tally.confidences.append(stated)
+            # Calibration: only confidences the agent gave (not the schema's default).
+            confidence = None if chosen is None else stated_confidence(chosen)
+            if confidence is not None and decision.outcome is not None:
+                bucket = buckets[_bucket_of(confidence)]
                 bucket.decisions += 1
                 bucket.successes += decision.outcome.success
-                bucket.confidence_sum += chosen.confidence
+                bucket.confidence_sum += confidence
     return {
         "runs": run_count,
         "decisions": overall.decisions,

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from decisiontrace._records import stated_confidence
 from decisiontrace.evaluation.judgement import judgements_of
 from decisiontrace.models import Decision, DecisionEvaluation, Run
 
@@ -107,9 +108,12 @@ class EvaluationTally:
             if chosen is None:
                 continue
             self.options.setdefault((decision.node_id, chosen.id), _Group()).add(evaluations)
-            bucket = self.buckets[min(BUCKETS - 1, max(0, int(chosen.confidence * BUCKETS)))]
+            confidence = stated_confidence(chosen)
+            if confidence is None:  # the agent gave none: not a statement to calibrate
+                continue
+            bucket = self.buckets[min(BUCKETS - 1, max(0, int(confidence * BUCKETS)))]
             bucket.decisions += 1
-            bucket.confidence_sum += chosen.confidence
+            bucket.confidence_sum += confidence
             bucket.quality_sum += sum(e.outcome_quality for e in evaluations) / len(evaluations)
             if decision.outcome is not None:
                 bucket.with_outcome += 1
