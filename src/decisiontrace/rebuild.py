@@ -194,45 +194,10 @@ def _store_judgements(
     judgements: list[tuple[str, evaluation_events.ReadJudgement]],
     result: RebuildResult,
 ) -> None:
-    """Store judgements read from evaluation events, a run at a time.
+    """Store judgements read from evaluation events (see ``evaluation.received``)."""
+    from decisiontrace.evaluation.received import span_index, store_received
 
-    The event names its run and decision; failing that, its trace and span ids are
-    matched against the decisions rebuilt here (records that keep their span ids).
-    """
-    from decisiontrace.evaluation.judgement import build, stored_form
-
-    by_span: dict[tuple[str, str], tuple[str, str]] = {}
-    for record in records:
-        trace_id = record.get("trace_id")
-        for decision in record.get("decisions") or []:
-            span_id = decision.get("span_id")
-            if isinstance(trace_id, str) and isinstance(span_id, str):
-                by_span[(trace_id, span_id)] = (str(record["id"]), str(decision["id"]))
-    per_run: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    places: dict[str, list[str]] = {}
-    for where, read in judgements:
-        run_id, decision_id = read.run_id, read.decision_id
-        if (run_id is None or decision_id is None) and read.trace_id and read.span_id:
-            run_id, decision_id = by_span.get((read.trace_id, read.span_id), (None, None))
-        if run_id is None or decision_id is None:
-            result._error(f"{where}: an evaluation event that names no decision")
-            continue
-        fields = read.judgement
-        try:
-            judgement = build(
-                fields["evaluator"], fields.get("evaluation"), fields.get("score"),
-                fields.get("label"), fields.get("explanation"), fields.get("evaluated_at"),
-            )  # fmt: skip
-        except ValueError as error:
-            result._error(f"{where}: evaluation event of {run_id} {decision_id}: {error}")
-            continue
-        per_run.setdefault(run_id, []).append((decision_id, stored_form(judgement)))
-        places.setdefault(run_id, []).append(where)
-    for run_id, items in per_run.items():
-        unknown = store.update_evaluations(run_id, items)
-        if unknown is None:
-            result._error(f"{places[run_id][0]}: evaluation events of run {run_id!r}, not stored")
-            continue
-        for decision_id in unknown:
-            result._error(f"{places[run_id][0]}: run {run_id!r} has no decision {decision_id!r}")
-        result.judgements_written += len(items) - len(unknown)
+    written, problems = store_received(store, judgements, span_index(records))
+    result.judgements_written += written
+    for where, problem in problems:
+        result._error(f"{where}: {problem}")

@@ -1,4 +1,5 @@
-"""OTLP/gRPC: the ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` method.
+"""OTLP/gRPC: the ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` method,
+and ``LogsService/Export`` for judgements of decisions (see ``_logs``).
 
 gRPC itself bounds message size (``RESOURCE_EXHAUSTED``, not retried) and concurrent
 calls (``RESOURCE_EXHAUSTED`` beyond ``maximum_concurrent_rpcs``). Here: a missing or
@@ -15,12 +16,19 @@ from concurrent import futures
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
+from decisiontrace.ingest._logs import receive_logs
 from decisiontrace.ingest._receiver import Receiver, Verdict
 from decisiontrace.ingest._spans import from_message
 
@@ -70,6 +78,29 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return response
 
 
+class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    """Judgements of decisions (evaluation events), stored with their decisions."""
+
+    def __init__(self, trace_service: _TraceService) -> None:
+        self._trace_service = trace_service  # shares its token check
+
+    def Export(
+        self, request: ExportLogsServiceRequest, context: grpc.ServicerContext
+    ) -> ExportLogsServiceResponse:
+        receiver = self._trace_service._receiver
+        if not self._trace_service._authorized(context):
+            receiver.count("rejected_unauthorized")
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            return receive_logs(receiver, MessageToDict(request))
+        except Exception:  # the store failed: the exporter retries UNAVAILABLE
+            logger.exception("decisiontrace: storing judgements failed")
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the run store is not writable right now; retry later"
+            )
+            raise  # not reached: abort raises
+
+
 def grpc_server(
     receiver: Receiver,
     address: str,
@@ -93,8 +124,12 @@ def grpc_server(
         maximum_concurrent_rpcs=max_concurrency,
         options=options,
     )
+    trace_service = _TraceService(receiver, token)
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _TraceService(receiver, token), server
+        trace_service, server
+    )
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        _LogsService(trace_service), server
     )
     try:
         if tls is None:

@@ -1,4 +1,5 @@
-"""OTLP/HTTP: ``POST /v1/traces`` (protobuf or JSON, optionally gzip) and ``GET /health``.
+"""OTLP/HTTP: ``POST /v1/traces`` (protobuf or JSON, optionally gzip), ``POST /v1/logs``
+(judgements of decisions, see ``_logs``) and ``GET /health``.
 
 Answers as the OTLP specification asks: 200 with an ``ExportTraceServiceResponse`` (a
 ``partial_success`` naming spans that could not be read), 400 with the reason for a
@@ -26,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from decisiontrace.ingest._logs import LOGS_PATH, parse_logs, receive_logs
 from decisiontrace.ingest._receiver import RETRY_AFTER_SECONDS, Receiver, Verdict
 from decisiontrace.ingest._spans import Decoded, MalformedRequest, from_json, from_protobuf
 
@@ -130,7 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         as_json = content_type == _JSON
         receiver = self.server.receiver
-        if self.path.split("?", 1)[0] != TRACES_PATH:
+        path = self.path.split("?", 1)[0]
+        if path not in (TRACES_PATH, LOGS_PATH):
             self._drain_or_close()
             self._error(404, code_pb2.NOT_FOUND, f"POST traces to {TRACES_PATH}", as_json)
             return
@@ -148,7 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._retry_later(503, "too many requests at once; retry later", as_json)
             return
         try:
-            self._export(body, content_type, as_json)
+            if path == LOGS_PATH:
+                self._export_logs(body, content_type, as_json)
+            else:
+                self._export(body, content_type, as_json)
         finally:
             self.server.slots.release()
 
@@ -232,6 +238,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._retry_later(503, "the run store is not writable right now; retry later", as_json)
         else:
             self._accepted(decoded, as_json)
+
+    def _export_logs(self, body: bytes, content_type: str, as_json: bool) -> None:
+        """Judgements of decisions (evaluation events): stored with their decisions."""
+        receiver = self.server.receiver
+        try:
+            if as_json:
+                document = json.loads(body)
+            elif content_type in (_PROTOBUF, ""):
+                document = parse_logs(body)
+            else:
+                receiver.count("rejected_malformed")
+                self._error(415, code_pb2.INVALID_ARGUMENT,
+                            f"unsupported Content-Type {content_type!r}; send "
+                            f"{_PROTOBUF} or {_JSON}", False)  # fmt: skip
+                return
+        except (ValueError, RecursionError) as error:
+            receiver.count("rejected_malformed")
+            self._error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP request: {error}", as_json)
+            return
+        try:
+            response = receive_logs(receiver, document)
+        except Exception:  # the store failed: the exporter retries
+            logger.exception("decisiontrace: storing judgements failed")
+            self._retry_later(503, "the run store is not writable right now; retry later", as_json)
+            return
+        if as_json:
+            self._send(200, json.dumps(MessageToDict(response)).encode(), _JSON)
+        else:
+            self._send(200, response.SerializeToString(), _PROTOBUF)
 
     def _accepted(self, decoded: Decoded, as_json: bool) -> None:
         response = ExportTraceServiceResponse()
