@@ -15,7 +15,9 @@ from decisiontrace.cli._errors import CommandError
 from decisiontrace.models import Run
 from decisiontrace.stores import STORE_ENV_VAR, RunStore, default_store_url, open_store
 
-__all__ = ["STORE_KEY", "load_run", "load_runs", "open_for_reading", "store_url"]
+__all__ = [
+    "STORE_KEY", "load_run", "load_runs", "open_existing", "open_for_reading", "store_url",
+]  # fmt: skip
 
 #: Where ``--store`` is kept in ``click.Context.meta``, shared by the group and subcommands.
 STORE_KEY = "decisiontrace.store"
@@ -39,8 +41,7 @@ def _local_path(url: str) -> str | None:
     return None
 
 
-def open_for_reading(ctx: click.Context) -> RunStore:
-    """The store to read; never creates one."""
+def _existing(ctx: click.Context) -> str:
     url = store_url(ctx)
     path = _local_path(url)
     if path is not None and not os.path.exists(path):
@@ -48,7 +49,17 @@ def open_for_reading(ctx: click.Context) -> RunStore:
             f"no store at {path}; run `decisiontrace demo` to fill one, or pass --store / "
             f"set {STORE_ENV_VAR} to an existing store"
         )
-    return open_store(url)
+    return url
+
+
+def open_for_reading(ctx: click.Context) -> RunStore:
+    """The store to read: never created, changed or upgraded (SQLite opened ``mode=ro``)."""
+    return open_store(_existing(ctx), read_only=True)
+
+
+def open_existing(ctx: click.Context) -> RunStore:
+    """A store that exists, to write into (``evaluate`` stores judgements); never creates one."""
+    return open_store(_existing(ctx))
 
 
 def load_run(store: RunStore, run_id: str) -> Run:

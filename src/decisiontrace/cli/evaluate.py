@@ -21,7 +21,7 @@ from rich.table import Table
 
 from decisiontrace.cli._errors import CommandError, one_line
 from decisiontrace.cli._options import filters, json_option, store_option
-from decisiontrace.cli._store import load_runs, open_for_reading
+from decisiontrace.cli._store import load_runs, open_existing
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.evaluators import BUILT_IN, load_evaluator
 from decisiontrace.evaluation.runner import EvaluationReport, evaluate_runs
@@ -114,7 +114,7 @@ def evaluate(
         raise CommandError(one_line(error)) from error
     console = Console(stderr=True, highlight=False)
     try:
-        with open_for_reading(ctx) as store:
+        with open_existing(ctx) as store:
             runs: list[Run] = []
             for run_id in run_ids:
                 run = store.load_run(run_id)

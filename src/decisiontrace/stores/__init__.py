@@ -42,7 +42,9 @@ def default_store_url() -> str:
     return "sqlite:///" + os.path.abspath(os.path.join(data_home, "decisiontrace", "runs.db"))
 
 
-def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore:
+def open_store(
+    url: str | os.PathLike[str] | RunStore | None = None, *, read_only: bool = False
+) -> RunStore:
     """Open the store that ``url`` names.
 
     URLs follow the SQLAlchemy convention for SQLite:
@@ -65,6 +67,9 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
     Args:
         url: a URL, a path, an open store (returned as is), or None for
             ``$DECISIONTRACE_STORE`` if set and non-empty, else :func:`default_store_url`.
+        read_only: for reading only: a SQLite file is never created, changed or
+            upgraded (opened with ``mode=ro``; an empty file reads as an empty store, an
+            older one from an upgraded copy).
 
     Returns:
         The store.
@@ -80,7 +85,7 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
     if url is None:
         url = os.environ.get(STORE_ENV_VAR) or default_store_url()
     if isinstance(url, os.PathLike):
-        return _store_at_path(os.fspath(url))
+        return _store_at_path(os.fspath(url), read_only)
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, os.PathLike or RunStore, got {type(url).__name__}")
     if not url:
@@ -88,11 +93,11 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
     if url.lower() in ("none", "none://"):
         return NullStore()
     if "://" not in url:
-        return _store_at_path(url)
+        return _store_at_path(url, read_only)
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme == "sqlite":
-        return _sqlite_store(url, rest)
+        return _sqlite_store(url, rest, read_only)
     if scheme == "file":
         return JSONFilesStore(_file_url_path(url))
     if scheme in ("postgresql", "postgres"):
@@ -104,7 +109,7 @@ def open_store(url: str | os.PathLike[str] | RunStore | None = None) -> RunStore
     raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; {_ACCEPTED_FORMS}")
 
 
-def _sqlite_store(url: str, rest: str) -> SQLiteStore:
+def _sqlite_store(url: str, rest: str, read_only: bool = False) -> RunStore:
     """``sqlite:///path``: everything after the third slash is the path, as SQLAlchemy reads it."""
     if not rest:
         raise ValueError(f"sqlite URL {url!r} names no file; {_ACCEPTED_FORMS}")
@@ -121,7 +126,7 @@ def _sqlite_store(url: str, rest: str) -> SQLiteStore:
             "sqlite:///:memory: is not supported: an in-memory database cannot be shared "
             "with readers; use 'memory://' for a throwaway store"
         )
-    return SQLiteStore(path)
+    return _sqlite(path, read_only)
 
 
 def _postgres_store(url: str) -> RunStore:
@@ -153,13 +158,21 @@ def _file_url_path(url: str) -> str:
     return path
 
 
-def _store_at_path(path: str) -> RunStore:
+def _sqlite(path: str, read_only: bool) -> RunStore:
+    if read_only:
+        from decisiontrace.stores._sqlite_reading import sqlite_for_reading
+
+        return sqlite_for_reading(path)
+    return SQLiteStore(path)
+
+
+def _store_at_path(path: str, read_only: bool = False) -> RunStore:
     """SQLite for a database-looking file name, otherwise a JSON-files folder."""
     if not path:
         raise ValueError(f"store path is empty; {_ACCEPTED_FORMS}")
     path = os.path.expanduser(path)
     if path.lower().endswith(_SQLITE_SUFFIXES):
-        return SQLiteStore(path)
+        return _sqlite(path, read_only)
     return JSONFilesStore(path)
 
 

@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from pydantic_core import from_json
 
@@ -87,7 +88,9 @@ class SQLiteStore(RunStore):
         >>> store.list_runs(status="failed", limit=10)  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 30.0, read_only: bool = False
+    ) -> None:
         given = os.fspath(path)
         if not given or given == ":memory:":
             raise ValueError(
@@ -99,6 +102,9 @@ class SQLiteStore(RunStore):
         self.path = given
         self.url = "sqlite:///" + given
         self.timeout = timeout
+        # Read-only (mode=ro): the file is never created, changed or upgraded; see
+        # stores/_sqlite_reading.py for the reading commands' way in.
+        self.read_only = read_only
         # Connections are opened by absolute path so a later chdir() cannot point a
         # new thread's connection at a different file.
         self._file = os.path.abspath(given)
@@ -113,7 +119,8 @@ class SQLiteStore(RunStore):
             self, _close_own_connections, self._connections, self._lock_box
         )
         try:
-            os.makedirs(os.path.dirname(self._file), exist_ok=True)
+            if not read_only:
+                os.makedirs(os.path.dirname(self._file), exist_ok=True)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the directory of {given}: {exc.strerror or exc}; "
@@ -154,7 +161,11 @@ class SQLiteStore(RunStore):
             # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE),
             # check_same_thread=False: close() and pruning may run on another thread.
             connection = sqlite3.connect(
-                self._file, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                f"file:{quote(self._file)}?mode=ro" if self.read_only else self._file,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=self.read_only,
             )
         except sqlite3.Error as exc:
             raise self._open_error(exc) from exc
@@ -178,6 +189,10 @@ class SQLiteStore(RunStore):
 
     def _configure(self, connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        if self.read_only:
+            if not _schema.schema_is_current(connection):
+                raise sqlite3.DatabaseError("not at this version's schema (read-only)")
+            return
         (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
         if str(mode).lower() != "wal":
             connection.execute("PRAGMA journal_mode=WAL")
