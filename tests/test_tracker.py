@@ -15,6 +15,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import decisiontrace as dt
+from decisiontrace import _normalize
 from decisiontrace import semconv as sc
 
 from .conftest import Pipeline, span_dict
@@ -561,3 +562,63 @@ def test_a_run_nobody_records_skips_encoding_but_keeps_ids_and_the_live_view(
     assert final.status == dt.RunStatus.COMPLETED
     assert final.metrics.failed_decisions == 1
     assert final.metrics.total_tokens == 3
+
+
+def test_an_ended_decision_keeps_its_ids_not_its_sdk_span(pipeline: Pipeline) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+    tracker.start_run(execution_id="e", goal_id="g")
+    first = tracker.decide(
+        execution_id="e", intent="i", options=OPTIONS, chosen="bug", reasoning="r"
+    )
+    tracker.record_outcome(execution_id="e", decision_id=first, success=True, tokens_used=3)
+    second = tracker.decide(
+        execution_id="e", intent="j", options=OPTIONS, chosen="howto", reasoning="r"
+    )
+    live = tracker._lookup("e")
+    assert live is not None
+    ended, still_open = live.decisions[first], live.decisions[second]
+    # The SDK span (events, links, attribute copy) is the processors' once it ended.
+    assert not ended.span.is_recording() and ended.options is None
+    assert still_open.span.is_recording() and still_open.options is not None
+    exported = next(s for s in pipeline.spans() if s.attributes[sc.DECISION_ID] == first)
+    assert ended.span.get_span_context() == exported.get_span_context()
+    view = tracker.get_run("e")
+    assert view is not None
+    assert view.decisions[0].outcome is not None and view.decisions[0].outcome.tokens_used == 3
+    assert [o.id for o in view.decisions[0].options] == ["howto", "bug"]
+    assert view.decisions[0].model_extra["span_id"] == format(exported.context.span_id, "016x")
+    tracker.end_run(execution_id="e", success=True)
+    pipeline.flush()
+    stored = pipeline.store.load_run(view.id)
+    assert stored is not None
+    assert stored.decisions[0].model_dump() == view.decisions[0].model_dump()
+
+
+def test_an_option_list_is_prepared_once_and_again_when_changed_in_place(
+    pipeline: Pipeline,
+) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+    options = [dict(o) for o in OPTIONS]
+    assert _normalize.prepare_options(options, "w") is _normalize.prepare_options(options, "w")
+
+    class Touchy:
+        def __eq__(self, other: object) -> bool:
+            raise RuntimeError("compared")
+
+        __hash__ = object.__hash__
+
+    with tracker.run("g") as run:
+        tracker.decide(intent="i", options=options, chosen="bug", reasoning="r")
+        options[0]["description"] = "changed"
+        options.append({"id": "new", "description": "added"})
+        tracker.decide(intent="i", options=options, chosen="new", reasoning="r")
+        tracker.decide(intent="i", options=options, chosen="new", reasoning="r")
+        options[0]["description"] = Touchy()  # compared against the remembered copy
+        tracker.decide(intent="i", options=options, chosen="bug", reasoning="r")
+    pipeline.flush()
+    stored = pipeline.store.load_run(run.run_id)
+    assert stored is not None
+    descriptions = [[o.description for o in d.options] for d in stored.decisions]
+    assert descriptions[0] == ["Route to how-to answer", "Route to bug triage"]
+    assert descriptions[1] == descriptions[2] == ["changed", "Route to bug triage", "added"]
+    assert descriptions[3][0] != "changed" and descriptions[3][1:] == descriptions[1][1:]

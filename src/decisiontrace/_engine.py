@@ -15,10 +15,10 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
 
 from decisiontrace import _codec, _no_provider, _normalize, _records, _remote
 from decisiontrace import _context as ctx
@@ -51,6 +51,9 @@ class SpanEngine:
     _max_active_runs: int
     _run_timeout_ns: int
     _limit_warned: set[str]
+    #: Keep the SDK spans of ended decisions in the live view (the compat tracker
+    #: assembles a run's record from them when it ends).
+    _keep_ended_spans: ClassVar[bool] = False
 
     def _start(
         self,
@@ -289,13 +292,11 @@ class SpanEngine:
         intent = intent if type(intent) is str else _normalize.text(intent, f"{where}: intent")
         if not live.recording:
             return self._decide_unrecorded(live, intent, chosen, node_id, start_ns)
-        options_json = option_ids = None
-        if type(options) is _normalize.PreparedOptions:  # a decorator's static list
-            normalized = options.options
-            options_json = options.json()
-            option_ids = options.ids
-        else:
-            normalized = _normalize.normalize_options(options, where)
+        if type(options) is not _normalize.PreparedOptions:  # a decorator's static list
+            options = _normalize.prepare_options(options, where)
+        normalized = options.options
+        options_json = options.json()
+        option_ids = options.ids
         if node_id is None:
             node_id = ctx.current_node.get() or live.current_node
         elif type(node_id) is not str:
@@ -305,44 +306,43 @@ class SpanEngine:
             if type(decision_type) is DecisionType
             else _normalize.decision_type_value(decision_type, where)
         )
+        # Encoding and redaction happen outside the run's lock; only the id (dec_N, by
+        # count) is taken under it, with the span start so that ids follow span order.
+        attributes = _codec.decision_attributes(
+            run_id=live.run_id,
+            decision_id="",
+            intent=intent,
+            options=normalized,
+            chosen=chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen"),
+            reasoning=reasoning
+            if type(reasoning) is str
+            else _normalize.text(reasoning, f"{where}: reasoning"),
+            node_id=node_id,
+            decision_type=decision_type,
+            constraints=_normalize.string_list(constraints, f"{where}: constraints"),
+            context=context,
+            where=where,
+            options_json=options_json,
+            option_ids=option_ids,
+        )
+        if live.fragment_id is not None:  # recorded into another process's run
+            live.last_used_ns = start_ns
+            attributes[sc.FRAGMENT_ID] = live.fragment_id
+            attributes[sc.FRAGMENT_SERVICE] = live.service or ""
+            attributes[sc.GOAL_ID] = live.goal_id
+        current = trace.get_current_span().get_span_context()
+        parent = None if current.trace_id == live.trace_id else live.context
+        name = f"{sc.DECISION_SPAN_NAME_PREFIX} {intent}"
         with live.lock:
             if live.end_ns is not None:
                 _normalize.warn(f"{where} called for run {live.run_id} after it ended: {intent}")
                 return ""
             decision_id = live.next_decision_id()
+            attributes[sc.DECISION_ID] = decision_id
             if node_id not in live.nodes:
                 live.nodes.append(node_id)
-            attributes = _codec.decision_attributes(
-                run_id=live.run_id,
-                decision_id=decision_id,
-                intent=intent,
-                options=normalized,
-                chosen=chosen
-                if type(chosen) is str
-                else _normalize.text(chosen, f"{where}: chosen"),
-                reasoning=reasoning
-                if type(reasoning) is str
-                else _normalize.text(reasoning, f"{where}: reasoning"),
-                node_id=node_id,
-                decision_type=decision_type,
-                constraints=_normalize.string_list(constraints, f"{where}: constraints"),
-                context=context,
-                where=where,
-                options_json=options_json,
-                option_ids=option_ids,
-            )
-            if live.fragment_id is not None:  # recorded into another process's run
-                live.last_used_ns = start_ns
-                attributes[sc.FRAGMENT_ID] = live.fragment_id
-                attributes[sc.FRAGMENT_SERVICE] = live.service or ""
-                attributes[sc.GOAL_ID] = live.goal_id
-            current = trace.get_current_span().get_span_context()
-            parent = None if current.trace_id == live.trace_id else live.context
             span = self._tracer.start_span(
-                f"{sc.DECISION_SPAN_NAME_PREFIX} {intent}",
-                context=parent,
-                attributes=attributes,
-                start_time=start_ns,
+                name, context=parent, attributes=attributes, start_time=start_ns
             )
             live.decisions[decision_id] = LiveDecision(
                 decision_id, span, attributes, start_ns, normalized
@@ -480,6 +480,12 @@ class SpanEngine:
         if not success:
             span.set_status(Status(StatusCode.ERROR, attributes.get(sc.OUTCOME_ERROR)))
         span.end(end_time=end_ns)
+        if not self._keep_ended_spans:
+            # The ended SDK span is the processors' now: the live view keeps its ids only
+            # (its events, links and attribute copies were ~2.4 KB per decision, and
+            # objects the garbage collector rescanned for as long as the run was open).
+            decision.span = NonRecordingSpan(span.get_span_context())
+            decision.options = None  # only a late choice reads them, and it came or not
         if self._outcome_aggregator is not None:
             record = _codec.decision_record({**decision.attributes, **attributes}, 0, end_ns)
             self._notify(

@@ -90,6 +90,11 @@ def dumps(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str | No
     return text, problem
 
 
+def is_plain(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> bool:
+    """Whether ``value`` is made of exact built-in types only (read without user code)."""
+    return _is_plain(value, 0, [max_chars])
+
+
 def _is_plain(value: Any, depth: int, budget: list[int]) -> bool:
     """Whether ``value`` encodes as it stands: exact built-in types, str keys, finite floats.
 

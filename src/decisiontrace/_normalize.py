@@ -8,13 +8,14 @@ recorded instead. Structured values become bounded JSON text, redacted.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-from decisiontrace._jsonsafe import describe_without_reading, dumps, safe_str
+from decisiontrace._jsonsafe import describe_without_reading, dumps, is_plain, safe_str
 from decisiontrace._redact import active as active_redactor
 from decisiontrace._redact import redact_json
 
@@ -272,3 +273,34 @@ class PreparedOptions:
             self._json = json_attr(self.options, "options", EMPTY_LIST)
             self._rules = rules
         return self._json
+
+
+#: Option lists seen lately, by identity: (a private copy of the list, its preparation).
+_SEEN_OPTIONS: dict[int, tuple[list[Any], PreparedOptions]] = {}
+_MAX_SEEN_OPTIONS = 256
+
+
+def prepare_options(options: Any, where: str) -> PreparedOptions:
+    """``options`` normalized and encoded, once per distinct list an agent passes.
+
+    Agents pass the same list object again and again; normalizing and encoding it costs
+    ~6 µs a decision. A list of plain values (exact built-in types) is remembered by
+    identity with a deep copy taken when it was first prepared; it is reused while the
+    list still equals that copy (a list changed in place, or a new list at a recycled
+    address, is prepared afresh).
+    """
+    if type(options) is list:
+        seen = _SEEN_OPTIONS.get(id(options))
+        if seen is not None:
+            try:
+                same = seen[0] == options
+            except Exception:  # a value put into the list since, comparing oddly
+                same = False
+            if same is True:
+                return seen[1]
+    prepared = PreparedOptions(options, where)
+    if type(options) is list and is_plain(options):
+        if len(_SEEN_OPTIONS) >= _MAX_SEEN_OPTIONS:
+            _SEEN_OPTIONS.clear()
+        _SEEN_OPTIONS[id(options)] = (copy.deepcopy(options), prepared)
+    return prepared

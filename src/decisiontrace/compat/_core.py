@@ -37,6 +37,7 @@ class CompatCore(DecisionTracker):
     """A DecisionTracker that reports each run it ends and can re-open an empty run."""
 
     run_ended: Callable[[LiveRun], None] | None = None
+    _keep_ended_spans = True  # a run's record is assembled from its spans when it ends
 
     def _finish(
         self,
