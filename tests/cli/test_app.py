@@ -249,7 +249,8 @@ def test_diff_finds_the_first_different_choice(demo: DemoStore) -> None:
     assert diffed["run_a"]["status"] == a.status.value
     assert diffed["run_b"]["status"] == b.status.value
     result = invoke("--store", demo.url, "diff", a.id, b.id)
-    assert "chose differently at decision #0" in result.stdout
+    assert "chose differently at decision dec_0:" in result.stdout
+    assert "#0" not in result.stdout
     assert result.stderr == ""
 
 

@@ -123,10 +123,11 @@ def runs_list(
             _print_json([listing(store, summary) for summary in shown])
             return 0
     if not shown:
-        click.echo("no runs match; try fewer filters, or `decisiontrace demo` to record some")
+        click.echo(render.nothing_found("runs", filtered=any((goal, since, status, node))))
         return 0
     caption = f"newest {limit} shown; use --limit for more" if len(found) > limit else None
-    _console().print(render.runs_table(shown, caption=caption))
+    console = _console()
+    console.print(render.runs_table(shown, caption=caption, width=console.width))
     return 0
 
 
@@ -154,9 +155,12 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> int:
 Examples:
   decisiontrace stats
   decisiontrace stats --goal resolve-ticket --since 7d --json
+  decisiontrace stats --node retriever --status failed
 """,
 )
 @filters
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Only this status.")
+@click.option("--node", metavar="NODE_ID", help="Only runs in which this node decided something.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the newest this many runs.")
 @json_option
 @store_option
@@ -165,16 +169,18 @@ def stats(
     ctx: click.Context,
     goal: str | None,
     since: datetime | None,
+    status: str | None,
+    node: str | None,
     limit: int | None,
     as_json: bool,
 ) -> int:
     """Per node, decision type and option: choices, success rate, tokens, latency, calibration."""
     with open_for_reading(ctx) as store:
-        result = compute_stats(load_runs(store, goal, since, limit))
+        result = compute_stats(load_runs(store, goal, since, limit, status=status, node=node))
     if as_json:
         _print_json(result)
     elif not result["runs"]:
-        click.echo("no runs match; try fewer filters, or `decisiontrace demo` to record some")
+        click.echo(render.nothing_found("runs", filtered=any((goal, since, status, node, limit))))
     else:
         _console().print(render.stats_view(result))
     return 0
@@ -226,12 +232,19 @@ Examples:
     "which `decisiontrace rebuild` reads back.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here.")
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="With -o: say what was written as JSON on stdout (without -o the run is JSON).",
+)  # fmt: skip
 @store_option
 @click.pass_context
-def export(ctx: click.Context, run_id: str, output_format: str, output: str | None) -> int:
-    """Write one run as its JSON record or as OTLP JSON spans."""
+def export(
+    ctx: click.Context, run_id: str, output_format: str, output: str | None, as_json: bool
+) -> int:
+    """Write one run as its JSON record or as OTLP JSON spans (RUN_ID may be a unique prefix)."""
     with open_for_reading(ctx) as store:
         run = load_run(store, run_id)
+    run_id = run.id
     if output_format == "json":
         text = json.dumps(run.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     else:
@@ -241,7 +254,12 @@ def export(ctx: click.Context, run_id: str, output_format: str, output: str | No
     else:
         with open(output, "w", encoding="utf-8") as stream:
             stream.write(text)
-        click.echo(f"wrote {run_id} to {output}", err=True)
+        if as_json:
+            _print_json(
+                {"run_id": run_id, "format": output_format, "output": output, "chars": len(text)}
+            )
+        else:
+            click.echo(f"wrote {run_id} to {output}", err=True)
     return 0
 
 
@@ -253,9 +271,10 @@ Examples:
 """,
 )
 @click.argument("file")
+@json_option
 @store_option
 @click.pass_context
-def rebuild(ctx: click.Context, file: str) -> int:
+def rebuild(ctx: click.Context, file: str, as_json: bool) -> int:
     """Rebuild runs from OTLP JSON (collector file exporter, Jaeger or Tempo) into a store.
 
     FILE is an OTLP JSON file, or - for standard input. Exit status 1 when some lines or
@@ -277,15 +296,28 @@ def rebuild(ctx: click.Context, file: str) -> int:
         store.close()
     for message in result.errors:
         click.echo(f"{file}: {message}", err=True)
-    judged = (
-        f" and {result.judgements_written} judgements of decisions"
-        if result.judgements_written
-        else ""
-    )
-    click.echo(
-        f"rebuilt {result.runs_written} runs from {result.spans_read} spans "
-        f"({result.lines_read} lines){judged} into {store.url}"
-    )
+    if as_json:
+        _print_json(
+            {
+                "runs_written": result.runs_written,
+                "spans_read": result.spans_read,
+                "lines_read": result.lines_read,
+                "judgements_written": result.judgements_written,
+                "errors": list(result.errors),
+                "store": store.url,
+            }
+        )
+    else:
+        judged = (
+            f" and {render.plural(result.judgements_written, 'judgement')} of decisions"
+            if result.judgements_written
+            else ""
+        )
+        click.echo(
+            f"rebuilt {render.plural(result.runs_written, 'run')} from "
+            f"{render.plural(result.spans_read, 'span')} "
+            f"({render.plural(result.lines_read, 'line')}){judged} into {store.url}"
+        )
     if result.errors:
         return 1 if result.spans_read else 2
     return 0
@@ -311,6 +343,9 @@ Examples:
     help="The newest this many runs.",
 )  # fmt: skip
 @click.option("--title", default="decisiontrace report", show_default=True)
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), help="Only this status.")
+@click.option("--node", metavar="NODE_ID", help="Only runs in which this node decided something.")
+@json_option
 @store_option
 @click.pass_context
 def report(
@@ -320,6 +355,9 @@ def report(
     since: datetime | None,
     limit: int,
     title: str,
+    status: str | None,
+    node: str | None,
+    as_json: bool,
 ) -> int:
     """One self-contained HTML page: every run's decisions, searchable, and stats with charts.
 
@@ -328,7 +366,7 @@ def report(
     with {span_id} each decision links to its span too.
     """
     with open_for_reading(ctx) as store:
-        selected = list(load_runs(store, goal, since, limit))
+        selected = list(load_runs(store, goal, since, limit, status=status, node=node))
         url = store.url
     page = render_report(
         selected,
@@ -340,7 +378,10 @@ def report(
     )
     with open(html_path, "w", encoding="utf-8") as stream:
         stream.write(page)
-    click.echo(f"wrote a report of {len(selected)} runs to {html_path}")
+    if as_json:
+        _print_json({"runs": len(selected), "output": html_path, "store": url})
+    else:
+        click.echo(f"wrote a report of {render.plural(len(selected), 'run')} to {html_path}")
     return 0
 
 

@@ -20,6 +20,7 @@ from rich.tree import Tree
 
 from decisiontrace._records import stated_confidence
 from decisiontrace.cli._links import run_trace_id, trace_url
+from decisiontrace.cli._store import short_id
 from decisiontrace.cli._times import time_text
 from decisiontrace.cli.evaluations import evaluation_views, judgement_lines
 from decisiontrace.models import Decision, Option, Problem, Run, RunSummary
@@ -58,6 +59,18 @@ _SEVERITY_STYLES = {"critical": "bold red", "error": "red", "warning": "yellow",
 _RUN_ID_TIME = re.compile(r"_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})_[0-9a-f]{8}$")
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``89,085 tokens``."""
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
+
+
+def nothing_found(what: str, *, filtered: bool) -> str:
+    """The line printed when a listing is empty; suggests fewer filters only if any were given."""
+    if filtered:
+        return f"no {what} match these filters; try fewer, or `decisiontrace runs list`"
+    return f"no {what} stored yet; `decisiontrace demo` records some"
+
+
 def format_ms(value: float | None) -> str:
     """``12 ms``, ``1.4 s``; ``-`` for None."""
     if value is None:
@@ -90,29 +103,69 @@ def run_started(run_id: str) -> str:
     return f"{year}-{month}-{day} {hour}:{minute}:{second}"
 
 
-def runs_table(summaries: Sequence[RunSummary], *, caption: str | None = None) -> Table:
-    """One row per run, newest first as given."""
-    table = Table(box=box.SIMPLE_HEAVY, caption=caption, title=f"{len(summaries)} runs")
-    table.add_column("run", no_wrap=True)
-    table.add_column("goal")
-    table.add_column("status", no_wrap=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("duration", justify="right")
-    table.add_column("decisions", justify="right")
-    table.add_column("success", justify="right")
-    table.add_column("problems", justify="right")
+#: Below this width the runs table shows short ids (the hex that tells runs apart,
+#: which every command accepts) instead of full run ids: an id is never cut.
+WIDE = 130
+#: Below this width the runs table leaves out the start time (``runs show`` has it).
+NARROW = 100
+
+
+def _cell_width(cell: Any) -> int:
+    return cell.cell_len if isinstance(cell, Text) else Text(str(cell)).cell_len
+
+
+def fitted_table(
+    columns: Sequence[tuple[str, bool]],
+    rows: Sequence[Sequence[Any]],
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Table:
+    """A table whose numbers and ids are never cut: ``columns`` are ``(header, whole)``;
+    a whole column (numbers, ids) keeps its widest cell, the others wrap to make room."""
+    table = Table(
+        box=box.SIMPLE_HEAVY, title=title, caption=caption, padding=(0, 1), pad_edge=False
+    )
+    for index, (header, whole) in enumerate(columns):
+        widest = max([_cell_width(header), *(_cell_width(row[index]) for row in rows)])
+        if whole:
+            table.add_column(header, justify="right", no_wrap=True, min_width=widest)
+        else:
+            table.add_column(header, overflow="fold", min_width=min(widest, 4))
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def runs_table(
+    summaries: Sequence[RunSummary], *, caption: str | None = None, width: int = WIDE
+) -> Table:
+    """One row per run, newest first as given; short ids when ``width`` is narrow."""
+    wide = width >= WIDE
+    rows = []
     for summary in summaries:
-        table.add_row(
-            summary.run_id,
+        row: list[Any] = [
+            summary.run_id if wide else short_id(summary.run_id),
             summary.goal_id,
             status_text(summary.status.value),
-            run_started(summary.run_id),
+        ]
+        if width >= NARROW:  # below it, `runs show` has the start time
+            row.append(run_started(summary.run_id))
+        row += [
             format_ms(summary.duration_ms),
-            str(summary.decision_count),
+            f"{summary.decision_count:,}",
             format_rate(summary.success_rate if summary.decision_count else None),
-            Text(str(summary.problem_count), style="yellow" if summary.problem_count else ""),
-        )
-    return table
+            Text(f"{summary.problem_count:,}", style="yellow" if summary.problem_count else ""),
+        ]
+        rows.append(row)
+    if not wide:
+        note = "short ids: `decisiontrace runs show ID` takes them"
+        caption = f"{caption}; {note}" if caption else note
+    columns = [("run" if wide else "id", True), ("goal", False), ("status", True)]
+    if width >= NARROW:
+        columns.append(("started", True))
+    columns += [(name, True) for name in ("duration", "decisions", "success", "problems")]
+    return fitted_table(columns, rows, title=plural(len(summaries), "run"), caption=caption)
 
 
 def status_counts_table(counts: dict[str, int], title: str = "runs by status") -> Table:
@@ -213,7 +266,8 @@ def run_tree(run: Run) -> Tree:
     head.append_text(status_text(run.status.value))
     head.append(
         f"  goal {run.goal_id} · {format_ms(run.duration_ms)} · "
-        f"{run.metrics.total_decisions} decisions · {_tokens(run.metrics.total_tokens)} tokens",
+        f"{plural(run.metrics.total_decisions, 'decision')} · "
+        f"{plural(run.metrics.total_tokens, 'token')}",
         style="dim",
     )
     extra = run.model_extra or {}
@@ -278,47 +332,53 @@ def run_tree(run: Run) -> Tree:
 
 def group_table(title: str, groups: Iterable[dict[str, Any]], keys: Sequence[str]) -> Table:
     """A table of stats groups (``by_node``, ``by_decision_type``, ``by_node_and_type``)."""
-    table = Table(box=box.SIMPLE_HEAVY, title=title)
-    for key in keys:
-        table.add_column(key.replace("_id", "").replace("_", " "))
-    for name in ("decisions", "success", "tokens", "p50", "p90", "p99"):
-        table.add_column(name, justify="right")
+    rows = []
     for group in groups:
         latency = group["latency_ms"]
-        table.add_row(
-            *(str(group[key]) for key in keys),
-            str(group["decisions"]),
-            format_rate(group["success_rate"]),
-            _tokens(group["tokens"]["total"]),
-            format_ms(latency["p50"]),
-            format_ms(latency["p90"]),
-            format_ms(latency["p99"]),
+        rows.append(
+            [
+                *(str(group[key]) for key in keys),
+                f"{group['decisions']:,}",
+                format_rate(group["success_rate"]),
+                _tokens(group["tokens"]["total"]),
+                format_ms(latency["p50"]),
+                format_ms(latency["p90"]),
+                format_ms(latency["p99"]),
+            ]
         )
-    return table
+    columns = [(key.replace("_id", "").replace("_", " "), False) for key in keys]
+    columns += [(name, True) for name in ("decisions", "success", "tokens", "p50", "p90", "p99")]
+    return fitted_table(columns, rows, title=title)
 
 
-def option_table(options: Iterable[dict[str, Any]]) -> Table:
-    """How often each option was chosen, with what confidence, and how it went."""
-    table = Table(box=box.SIMPLE_HEAVY, title="options")
-    for name in ("node", "decision type", "option"):
-        table.add_column(name)
-    for name in ("offered", "chosen", "share", "confidence", "success", "tokens", "p50"):
-        table.add_column(name, justify="right")
+def option_table(options: Iterable[dict[str, Any]]) -> Group:
+    """How often each option was chosen, with what confidence, and how it went: one
+    table per node and decision type, so that it reads at 80 columns."""
+    grouped: dict[tuple[str, str], list[list[Any]]] = {}
     for option in options:
         confidence = option["mean_confidence"]
-        table.add_row(
-            option["node_id"],
-            option["decision_type"],
-            option["option_id"],
-            str(option["offered"]),
-            str(option["chosen"]),
-            format_rate(option["chosen_share"]),
-            NOT_GIVEN if confidence is None else f"{confidence:.2f}",
-            format_rate(option["success_rate"]),
-            _tokens(option["tokens"]["total"]),
-            format_ms(option["latency_ms"]["p50"]),
+        grouped.setdefault((option["node_id"], option["decision_type"]), []).append(
+            [
+                option["option_id"],
+                f"{option['offered']:,}",
+                f"{option['chosen']:,}",
+                format_rate(option["chosen_share"]),
+                NOT_GIVEN if confidence is None else f"{confidence:.2f}",
+                format_rate(option["success_rate"]),
+                _tokens(option["tokens"]["total"]),
+                format_ms(option["latency_ms"]["p50"]),
+            ]
         )
-    return table
+    columns = [("option", False)] + [
+        (name, True)
+        for name in ("offered", "chosen", "share", "confidence", "success", "tokens", "p50")
+    ]
+    return Group(
+        *(
+            fitted_table(columns, rows, title=f"options: {node} · {kind}")
+            for (node, kind), rows in grouped.items()
+        )
+    )
 
 
 def calibration_table(calibration: dict[str, Any]) -> Table:
@@ -349,7 +409,7 @@ def calibration_table(calibration: dict[str, Any]) -> Table:
 def stats_view(stats: dict[str, Any]) -> Group:
     """Every stats table, for ``decisiontrace stats``."""
     head = Text(
-        f"{stats['runs']} runs, {stats['decisions']} decisions, "
+        f"{plural(stats['runs'], 'run')}, {plural(stats['decisions'], 'decision')}, "
         f"{format_rate(stats['overall']['success_rate'])} succeeded",
         style="bold",
     )
@@ -384,6 +444,16 @@ def _diff_decision(decision: dict[str, Any] | None) -> str:
     )
 
 
+def _diff_where(first: dict[str, Any]) -> str:
+    """Where two runs part: the decision ids (never a position like "#0")."""
+    ids = [side["id"] for side in (first["a"], first["b"]) if side is not None]
+    if not ids:
+        return "the end"
+    if len(ids) == 2 and ids[0] != ids[1]:
+        return f"decisions {ids[0]} (A) and {ids[1]} (B)"
+    return f"decision {ids[0]}"
+
+
 def diff_view(diff: dict[str, Any]) -> Group:
     """Where two runs first chose differently, and how their outcomes differed."""
     a, b = diff["run_a"], diff["run_b"]
@@ -410,8 +480,8 @@ def diff_view(diff: dict[str, Any]) -> Group:
         }[first["kind"]]
         parts.append(
             Text(
-                f"The runs agree on {diff['same_decisions']} decision(s), then {what} "
-                f"at decision #{first['index']}:",
+                f"The runs agree on {plural(diff['same_decisions'], 'decision')}, then "
+                f"{what} at {_diff_where(first)}:",
                 style="bold",
             )
         )
@@ -420,8 +490,8 @@ def diff_view(diff: dict[str, Any]) -> Group:
     if diff["outcome_differences"]:
         parts.append(Text("Outcomes that differ:", style="bold"))
         for item in diff["outcome_differences"]:
-            parts.append(Text(f"  #{item['index']} A: {_diff_decision(item['a'])}"))
-            parts.append(Text(f"  #{item['index']} B: {_diff_decision(item['b'])}"))
+            parts.append(Text(f"  A: {_diff_decision(item['a'])}"))
+            parts.append(Text(f"  B: {_diff_decision(item['b'])}"))
     if a["status"] != b["status"]:
         parts.append(
             Text.assemble("Run A ", status_text(a["status"]), ", run B ", status_text(b["status"]))
@@ -434,7 +504,7 @@ def diff_view(diff: dict[str, Any]) -> Group:
 
 def demo_view(result: DemoResult, runs: Sequence[Run], stats: dict[str, Any]) -> Group:
     """What ``decisiontrace demo`` prints once the runs are stored."""
-    head = Text(f"Recorded {len(runs)} runs in {result.store_url} ", style="bold")
+    head = Text(f"Recorded {plural(len(runs), 'run')} in {result.store_url} ", style="bold")
     head.append(f"({result.seconds:.1f} s, seed {result.seed})", style="dim")
     parts: list[RenderableType] = [head]
     if result.exported_to:
