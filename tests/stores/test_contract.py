@@ -137,6 +137,39 @@ def test_hostile_ids_are_data_never_syntax(
     assert store.load_record("run_after") is not None
 
 
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_ids_through_the_real_pipeline(store: RunStore, hostile: str) -> None:
+    """As the processor writes them (compact span form on SQLite and PostgreSQL)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    processor = dt.RunRecordProcessor(store, flush_interval=0.02, handle_sigterm=False)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracker = dt.DecisionTracker(hostile, tracer_provider=provider)
+    with tracker.run(hostile, input_data={"id": hostile}) as scope:
+        tracker.set_node(hostile)
+        decision_id = tracker.decide(
+            intent=hostile, options=[{"id": hostile}, {"id": "safe"}], chosen=hostile,
+            reasoning=hostile,
+        )  # fmt: skip
+        tracker.record_outcome(decision_id=decision_id, success=True, result={"id": hostile})
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    run = store.load_run(scope.run_id)
+    if run is None:  # only a JSON-files store refuses, an id no file name can hold
+        assert isinstance(store, dt.stores.JSONFilesStore)
+        assert any(c in scope.run_id for c in "\x00\\/")
+        return
+    assert run.goal_id == hostile and run.input_data == {"id": hostile}
+    (decision,) = run.decisions
+    assert (decision.node_id, decision.intent, decision.chosen_option_id) == (hostile,) * 3
+    assert [s.run_id for s in store.list_runs(goal_id=hostile)] == [scope.run_id]
+    assert [s.run_id for s in store.list_runs(node_id=hostile)] == [scope.run_id]
+    for lookup in HOSTILE:
+        if lookup != hostile:
+            assert store.list_runs(goal_id=lookup, node_id=lookup) == []
+
+
 # -- fragments: one run recorded by several processes -------------------------------------
 
 

@@ -119,7 +119,7 @@ def test_the_schema_is_created_versioned_indexed_and_opened_again(postgres_url: 
             connection.execute(f'DROP SCHEMA IF EXISTS "{store.schema}_b" CASCADE')
 
 
-def test_the_cli_lists_and_shows_runs_in_postgresql(postgres_url: str) -> None:
+def test_the_cli_and_report_read_postgresql(postgres_url: str, tmp_path: Path) -> None:
     store = open_store(postgres_url)
     store.save_records([make_record("run_cli_1"), make_record("run_cli_2", goal_id="other")])
     listed = decisiontrace("runs", "list", "--json", "--store", postgres_url)
@@ -128,6 +128,13 @@ def test_the_cli_lists_and_shows_runs_in_postgresql(postgres_url: str) -> None:
     shown = decisiontrace("runs", "show", "run_cli_1", "--store", postgres_url)
     assert shown.returncode == 0, shown.stderr
     assert "classifier" in shown.stdout
+    stats = decisiontrace("stats", "--json", "--store", postgres_url)
+    assert stats.returncode == 0, stats.stderr
+    assert "classifier" in stats.stdout
+    page = tmp_path / "report.html"
+    report = decisiontrace("report", "--html", str(page), "--store", postgres_url)
+    assert report.returncode == 0, report.stderr
+    assert "run_cli_1" in page.read_text(encoding="utf-8")
     store.close()
 
 

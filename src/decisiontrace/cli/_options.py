@@ -19,7 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _STORE_HELP = (
     "Store URL or path: sqlite:///relative.db, sqlite:////absolute.db, file:///folder, "
-    f"a path. Default: ${STORE_ENV_VAR}, else {default_store_url()}."
+    "postgresql://user@host:5432/db, a path. "
+    f"Default: ${STORE_ENV_VAR}, else {default_store_url()}."
 )
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
