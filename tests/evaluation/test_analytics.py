@@ -77,6 +77,15 @@ def test_quality_alignment_better_options_and_calibration() -> None:
     assert calibration["expected_calibration_error_success"] == 0.55  # (0.25 + 0.85) / 2
 
 
+def test_a_defaulted_confidence_is_left_out_of_calibration() -> None:
+    decision = _decision(0, "kb", 0.5, True, ("judge", DecisionEvaluation(outcome_quality=1.0)))
+    decision.options[0].confidence_defaulted = True  # type: ignore[attr-defined]
+    stats = evaluation_stats([Run(id="r", goal_id="g", decisions=[decision])])
+    assert stats["overall"]["judged"] == 1
+    assert stats["calibration"]["decisions"] == 0
+    assert stats["calibration"]["expected_calibration_error_quality"] is None
+
+
 def test_a_record_with_only_the_original_evaluation_field_counts() -> None:
     decision = Decision.model_validate(
         {"id": "dec_0", "node_id": "n", "intent": "i",
