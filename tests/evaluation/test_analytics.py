@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from decisiontrace import Decision, DecisionEvaluation, Outcome, Run
-from decisiontrace.evaluation.analytics import evaluation_stats
+from decisiontrace.evaluation.analytics import decision_verdict, evaluation_stats
 from decisiontrace.evaluation.judgement import build, stored_form
 
 
@@ -96,3 +96,20 @@ def test_a_record_with_only_the_original_evaluation_field_counts() -> None:
     assert (stats["overall"]["judged"], stats["overall"]["mean_quality"]) == (1, 0.4)
     assert stats["overall"]["better_options"] == {}
     assert stats["by_option"] == []
+
+
+def test_the_verdict_of_one_decision() -> None:
+    judged = _decision(
+        0, "kb", 0.8, False,
+        ("judge", DecisionEvaluation(outcome_quality=0.0, alignment_score=0.4,
+                                     better_option_existed=True, better_option_id="web")),
+        ("other", DecisionEvaluation(outcome_quality=0.5, alignment_score=0.6)),
+    )  # fmt: skip
+    assert decision_verdict(judged) == {
+        "evaluators": ["judge", "other"],
+        "quality": 0.25,
+        "alignment": 0.5,
+        "better_option_existed": True,
+        "better_option_id": "web",
+    }
+    assert decision_verdict(_decision(1, "kb", 0.8, True)) is None

@@ -27,7 +27,13 @@ from decisiontrace._records import stated_confidence
 from decisiontrace.evaluation.judgement import judgements_of
 from decisiontrace.models import Decision, DecisionEvaluation, Run
 
-__all__ = ["BUCKETS", "EvaluationTally", "decision_evaluations", "evaluation_stats"]
+__all__ = [
+    "BUCKETS",
+    "EvaluationTally",
+    "decision_evaluations",
+    "decision_verdict",
+    "evaluation_stats",
+]
 
 BUCKETS = 10
 
@@ -172,3 +178,33 @@ def evaluation_stats(runs: list[Run]) -> dict[str, Any]:
     for run in runs:
         tally.add(run)
     return tally.result()
+
+
+def decision_verdict(decision: Decision) -> dict[str, Any] | None:
+    """What the judgements of one decision say, for listing decisions; None if unjudged.
+
+    Returns:
+        ``evaluators`` (names), ``quality`` and ``alignment`` (means over the full
+        evaluations, None without one), ``better_option_id`` (the first one named, or
+        None) and ``better_option_existed``.
+    """
+    judgements = judgements_of(decision)
+    evaluations = decision_evaluations(decision)
+    if not judgements and not evaluations:
+        return None
+    better = [e for e in evaluations if e.better_option_existed]
+    return {
+        "evaluators": [j.evaluator for j in judgements],
+        "quality": (
+            round(sum(e.outcome_quality for e in evaluations) / len(evaluations), 4)
+            if evaluations
+            else None
+        ),
+        "alignment": (
+            round(sum(e.alignment_score for e in evaluations) / len(evaluations), 4)
+            if evaluations
+            else None
+        ),
+        "better_option_existed": bool(better),
+        "better_option_id": next((e.better_option_id for e in better if e.better_option_id), None),
+    }
