@@ -16,10 +16,8 @@ import json
 import os
 import sys
 from datetime import datetime
-from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from decisiontrace._otlp_export import otlp_json_line
@@ -29,12 +27,15 @@ from decisiontrace.cli._errors import App, CommandError, fail, one_line
 from decisiontrace.cli._json import listing, run_json
 from decisiontrace.cli._links import TRACE_URL_ENV_VAR
 from decisiontrace.cli._options import filters, json_option, store_option
+from decisiontrace.cli._output import console, print_json
 from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_reading, store_url
+from decisiontrace.cli.decisions import decisions_command
 from decisiontrace.cli.diff import diff_runs
 from decisiontrace.cli.evaluate import evaluate as evaluate_command
 from decisiontrace.cli.report import render_report
 from decisiontrace.cli.serve import serve
 from decisiontrace.cli.stats import compute_stats
+from decisiontrace.cli.tail import tail_command
 from decisiontrace.models import RunStatus
 from decisiontrace.stores import StoreError, open_store
 
@@ -44,16 +45,8 @@ __all__ = ["main"]
 # --- output ---------------------------------------------------------------------------
 
 
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and not os.environ.get("COLUMNS"):
-        # Piped: rich would assume 80 columns and cut run ids; let lines be long.
-        console.width = 160
-    return console
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+_console = console
+_print_json = print_json
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -84,7 +77,10 @@ main.add_command(serve)
 @main.group(epilog="Example: decisiontrace runs list --status failed --since 1d")
 @store_option
 def runs() -> None:
-    """List stored runs, or show one as a tree."""
+    """List stored runs, show one as a tree, or follow them as they are stored."""
+
+
+runs.add_command(tail_command)
 
 
 @runs.command(
@@ -187,6 +183,7 @@ def stats(
 
 
 main.add_command(evaluate_command)
+main.add_command(decisions_command)
 
 
 @main.command(epilog="Example: decisiontrace diff RUN_A RUN_B")

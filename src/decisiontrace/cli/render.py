@@ -64,6 +64,11 @@ def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (words or word + 's')}"
 
 
+def json_line(value: Any) -> str:
+    """``value`` as one line of JSON (JSON Lines)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def nothing_found(what: str, *, filtered: bool) -> str:
     """The line printed when a listing is empty; suggests fewer filters only if any were given."""
     if filtered:
