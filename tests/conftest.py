@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from decisiontrace import RunRecordProcessor
+from decisiontrace._context import current_run
 from decisiontrace.stores import MemoryStore
 
 #: The original framework's record format (see tests/reference/README.md).
@@ -45,6 +46,21 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default store of every test lives in its tmp_path, never in $HOME."""
     monkeypatch.setenv("DECISIONTRACE_STORE", f"sqlite:///{tmp_path / 'default.db'}")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture(autouse=True)
+def _no_current_run_across_tests() -> Iterator[None]:
+    """Each test starts outside any run.
+
+    ``start_run`` makes its run current without a reset (as the original does), and
+    pytest runs every test in one context: a run a test leaves open would otherwise be
+    the "current run" of the next test.
+    """
+    token = current_run.set(None)
+    try:
+        yield
+    finally:
+        current_run.reset(token)
 
 
 POSTGRES_ENV = "DECISIONTRACE_TEST_POSTGRES_URL"
