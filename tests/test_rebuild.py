@@ -428,7 +428,7 @@ def test_cli_partly_malformed_file_exits_1(
     path.write_text(_request(_run_span("0af7651916cd43dd8448eb211c80319c", "run_ok")) + "\n{oops\n")
     assert main(["rebuild", str(path), "--store", "memory://"]) == 1
     out, err = capsys.readouterr()
-    assert out.startswith("rebuilt 1 runs")
+    assert out.startswith("rebuilt 1 run from 1 span")  # plurals right
     assert err.startswith(f"{path}: line 2: invalid JSON")
 
 

@@ -409,6 +409,14 @@ def test_a_sqlite_store_with_only_the_first_columns_opens(demo: DemoStore, tmp_p
 # --- help, colour, imports ------------------------------------------------------------------
 
 
+def _command_at(path: list[str]) -> click.Command:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
 def _commands(group: click.Group, path: list[str]) -> Iterator[list[str]]:
     for name, command in group.commands.items():
         yield [*path, name]
@@ -421,6 +429,21 @@ def test_every_command_has_help_with_an_example(path: list[str]) -> None:
     result = invoke(*path, "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout, result.stdout
+
+
+#: Commands without --json: a long-running server prints no result to format.
+_NO_JSON = {("serve",)}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _commands(main, []) if not isinstance(_command_at(p), click.Group)],
+    ids=" ".join,
+)
+def test_every_command_has_json(path: list[str]) -> None:
+    if tuple(path) in _NO_JSON:
+        pytest.skip("a server")
+    assert "--json" in invoke(*path, "--help").stdout
 
 
 def test_colour_follows_the_terminal_and_no_color(demo: DemoStore) -> None:

@@ -166,3 +166,12 @@ def test_every_command_has_json(store: str, tmp_path: Path) -> None:
         result = invoke(store, *command, "--json")
         assert result.exit_code == 0, (command, result.output)
         json.loads(result.stdout)
+
+
+def test_demo_json(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    result = CliRunner().invoke(main, ["--store", url, "demo", "--tickets", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["runs"] == 3 and len(summary["run_ids"]) == 3
+    assert sum(summary["runs_by_status"].values()) == 3

@@ -396,9 +396,10 @@ Examples:
     "--threads", type=click.IntRange(1, 64), default=4, show_default=True,
     help="Worker threads for the blocking knowledge-base reads.",
 )  # fmt: skip
+@json_option
 @store_option
 @click.pass_context
-def demo(ctx: click.Context, seed: int, tickets: int, threads: int) -> int:
+def demo(ctx: click.Context, seed: int, tickets: int, threads: int, as_json: bool) -> int:
     """Run a support-ticket agent on simulated tickets and show what was recorded.
 
     Dozens of tickets run at once (asyncio tasks, plus threads for blocking reads); each
@@ -410,8 +411,9 @@ def demo(ctx: click.Context, seed: int, tickets: int, threads: int) -> int:
 
     console = _console()
     url = ctx.meta.get(STORE_KEY)  # None: $DECISIONTRACE_STORE or the default store
-    console.print(f"Running the support-ticket agent on {tickets} tickets (seed {seed})…")
-    if console.is_terminal:
+    if not as_json:
+        console.print(f"Running the support-ticket agent on {tickets} tickets (seed {seed})…")
+    if console.is_terminal and not as_json:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -432,7 +434,21 @@ def demo(ctx: click.Context, seed: int, tickets: int, threads: int) -> int:
         result = run_demo(url, seed=seed, tickets=tickets, threads=threads)
     with open_store(result.store_url) as store:
         recorded = [run for run in map(store.load_run, result.run_ids.values()) if run]
-    console.print(render.demo_view(result, recorded, compute_stats(recorded)))
+    if as_json:
+        _print_json(
+            {
+                "store": result.store_url,
+                "seed": result.seed,
+                "runs": len(recorded),
+                "runs_by_status": result.status_counts,
+                "run_ids": sorted(run.id for run in recorded),
+                "seconds": round(result.seconds, 3),
+                "exported_to": result.exported_to,
+                "missing": list(result.missing),
+            }
+        )
+    else:
+        console.print(render.demo_view(result, recorded, compute_stats(recorded)))
     if result.missing:
         fail(
             f"{len(result.missing)} of {tickets} runs are not in {result.store_url} "
