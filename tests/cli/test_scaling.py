@@ -90,9 +90,11 @@ def test_tables_keep_ids_and_numbers_whole(store: str, columns: int) -> None:
         assert number in stats.stdout, number
 
 
-def test_a_wide_terminal_shows_full_ids(store: str) -> None:
+def test_a_wide_terminal_shows_full_ids_and_times_with_offsets(store: str) -> None:
     listed = invoke(store, "runs", "list", columns=160)
     assert "run_support-agent_20260510_140301_7eb34ba9" in listed.stdout
+    offset = datetime(2026, 5, 10, 14, 3, 1).astimezone().strftime("%z")
+    assert f"2026-05-10 14:03:01{offset[:3]}:{offset[3:]}" in listed.stdout
 
 
 def test_unique_prefixes_and_short_ids_name_runs(store: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -100,12 +101,17 @@ def status_text(status: str) -> Text:
 
 
 def run_started(run_id: str) -> str:
-    """The start time a run id carries (``2026-05-10 14:03:07``), or "" if it has none."""
+    """The start time a run id carries, with this machine's UTC offset (ids carry local
+    time): ``2026-05-10 14:03:07+02:00``, or "" if it has none."""
     match = _RUN_ID_TIME.search(run_id)
     if match is None:
         return ""
-    year, month, day, hour, minute, second = match.groups()
-    return f"{year}-{month}-{day} {hour}:{minute}:{second}"
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        moment = datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return ""
+    return time_text(moment)
 
 
 #: Below this width the runs table shows short ids (the hex that tells runs apart,
