@@ -72,13 +72,29 @@ class Ingest:
         return code
 
 
-@pytest.fixture
-def ingest(tmp_path: Path) -> Iterator[Ingest]:
-    service = Ingest(f"sqlite:///{tmp_path / 'runs.db'}")
+def _serving(url: str) -> Iterator[Ingest]:
+    service = Ingest(url)
     service.start()
     yield service
     if service.process is not None and service.process.poll() is None:
         service.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def ingest(tmp_path: Path) -> Iterator[Ingest]:
+    """The service on a SQLite store."""
+    yield from _serving(f"sqlite:///{tmp_path / 'runs.db'}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ingest_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ingest]:
+    """The service on SQLite, and on PostgreSQL (a schema of the test's own) when
+    DECISIONTRACE_TEST_POSTGRES_URL names a server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'runs.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    yield from _serving(url)
 
 
 @dataclass
@@ -156,8 +172,9 @@ def _assert_three_processes(run: Run | None) -> None:
 
 
 def test_a_run_made_in_three_processes_is_one_run_through_the_ingest_service(
-    ingest: Ingest,
+    ingest_any: Ingest,
 ) -> None:
+    ingest = ingest_any
     tool, planner, front = _fleet(ingest, runs=3, pause=0.0)
     _finish(front, planner, tool)
     assert ingest.stop() == 0, "".join(ingest.log)
