@@ -50,13 +50,14 @@ def test_wrong_credentials_are_one_clear_error(postgres_url: str) -> None:
     assert ":pw@" not in str(raised.value)
 
 
-def decisiontrace(*args: str) -> subprocess.CompletedProcess[str]:
+def decisiontrace(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The real command line, in a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "decisiontrace", *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **env},
     )
 
 
@@ -128,6 +129,10 @@ def test_the_cli_and_report_read_postgresql(postgres_url: str, tmp_path: Path) -
     shown = decisiontrace("runs", "show", "run_cli_1", "--store", postgres_url)
     assert shown.returncode == 0, shown.stderr
     assert "classifier" in shown.stdout
+    # DECISIONTRACE_STORE names it as well as --store does.
+    from_env = decisiontrace("runs", "list", "--json", DECISIONTRACE_STORE=postgres_url)
+    assert from_env.returncode == 0, from_env.stderr
+    assert len(json.loads(from_env.stdout)) == 2
     stats = decisiontrace("stats", "--json", "--store", postgres_url)
     assert stats.returncode == 0, stats.stderr
     assert "classifier" in stats.stdout

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from decisiontrace.stores.base import RunStore, StoreError
@@ -14,6 +15,9 @@ from decisiontrace.stores.jsonfiles import JSONFilesStore
 from decisiontrace.stores.memory import MemoryStore
 from decisiontrace.stores.null import NullStore
 from decisiontrace.stores.sqlite import SQLiteStore
+
+if TYPE_CHECKING:  # imported on first use at run time: it needs the postgres extra
+    from decisiontrace.stores.postgres import PostgreSQLStore
 
 #: Environment variable naming the store when none is passed to :func:`open_store`.
 STORE_ENV_VAR = "DECISIONTRACE_STORE"

@@ -31,13 +31,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic_core import from_json
 
 from decisiontrace import _judgements, _records
 from decisiontrace.stores import _fragments
 from decisiontrace.stores import _postgres_schema as _schema
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores._filters import record_node_ids, since_text
+from decisiontrace.stores._journal_rows import decode_entries
 from decisiontrace.stores._locks import process_alive
 from decisiontrace.stores._sqlite_fragments import decode
 from decisiontrace.stores.base import AssembledRun, JournalEntry, Record, RunStore, StoreError
@@ -436,17 +436,9 @@ class PostgreSQLStore(RunStore):
                 return []
             self._recovered_pids.update(gone)
             rows = connection.execute(self.sql.journal_orphans, (self._host, gone)).fetchall()
-            entries: list[JournalEntry] = []
-            unreadable: list[int] = []
-            for seq, run_id, trace_id, data in rows:
-                try:
-                    decoded = from_json(zlib.decompress(bytes(data)))
-                    if not isinstance(decoded, dict):
-                        raise ValueError("not an object")
-                except (ValueError, TypeError, zlib.error):
-                    unreadable.append(seq)
-                    continue
-                entries.append((_text(run_id), str(trace_id), decoded))
+            entries, unreadable = decode_entries(
+                (seq, _text(run_id), trace_id, bytes(data)) for seq, run_id, trace_id, data in rows
+            )
             if unreadable:
                 logger.warning(
                     "decisiontrace: %d unreadable journal entries in %s were deleted",

@@ -37,6 +37,7 @@ from decisiontrace.stores import _sqlite_fragments as _fragment_rows
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._filters import since_text
+from decisiontrace.stores._journal_rows import decode_entries
 from decisiontrace.stores._locks import ForkSafeLock, process_alive
 from decisiontrace.stores._sqlite_schema import SCHEMA_VERSION
 from decisiontrace.stores.base import (
@@ -330,24 +331,16 @@ class SQLiteStore(RunStore):
             f"WHERE pid IN ({','.join('?' * len(gone))}) ORDER BY seq",
             gone,
         ).fetchall()
-        entries: list[JournalEntry] = []
-        unreadable: list[tuple[int]] = []
-        for seq, run_id, trace_id, data in rows:
-            try:
-                decoded = from_json(zlib.decompress(data))
-                if not isinstance(decoded, dict):
-                    raise ValueError("not an object")
-            except (ValueError, TypeError, zlib.error):
-                unreadable.append((seq,))
-                continue
-            entries.append((str(run_id), str(trace_id), decoded))
+        entries, unreadable = decode_entries(
+            (seq, str(run_id), trace_id, data) for seq, run_id, trace_id, data in rows
+        )
         if unreadable:
             logger.warning(
                 "decisiontrace: %d unreadable journal entries in %s were deleted",
                 len(unreadable),
                 self.path,
             )
-            self._transaction([("DELETE FROM journal WHERE seq = ?", unreadable)])
+            self._transaction([("DELETE FROM journal WHERE seq = ?", [(s,) for s in unreadable])])
         return entries
 
     def journal_clear(self, run_ids: Sequence[str]) -> None:
