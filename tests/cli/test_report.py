@@ -354,3 +354,28 @@ def test_paused_runs_resumes_and_other_services_are_shown() -> None:
     assert "paused" not in entry["d"][0]  # it has an outcome
     summary = html[html.index('<details class="run"') : html.index("</summary>")]
     assert '<span class="badge status-running">paused</span>' in summary
+
+
+def test_options_given_without_confidence_show_no_number(tmp_path: Path) -> None:
+    # The real path: options as plain strings, recorded by the tracker, stored by the
+    # processor, read back and rendered.
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import decisiontrace as dt
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    provider = TracerProvider()
+    provider.add_span_processor(dt.RunRecordProcessor(open_store(url)))
+    tracker = dt.DecisionTracker("plain-options", tracer_provider=provider)
+    with tracker.run("g", "plain options"):
+        tracker.set_node("router")
+        decision_id = tracker.decide(
+            intent="Route", options=["left", "right"], chosen="left", reasoning="shorter"
+        )
+        tracker.record_outcome(decision_id=decision_id, success=True)
+    provider.shutdown()
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["--store", url, "report", "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    options = page_data(page.read_text(encoding="utf-8"))[0]["d"][0]["opts"]
+    assert [(o[0], o[2]) for o in options] == [("left", None), ("right", None)]
