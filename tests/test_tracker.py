@@ -622,3 +622,75 @@ def test_an_option_list_is_prepared_once_and_again_when_changed_in_place(
     assert descriptions[0] == ["Route to how-to answer", "Route to bug triage"]
     assert descriptions[1] == descriptions[2] == ["changed", "Route to bug triage", "added"]
     assert descriptions[3][0] != "changed" and descriptions[3][1:] == descriptions[1][1:]
+
+
+# --- behaviours a broken rule would change silently (issue #12, item 7) --------------------
+
+
+def test_tracker_b_never_records_into_tracker_a_run(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker_a = dt.DecisionTracker("a", tracer_provider=pipeline.provider)
+    tracker_b = dt.DecisionTracker("b", tracer_provider=pipeline.provider)
+    with tracker_a.run("g") as run:
+        # A's run is current here, but it is not B's: B has no run to record into.
+        assert tracker_b.decide(intent="b's", options=[], chosen="", reasoning="") == ""
+        tracker_b.report_problem(severity="warning", description="b's problem")
+        tracker_b.set_node("b-node")
+        own = tracker_a.decide(intent="a's", options=[], chosen="", reasoning="")
+        tracker_a.record_outcome(decision_id=own, success=True)
+    pipeline.flush()
+    stored = pipeline.store.load_run(run.run_id)
+    assert stored is not None
+    assert [d.intent for d in stored.decisions] == ["a's"]
+    assert stored.problems == [] and "b-node" not in stored.metrics.nodes_executed
+    assert caplog.text.count("called outside a run") == 3
+
+
+def test_a_stuck_run_span_has_error_status(pipeline: Pipeline) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+    execution_id = "exec-stuck"
+    tracker.start_run(goal_id="g", execution_id=execution_id)
+    tracker.end_run(success=True, status="stuck", execution_id=execution_id)
+    [run_span] = [span_dict(s) for s in pipeline.spans()]
+    assert run_span["attributes"][sc.RUN_STATUS] == "stuck"
+    assert run_span["status"] == "ERROR"
+
+
+def test_a_late_choice_updates_the_chosen_confidence(pipeline: Pipeline) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+    options = [{"id": "a", "confidence": 0.8}, {"id": "b", "confidence": 0.3}]
+    with tracker.run("g") as run:
+        decision_id = tracker.decide(intent="pick", options=options, chosen="a", reasoning="")
+        tracker.record_outcome(decision_id=decision_id, success=True, chosen="b")
+    pipeline.flush()
+    stored = pipeline.store.load_run(run.run_id)
+    assert stored is not None
+    [decision] = stored.decisions
+    assert decision.chosen_option_id == "b"
+    assert decision.chosen_option is not None and decision.chosen_option.confidence == 0.3
+    [span] = [s for s in pipeline.spans() if s.name == "decision pick"]
+    assert (span.attributes or {})[sc.DECISION_CHOSEN_CONFIDENCE] == 0.3
+
+
+def test_a_decision_after_its_run_ended_is_refused(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+    with tracker.run("g") as run:
+        # What a decorator holds while the function runs: the live run itself.
+        live = tracker._current()
+        assert live is not None
+    assert (
+        tracker.decide(
+            intent="late", options=[], chosen="", reasoning="", execution_id=run.execution_id
+        )
+        == ""
+    )
+    # A decorator that looked the run up before it ended, deciding after the end.
+    assert tracker._decide(live, "late too", [], "", "", None, None, None, None) == ""
+    pipeline.flush()
+    stored = pipeline.store.load_run(run.run_id)
+    assert stored is not None and stored.decisions == []
+    assert [s.name for s in pipeline.spans()] == ["invoke_agent s"]
+    assert "after it ended: late too" in caplog.text

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from decisiontrace import _context as ctx
 from decisiontrace import _remote
 from decisiontrace._live import LiveRun
 
@@ -46,6 +47,10 @@ class RemoteRuns:
         value = _get_value()
         if value is None or (live is not None and value == live.baggage):
             return live
+        if live is None:
+            current = ctx.current_run.get()
+            if current is not None and value == current.baggage:
+                return None  # another tracker's run of this process: not this tracker's
         return self._remote_run(value) or live
 
     def _remote_run(self, value: str) -> LiveRun | None:
