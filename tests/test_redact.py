@@ -189,3 +189,21 @@ def test_options_prepared_at_decoration_follow_later_redaction_rules(pipeline: P
     assert first.decisions[0].options[0].action_params == {"q": "ACME-1"}
     assert second.decisions[0].options[0].action_params == {"q": REDACTED}
     assert second.decisions[0].chosen_option_id == "a"
+
+
+def test_compound_secret_keys_are_redacted(pipeline: Pipeline) -> None:
+    tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
+    values = {"db_password": "plain-1", "openai_api_key": "plain-2", "userPassword": "plain-3"}
+    with tracker.run("g", input_data={**values, "user": "ann"}) as run:
+        decision_id = tracker.decide(
+            intent="i", options=[], chosen="", reasoning="", context={"nested": values}
+        )
+        tracker.record_outcome(decision_id=decision_id, success=True)
+    pipeline.flush()
+    stored = pipeline.store.load_run(run.run_id)
+    assert stored is not None
+    hidden = dict.fromkeys(values, REDACTED)
+    assert stored.input_data == {**hidden, "user": "ann"}
+    assert stored.decisions[0].input_context == {"nested": hidden}
+    spans = json.dumps([dict(s.attributes or {}) for s in pipeline.spans()])
+    assert not any(value in spans for value in values.values())

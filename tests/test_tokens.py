@@ -4,6 +4,7 @@ right decision, in the store and on the exported spans alike."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ import decisiontrace as dt
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import RunAssembler
 from decisiontrace._inbox import span_data
+from decisiontrace._otlp_export import otlp_json_line
 from decisiontrace.models import Run
 from decisiontrace.stores import MemoryStore
 
@@ -178,6 +180,22 @@ def test_exported_decision_and_run_spans_carry_the_stored_totals(setup: Setup) -
     assert decision_span[sc.OUTCOME_TOKENS] == stored.decisions[0].outcome.tokens_used == 105
     assert run_span[sc.RUN_TOTAL_TOKENS] == stored.metrics.total_tokens == 191
     assert run_span["decisiontrace.run.llm_tokens"] == 86
+
+
+def test_the_run_span_of_an_otlp_export_carries_the_stored_total(setup: Setup) -> None:
+    # ``decisiontrace export`` writes spans from the stored record: same total as the store.
+    with setup.tracker.run("g") as run:
+        decision_id = decide(setup, "answer")
+        setup.tracker.record_outcome(decision_id=decision_id, success=True, tokens_used=100)
+        with setup.tracer.start_as_current_span("chat", attributes={IN: 15, OUT: 5}):
+            pass
+    stored = setup.stored(run.run_id)
+    line = json.loads(otlp_json_line(stored))
+    spans = [s for r in line["resourceSpans"] for g in r["scopeSpans"] for s in g["spans"]]
+    [run_span] = [s for s in spans if "parentSpanId" not in s or not s["parentSpanId"]]
+    attributes = {a["key"]: a["value"] for a in run_span["attributes"]}
+    assert stored.metrics.total_tokens == 120
+    assert attributes[sc.RUN_TOTAL_TOKENS] == {"intValue": "120"}
 
 
 def test_tokens_of_a_span_that_ends_after_the_run_was_stored_update_it(setup: Setup) -> None:

@@ -688,7 +688,7 @@ def test_a_decision_after_its_run_ended_is_refused(
         == ""
     )
     # A decorator that looked the run up before it ended, deciding after the end.
-    assert tracker._decide(live, "late too", [], "", "", None, None, None, None) == ""
+    assert tracker._decide(live, "late too", [], "", "", None, "custom", None, None) == ""
     pipeline.flush()
     stored = pipeline.store.load_run(run.run_id)
     assert stored is not None and stored.decisions == []
