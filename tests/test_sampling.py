@@ -21,7 +21,7 @@ from decisiontrace import sampling
 from decisiontrace import semconv as sc
 from decisiontrace.models import RunStatus
 from decisiontrace.processor import RunRecordProcessor
-from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor
+from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor, run_needs_export
 from decisiontrace.stores import MemoryStore
 from decisiontrace.tracker import DecisionTracker
 
@@ -407,3 +407,18 @@ def test_processor_methods_never_raise(caplog: pytest.LogCaptureFixture) -> None
 def test_bad_bounds_are_refused(option: str) -> None:
     with pytest.raises(ValueError, match=option):
         KeepFailedRunsProcessor(InMemorySpanExporter(), **{option: 0})
+
+
+def test_a_completed_run_with_failed_decisions_needs_export() -> None:
+    # The run span alone must say so: its failed decisions may have been recorded by
+    # another process (fragments), so their ERROR spans are not held here.
+    pipeline = make_pipeline(1.0)
+    run_id = run_with(pipeline, "failed-decision", success=False)
+    pipeline.flush()
+    [run_span] = [s for s in pipeline.exporter.get_finished_spans() if s.parent is None]
+    attributes = run_span.attributes or {}
+    assert attributes[sc.RUN_ID] == run_id
+    assert attributes[sc.RUN_STATUS] == "completed"
+    assert run_span.status.status_code is not trace.StatusCode.ERROR
+    assert run_needs_export(run_span)
+    pipeline.provider.shutdown()

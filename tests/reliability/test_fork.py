@@ -113,6 +113,39 @@ def test_os_fork_with_runs_in_flight(pipeline: Pipeline) -> None:
     check_store(pipeline, busy, ["child"])
 
 
+def test_a_forked_child_ignores_the_runs_it_inherited(pipeline: Pipeline) -> None:
+    tracker = pipeline.tracker
+    tracker.start_run(goal_id="parent-open", execution_id="parent-open")
+    tracker.quick_decision(execution_id="parent-open", intent="parent", action="a", reasoning="r")
+    pid = os.fork()
+    if pid == 0:  # the child ends the parent's run (its copy of it), then one run of its own
+        code = 1
+        try:
+            tracker.quick_decision(
+                execution_id="parent-open", intent="child", action="a", reasoning="r"
+            )
+            tracker.end_run(success=False, execution_id="parent-open")
+            child_work(pipeline, "child")
+            processor = pipeline.processor
+            processor.shutdown(timeout_millis=10_000)
+            code = 0 if processor.written_runs == CHILD_RUNS else 3
+        finally:
+            os._exit(code)
+    assert wait_for_child(pid) == 0
+    tracker.end_run(success=True, execution_id="parent-open")
+    pipeline.flush()
+    db = Path(pipeline.store.url.removeprefix("sqlite:///"))
+    assert dict(rows(db, "SELECT goal_id, count(*) FROM runs GROUP BY goal_id")) == {
+        "child": CHILD_RUNS,
+        "parent-open": 1,
+    }
+    run = pipeline.store.load_run(
+        rows(db, "SELECT run_id FROM runs WHERE goal_id = 'parent-open'")[0][0]
+    )
+    assert run is not None and run.status == dt.RunStatus.COMPLETED
+    assert [d.intent for d in run.decisions] == ["parent"]
+
+
 def mp_child(pipeline: Pipeline, goal: str) -> None:
     # Returns without flushing: the processor stores the runs as the child exits.
     child_work(pipeline, goal)

@@ -23,7 +23,15 @@ import decisiontrace as dt
 from decisiontrace.stores import SQLiteStore
 from decisiontrace.stores.base import AssembledRun
 
-from ._support import child_script, finish, integrity, make_pipeline, read_line, spawn, wait_until
+from ._support import (
+    child_script,
+    finish,
+    integrity,
+    make_pipeline,
+    read_line,
+    spawn,
+    wait_until,
+)
 
 
 class ObservedStore(SQLiteStore):
@@ -100,6 +108,28 @@ def test_a_database_locked_past_its_timeout(db: Path, caplog: pytest.LogCaptureF
     assert pipeline.processor.dropped_runs == 0
     assert store.writer_threads == {"decisiontrace-writer"}
     assert len(error_lines(caplog, "database is locked")) == 1
+    pipeline.provider.shutdown()
+
+
+def test_a_failing_store_is_retried_without_a_flush(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nobody calls force_flush (a long-running service): the writer retries on its own.
+    store = ObservedStore(db, timeout=0.05)
+    pipeline = make_pipeline(store, flush_interval=0.05)
+    competitor = sqlite3.connect(db, isolation_level=None)
+    competitor.execute("BEGIN EXCLUSIVE")
+    try:
+        during = record_without_waiting_on_the_store(pipeline.tracker, "during", 3)
+        wait_until(lambda: bool(error_lines(caplog, "database is locked")), what="a failed write")
+    finally:
+        competitor.execute("ROLLBACK")
+        competitor.close()
+    wait_until(
+        lambda: all(store.load_run(run_id) is not None for run_id in during),
+        what="the runs written by a retry",
+    )
+    assert pipeline.processor.dropped_runs == 0
     pipeline.provider.shutdown()
 
 
