@@ -188,3 +188,31 @@ def test_stats_the_report_and_runs_show_use_the_judgements(demo: DemoStore, tmp_
         f"judged by better-option  score 0.00  better_option_existed  better option: {better}"
         in (shown.stdout.replace("\n", " "))
     )
+
+
+COUNTING = """
+calls = []
+
+def counting(run, decision):
+    calls.append(decision.id)
+    return {"score": 1.0}
+"""
+
+
+def test_only_new_asks_the_evaluator_about_unjudged_decisions_only(
+    demo: DemoStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "counting_judge.py").write_text(COUNTING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import counting_judge  # type: ignore[import-not-found]
+
+    run = demo.runs[1]
+    first = invoke("--store", demo.url, "evaluate", "--evaluator", "counting_judge:counting",
+                   "--run", run.id, "--json")  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert len(counting_judge.calls) == len(run.decisions)
+    again = invoke("--store", demo.url, "evaluate", "--evaluator", "counting_judge:counting",
+                   "--run", run.id, "--only-new", "--json")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert len(counting_judge.calls) == len(run.decisions)  # not asked again
+    assert json.loads(again.stdout)["already_judged"] == len(run.decisions)

@@ -24,6 +24,7 @@ from decisiontrace.cli._options import filters, json_option, store_option
 from decisiontrace.cli._store import load_runs, open_existing
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.evaluators import BUILT_IN, load_evaluator
+from decisiontrace.evaluation.judgement import judgements_of
 from decisiontrace.evaluation.runner import EvaluationReport, evaluate_runs
 from decisiontrace.models import Run
 
@@ -39,6 +40,7 @@ def _report_json(report: EvaluationReport) -> dict[str, Any]:
             for run_id, decision_id, j in report.judged
         ],
         "unjudged": report.unjudged,
+        "already_judged": report.already_judged,
         "skipped": [vars(s) for s in report.skipped],
     }
 
@@ -84,6 +86,10 @@ Examples:
     "--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
     help="Seconds one call may take; a call that takes longer is reported and skipped.",
 )  # fmt: skip
+@click.option(
+    "--only-new", is_flag=True,
+    help="Leave out decisions this evaluator judged already (an expensive judge is asked once).",
+)  # fmt: skip
 @json_option
 @store_option
 @click.pass_context
@@ -97,6 +103,7 @@ def evaluate(
     limit: int | None,
     workers: int,
     timeout: float,
+    only_new: bool,
     as_json: bool,
 ) -> int:
     """Judge stored decisions with an evaluator, and store the judgements with them.
@@ -127,7 +134,11 @@ def evaluate(
             if not run_ids:
                 runs = list(load_runs(store, goal, since, limit))
             total = sum(
-                1 for run in runs for d in run.decisions if node is None or d.node_id == node
+                1
+                for run in runs
+                for d in run.decisions
+                if (node is None or d.node_id == node)
+                and not (only_new and any(j.evaluator == name for j in judgements_of(d)))
             )
             with Progress(
                 TextColumn("[progress.description]{task.description}"),
@@ -141,7 +152,7 @@ def evaluate(
                 task = progress.add_task(f"judging with {name}", total=total)
                 report = evaluate_runs(
                     store, runs, function, name, node_id=node, workers=workers,
-                    timeout=timeout, logger_provider=events,
+                    timeout=timeout, logger_provider=events, only_new=only_new,
                     on_progress=lambda done: progress.advance(task, done),
                 )  # fmt: skip
     finally:
@@ -161,5 +172,6 @@ def evaluate(
         out.print(
             f"{len(report.judged)} judged, {report.unjudged} left unjudged, "
             f"{len(report.skipped)} skipped, of {report.decisions_seen} decisions"
+            + (f" ({report.already_judged} judged before, left out)" if only_new else "")
         )
     return 1 if report.skipped else 0

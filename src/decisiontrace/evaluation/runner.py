@@ -21,7 +21,7 @@ from opentelemetry import _logs
 from decisiontrace._jsonsafe import safe_str
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.evaluators import Evaluator
-from decisiontrace.evaluation.judgement import Judgement, build, stored_form
+from decisiontrace.evaluation.judgement import Judgement, build, judgements_of, stored_form
 from decisiontrace.models import Decision, DecisionEvaluation, Run
 from decisiontrace.stores import RunStore
 
@@ -45,6 +45,8 @@ class EvaluationReport:
         judged: ``(run_id, decision_id, judgement)`` of every judgement recorded.
         unjudged: decisions the evaluator returned None for.
         skipped: decisions it raised or hung on, or returned something unusable for.
+        already_judged: decisions left out because the evaluator judged them before
+            (with ``only_new``).
     """
 
     evaluator: str
@@ -52,6 +54,7 @@ class EvaluationReport:
     judged: list[tuple[str, str, Judgement]] = field(default_factory=list)
     unjudged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    already_judged: int = 0
 
 
 def as_judgement(name: str, value: Any) -> Judgement | None:
@@ -101,6 +104,7 @@ def evaluate_runs(
     timeout: float = 60.0,
     on_progress: Callable[[int], None] | None = None,
     logger_provider: _logs.LoggerProvider | None = None,
+    only_new: bool = False,
 ) -> EvaluationReport:
     """Judge every decision of ``runs`` (at ``node_id`` only, if given) with ``evaluator``.
 
@@ -114,6 +118,8 @@ def evaluate_runs(
         timeout: seconds one call may take before it is skipped.
         on_progress: called with the number of decisions finished since the last call.
         logger_provider: where events go; default the global LoggerProvider.
+        only_new: leave out decisions this evaluator judged already (counted in
+            ``already_judged``), so an expensive evaluator is not asked twice.
 
     Returns:
         An :class:`EvaluationReport`.
@@ -131,6 +137,14 @@ def evaluate_runs(
         for decision in run.decisions
         if node_id is None or decision.node_id == node_id
     ]
+    if only_new:
+        fresh = [
+            (run, decision)
+            for run, decision in tasks
+            if all(j.evaluator != name for j in judgements_of(decision))
+        ]
+        report.already_judged = len(tasks) - len(fresh)
+        tasks = fresh
     report.decisions_seen = len(tasks)
     remaining_per_run: dict[str, int] = {}
     for run, _ in tasks:
