@@ -216,3 +216,31 @@ def test_only_new_asks_the_evaluator_about_unjudged_decisions_only(
     assert again.exit_code == 0, again.output
     assert len(counting_judge.calls) == len(run.decisions)  # not asked again
     assert json.loads(again.stdout)["already_judged"] == len(run.decisions)
+
+
+def test_decisions_finds_the_judged_ones_and_shows_the_better_option(demo: DemoStore) -> None:
+    assert invoke("--store", demo.url, "evaluate", "--evaluator", "better-option").exit_code == 0
+    expected = _expected_better_options(demo.runs)
+    found = invoke("--store", demo.url, "decisions", "--better-option", "--limit", "1000",
+                   "--json")  # fmt: skip
+    assert found.exit_code == 0, found.output
+    rows = json.loads(found.stdout)
+    assert {(r["run_id"], r["decision_id"], r["judged"]["better_option_id"]) for r in rows} == (
+        expected
+    )
+    assert all(r["judged"]["quality"] == 0.0 for r in rows)
+    judged = invoke("--store", demo.url, "decisions", "--judged-by", "better-option",
+                    "--limit", "1000", "--json")  # fmt: skip
+    with_outcome = sum(1 for run in demo.runs for d in run.decisions if d.outcome is not None)
+    assert len(json.loads(judged.stdout)) == with_outcome
+    assert invoke("--store", demo.url, "decisions", "--judged-by", "nobody", "--json").stdout == (
+        "[]\n"
+    )
+    table = invoke("--store", demo.url, "decisions", "--better-option")
+    run_id, decision_id, option = sorted(expected)[0]
+    assert f"better: {option}" in table.stdout
+    text = invoke("--store", demo.url, "decisions", "--text", "succeeded when", "--json",
+                  "--limit", "1000")  # fmt: skip
+    assert {(r["run_id"], r["decision_id"]) for r in json.loads(text.stdout)} >= {
+        (run_id, decision_id)
+    }

@@ -1,9 +1,9 @@
 """``decisiontrace decisions``: find decisions across runs.
 
 Filters on the run (goal, status, time) narrow the runs read; filters on the decision
-(node, type, chosen option, outcome, text) pick decisions from them. Text matches,
-case-insensitively, the intent, the reasoning, the options' ids and descriptions, the
-outcome's summary and error.
+(node, type, chosen option, outcome, text, judgements) pick decisions from them. Text
+matches, case-insensitively, the intent, the reasoning, the options' ids and
+descriptions, the outcome's summary and error, and the judgements' explanations.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from decisiontrace.cli._options import filters, json_option, store_option
 from decisiontrace.cli._output import console, print_json
 from decisiontrace.cli._store import load_runs, open_for_reading, short_id
 from decisiontrace.cli._times import aware
+from decisiontrace.evaluation.analytics import decision_verdict
+from decisiontrace.evaluation.judgement import judgements_of
 from decisiontrace.models import Decision, DecisionType, Run, RunStatus
 
 __all__ = ["decisions_command", "find_decisions"]
@@ -42,6 +44,7 @@ def _text_of(decision: Decision) -> str:
         parts += [option.id, option.description]
     if decision.outcome is not None:
         parts += [decision.outcome.summary, decision.outcome.error or ""]
+    parts += [j.explanation or "" for j in judgements_of(decision)]
     return "\n".join(parts).casefold()
 
 
@@ -53,8 +56,14 @@ def find_decisions(
     chosen: str | None = None,
     outcome: str | None = None,
     text: str | None = None,
+    better_option: bool = False,
+    judged_by: str | None = None,
 ) -> Iterator[tuple[Run, Decision]]:
-    """``(run, decision)`` for every decision of ``runs`` that passes every filter given."""
+    """``(run, decision)`` for every decision of ``runs`` that passes every filter given.
+
+    ``better_option`` keeps decisions a judgement says a better option existed for;
+    ``judged_by`` those this evaluator judged.
+    """
     needle = text.casefold() if text else None
     for run in runs:
         for decision in run.decisions:
@@ -68,6 +77,12 @@ def find_decisions(
                 continue
             if needle is not None and needle not in _text_of(decision):
                 continue
+            if better_option or judged_by is not None:
+                verdict = decision_verdict(decision)
+                if verdict is None or (better_option and not verdict["better_option_existed"]):
+                    continue
+                if judged_by is not None and judged_by not in verdict["evaluators"]:
+                    continue
             yield run, decision
 
 
@@ -90,9 +105,21 @@ def _as_json(run: Run, decision: Decision) -> dict[str, Any]:
         "error": None if outcome is None else outcome.error,
         "tokens_used": None if outcome is None else outcome.tokens_used,
         "latency_ms": None if outcome is None else outcome.latency_ms,
+        "judged": decision_verdict(decision),
         "span_id": span_id_of(decision),
         "trace_url": trace_url(run, decision),
     }
+
+
+def _judged(decision: Decision) -> str:
+    """Evaluated quality and the better option, if judgements name one."""
+    verdict = decision_verdict(decision)
+    if verdict is None:
+        return "—"
+    words = [] if verdict["quality"] is None else [f"q {verdict['quality']:.2f}"]
+    if verdict["better_option_existed"]:
+        words.append(f"better: {verdict['better_option_id'] or '?'}")
+    return " · ".join(words) or ", ".join(verdict["evaluators"])
 
 
 def _table(found: list[tuple[Run, Decision]], caption: str | None) -> Table:
@@ -110,6 +137,7 @@ def _table(found: list[tuple[Run, Decision]], caption: str | None) -> Table:
                 decision.chosen_option_id or "—",
                 render.NOT_GIVEN if confidence is None else f"{confidence:.2f}",
                 Text(outcome, style={"success": "green", "failed": "bold red"}.get(outcome, "")),
+                _judged(decision),
             ]
         )
     return render.fitted_table(
@@ -121,6 +149,7 @@ def _table(found: list[tuple[Run, Decision]], caption: str | None) -> Table:
             ("chosen", False),
             ("conf.", True),
             ("outcome", True),
+            ("judged", False),
         ],
         rows,
         title=render.plural(len(found), "decision"),
@@ -135,6 +164,7 @@ Examples:
   decisiontrace decisions --node retriever --outcome failed
   decisiontrace decisions --chosen escalate --since 1d --json
   decisiontrace decisions --text "refund"
+  decisiontrace decisions --better-option --node retriever
 """,
 )
 @filters
@@ -148,7 +178,14 @@ Examples:
 )  # fmt: skip
 @click.option("--chosen", metavar="OPTION_ID", help="Decisions that chose this option.")
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="success, failed, or none yet.")
-@click.option("--text", help="Text in the intent, reasoning, options, or outcome (any case).")
+@click.option(
+    "--text", help="Text in the intent, reasoning, options, outcome or judgements (any case)."
+)
+@click.option(
+    "--better-option", is_flag=True,
+    help="Decisions a judgement says a better option existed for (see `evaluate`).",
+)  # fmt: skip
+@click.option("--judged-by", metavar="EVALUATOR", help="Decisions this evaluator judged.")
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True,
     help="At most this many decisions, from the newest runs.",
@@ -166,6 +203,8 @@ def decisions_command(
     chosen: str | None,
     outcome: str | None,
     text: str | None,
+    better_option: bool,
+    judged_by: str | None,
     limit: int,
     as_json: bool,
 ) -> int:
@@ -175,7 +214,7 @@ def decisions_command(
         runs = load_runs(store, goal, since, None, status=status, node=node)
         for item in find_decisions(
             runs, node=node, decision_type=decision_type, chosen=chosen, outcome=outcome,
-            text=text,
+            text=text, better_option=better_option, judged_by=judged_by,
         ):  # fmt: skip
             found.append(item)
             if len(found) > limit:
@@ -186,7 +225,8 @@ def decisions_command(
         print_json([_as_json(run, decision) for run, decision in found])
         return 0
     if not found:
-        given = (goal, since, status, node, decision_type, chosen, outcome, text)
+        given = (goal, since, status, node, decision_type, chosen, outcome, text, better_option,
+                 judged_by)  # fmt: skip
         click.echo(render.nothing_found("decisions", filtered=any(given)))
         return 0
     caption = f"first {limit} shown (newest runs first); use --limit for more" if more else None
