@@ -11,13 +11,15 @@ server instrumentations carry it.
   in the extracted context by a decorated decision, which calls ``--downstream`` (if
   given) while it runs. Stops on SIGTERM (flushing).
 - ``client``: makes ``--runs`` runs, each a decision then a call to ``--downstream``,
-  printing ``RUN run_id end_time`` per run; ``--pause`` seconds between runs.
+  printing ``RUN run_id end_time`` per run; ``--pause`` seconds between runs;
+  it stops early once the file ``--until`` names exists.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -104,10 +106,17 @@ def serve(service: str, downstream: str | None, provider: TracerProvider) -> Non
 
 
 def client(
-    service: str, downstream: str, runs: int, pause: float, provider: TracerProvider
+    service: str,
+    downstream: str,
+    runs: int,
+    pause: float,
+    provider: TracerProvider,
+    until: str | None = None,
 ) -> None:
     tracker = dt.DecisionTracker(service, tracer_provider=provider)
     for number in range(runs):
+        if until is not None and os.path.exists(until):
+            break
         with tracker.run("fleet", "A run across three processes", {"n": number}) as run:
             decision_id = tracker.decide(
                 intent="Ask the planner",
@@ -133,12 +142,13 @@ def main() -> None:
     parser.add_argument("--downstream")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--pause", type=float, default=0.0)
+    parser.add_argument("--until", help="stop making runs once this file exists")
     args = parser.parse_args()
     provider = _provider(args.service, args.store, args.otlp, args.protocol)
     if args.role == "server":
         serve(args.service, args.downstream, provider)
     else:
-        client(args.service, args.downstream, args.runs, args.pause, provider)
+        client(args.service, args.downstream, args.runs, args.pause, provider, args.until)
     sys.exit(0)
 
 
