@@ -17,9 +17,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from decisiontrace import RunRecordProcessor
+from decisiontrace import RunRecordProcessor, _errors
 from decisiontrace._context import current_run
+from decisiontrace._errors import RAISE_ENV
 from decisiontrace.stores import MemoryStore
+
+# A bug that a guard would log and swallow in production fails the test instead; the
+# subprocesses tests start inherit it. Tests of the production behaviour unset it.
+os.environ[RAISE_ENV] = "1"
 
 #: The original framework's record format (see tests/reference/README.md).
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -39,6 +44,12 @@ class Pipeline:
 
     def flush(self) -> None:
         assert self.processor.force_flush(10_000), "processor did not flush in time"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_once() -> None:
+    """What one test logged once, the next logs again."""
+    _errors.PROCESS.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 import decisiontrace as dt
 from decisiontrace import semconv as sc
+from decisiontrace._errors import RAISE_ENV
 from decisiontrace.stores import MemoryStore
 
 Record = dict[str, Any]
@@ -282,7 +283,10 @@ class BrokenSpan:
     """Not a span at all: what a misbehaving SDK or test double might hand over."""
 
 
-def test_processor_methods_never_raise(caplog: pytest.LogCaptureFixture) -> None:
+def test_processor_methods_never_raise(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(RAISE_ENV)  # in production: logged once per hook, never raised
     processor = dt.RunRecordProcessor(MemoryStore())
     processor.on_start(BrokenSpan())  # type: ignore[arg-type]
     processor.on_start(BrokenSpan())  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 
 from decisiontrace import sampling
 from decisiontrace import semconv as sc
+from decisiontrace._errors import RAISE_ENV
 from decisiontrace.models import RunStatus
 from decisiontrace.processor import RunRecordProcessor
 from decisiontrace.sampling import KeepEveryRunSampler, KeepFailedRunsProcessor, run_needs_export
@@ -392,7 +393,10 @@ class Broken:
         raise RuntimeError(name)
 
 
-def test_processor_methods_never_raise(caplog: pytest.LogCaptureFixture) -> None:
+def test_processor_methods_never_raise(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(RAISE_ENV)  # in production: logged once per hook, never raised
     export = KeepFailedRunsProcessor(InMemorySpanExporter())
     with caplog.at_level(logging.ERROR, "decisiontrace"):
         export.on_start(Broken())  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, Status
 from decisiontrace import _codec, _no_provider, _normalize, _records, _remote
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
-from decisiontrace._jsonsafe import safe_str
+from decisiontrace._jsonsafe import safe_repr, safe_str
 from decisiontrace._live import ROOT_CONTEXT, LiveDecision, LiveRun
 from decisiontrace._pauses import is_pause
 from decisiontrace._redact import redact_text
@@ -408,9 +408,12 @@ class SpanEngine:
         """
         end_ns = time.time_ns()
         where = "record_outcome()"
-        decision = live.decisions.get(decision_id)
+        try:
+            decision = live.decisions.get(decision_id)
+        except Exception:  # the agent's id: unhashable, or a __hash__/__eq__ that raises
+            decision = None
         if decision is None:
-            _normalize.warn(f"{where}: run {live.run_id} has no decision {decision_id!r}")
+            _normalize.warn(f"{where}: run {live.run_id} has no decision {safe_repr(decision_id)}")
             return
         if type(success) is not bool:
             _normalize.warn(f"{where}: success should be a bool, got {type(success).__name__}")

@@ -245,8 +245,8 @@ def normalize_options(options: Any, where: str) -> list[dict[str, Any]]:
 def decision_type_value(decision_type: Any, where: str) -> str:
     """The DecisionType value; unknown types become ``custom`` with a warning."""
     value = decision_type.value if isinstance(decision_type, Enum) else decision_type
-    if value in _DECISION_TYPES:
-        return str(value)
+    if type(value) is str and value in _DECISION_TYPES:  # a list would not even hash
+        return value
     warn(f"{where}: unknown decision_type {safe_str(decision_type)!r}; recorded as 'custom'")
     return "custom"
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import from_json, to_json
+
+from decisiontrace._errors import warn_once
 
 logger = logging.getLogger("decisiontrace")
 
@@ -218,13 +219,13 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-_failures_logged = threading.Event()
-
-
 def _log_failure() -> None:
-    if not _failures_logged.is_set():
-        _failures_logged.set()
-        logger.exception("decisiontrace: redaction failed; the value was dropped")
+    warn_once(
+        "redaction failed",
+        "decisiontrace: redaction failed; the value was dropped",
+        level=logging.ERROR,
+        exc_info=True,
+    )
 
 
 _active = Redactor()

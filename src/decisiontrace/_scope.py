@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 
 from decisiontrace import _context as ctx
+from decisiontrace._errors import internal_error
 from decisiontrace.models import Run
 
 if TYPE_CHECKING:
@@ -16,8 +16,6 @@ if TYPE_CHECKING:
 
     from decisiontrace._live import LiveRun
     from decisiontrace.tracker import DecisionTracker
-
-logger = logging.getLogger("decisiontrace")
 
 
 class RunScope:
@@ -64,15 +62,15 @@ class RunScope:
             return None
         try:
             return self._live.view()
-        except Exception:
-            logger.exception("decisiontrace: get_run failed")
+        except Exception as error:
+            internal_error("RunScope.get_run", error)
             return None
 
     def __enter__(self) -> RunScope:
         try:
             live = self._tracker._start(*self._args)
-        except Exception:
-            logger.exception("decisiontrace: could not start run")
+        except Exception as error:
+            internal_error("RunScope starting a run", error)
             return self
         self._live = live
         self._run_token = ctx.current_run.set(live)
@@ -90,8 +88,8 @@ class RunScope:
             return
         try:
             self._end(live, exc)
-        except Exception:
-            logger.exception("decisiontrace: could not end run %s", live.run_id)
+        except Exception as error:
+            internal_error("RunScope ending a run", error)
         finally:
             if self._otel_token is not None:
                 otel_context.detach(self._otel_token)  # type: ignore[arg-type]

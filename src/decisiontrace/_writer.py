@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import Span
 from decisiontrace import _codec, _journal
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun, RunAssembler
+from decisiontrace._errors import Once, warn_once
 from decisiontrace._inbox import (
     OpenRun,
     PassMark,
@@ -63,14 +64,19 @@ class WriterThread:
     _run_timeout: float
     _journal: bool
 
-    _logged: set[str]
+    _once: Once
     _recovered: bool
 
     def _log_once(self, key: str, message: str, *, error: bool = True) -> None:
         """Log ``message`` the first time ``key`` happens (with the traceback if ``error``)."""
-        if key not in self._logged:
-            self._logged.add(key)
-            logger.error("decisiontrace: RunRecordProcessor %s", message, exc_info=error)
+        warn_once(
+            key,
+            "decisiontrace: RunRecordProcessor %s",
+            message,
+            once=self._once,
+            level=logging.ERROR,
+            exc_info=error,
+        )
 
     def _start_writer(self) -> None:
         with self._lock:
@@ -178,8 +184,7 @@ class WriterThread:
         del self._unwritten[:overflow]
         self.dropped_runs += overflow
         self._dropped_while_failing += overflow
-        if "dropped" not in self._logged:  # once: a failing store must not flood logs
-            self._logged.add("dropped")
+        if self._once.first("dropped"):  # once: a failing store must not flood logs
             logger.error(
                 "decisiontrace: runs are being dropped (%d so far): the store keeps "
                 "failing and the queue of %d runs waiting to be written is full; "
@@ -251,7 +256,7 @@ class WriterThread:
             )
             self._failing_since = None
             self._dropped_while_failing = 0
-            self._logged.discard("dropped")
+            self._once.forget("dropped")
 
     def _write_one_by_one(self, batch: list[PendingRun]) -> None:
         kept: list[PendingRun] = []

@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from decisiontrace import _codec, _signals
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun, RunAssembler
+from decisiontrace._errors import Once, internal_error
 from decisiontrace._inbox import PassMark, Received, Started, TakeOrphans
 from decisiontrace._tokens import LEDGER, TokenAttribution, Tokens
 from decisiontrace._writer import WriterThread
@@ -134,7 +135,7 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         self._reset_state()
         self._shutdown = False
         self._listeners: list[Callable[[list[_codec.Record]], None]] = []
-        self._logged: set[str] = set()
+        self._once = Once()  # what this processor has logged once already
         self.dropped_spans = 0
         self.dropped_runs = 0
         self.written_runs = 0
@@ -220,8 +221,8 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                     parent.span_id,
                     trace_id in self._open_runs or trace_id in self._open_decisions,
                 )
-        except Exception:
-            self._log_once("on_start", "on_start failed")
+        except Exception as error:
+            internal_error("RunRecordProcessor on_start", error, once=self._once)
 
     def _forgot_a_span(self) -> None:
         self._log_once(
@@ -290,8 +291,8 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                 elif open_decisions is not None and decision in open_decisions:
                     LEDGER.add(context.span_id, decision, trace_id, item.tokens)
                 self._enqueue(item)
-        except Exception:
-            self._log_once("on_end", "on_end failed")
+        except Exception as error:
+            internal_error("RunRecordProcessor on_end", error, once=self._once)
 
     def _token_bookkeeping(self, kind: str, trace_id: int, span_id: int) -> None:
         """A decision or run span ended: what the token rules keep about it goes. Fenced
@@ -305,8 +306,8 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                     # Before the run span is queued: the writer keeps the run once written.
                     self._assembler.expect_late_tokens(trace_id)
                 LEDGER.discard_run(trace_id)
-        except Exception:
-            self._log_once("tokens", "token bookkeeping failed")
+        except Exception as error:
+            internal_error("RunRecordProcessor token bookkeeping", error, once=self._once)
 
     def _enqueue(self, item: Any) -> None:
         inbox = self._inbox
@@ -351,8 +352,8 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                 self._flush_requests.append(request)
             self._wake.set()
             return request.wait(timeout_millis / 1000)
-        except Exception:
-            self._log_once("force_flush", "force_flush failed")
+        except Exception as error:
+            internal_error("RunRecordProcessor force_flush", error, once=self._once)
             return False
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
@@ -385,8 +386,8 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                 # store under it could block too, and shutdown must keep its timeout.
                 return
             self.store.close()
-        except Exception:
-            self._log_once("shutdown", "shutdown failed")
+        except Exception as error:
+            internal_error("RunRecordProcessor shutdown", error, once=self._once)
 
     # --- process lifecycle ---------------------------------------------------------------
 
@@ -418,5 +419,5 @@ def _call(ref: weakref.ref[RunRecordProcessor], method: str) -> None:
     if processor is not None:
         try:
             getattr(processor, method)()
-        except Exception:
-            logger.exception("decisiontrace: RunRecordProcessor.%s failed", method)
+        except Exception as error:
+            internal_error(f"RunRecordProcessor {method}", error)

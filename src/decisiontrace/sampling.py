@@ -42,6 +42,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from decisiontrace import semconv as sc
+from decisiontrace._errors import Once, internal_error
 
 logger = logging.getLogger("decisiontrace")
 
@@ -327,7 +328,7 @@ class KeepFailedRunsProcessor(SpanProcessor):
         self._verdicts: OrderedDict[int, bool] = OrderedDict()
         self._lock = threading.Lock()
         self._shutdown = False
-        self._logged: set[str] = set()
+        self._once = Once()  # what this processor has logged once already
         self.dropped_spans = 0
         self.exported_runs = 0
 
@@ -344,8 +345,8 @@ class KeepFailedRunsProcessor(SpanProcessor):
             if attributes and attributes.get(sc.SPAN_KIND) == sc.KIND_RUN:
                 with self._lock:
                     self._held.setdefault(context.trace_id, _HeldTrace(monotonic()))
-        except Exception:
-            self._log_once("on_start", "on_start failed")
+        except Exception as error:
+            internal_error("KeepFailedRunsProcessor on_start", error, once=self._once)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Pass sampled spans on; hold, export or drop unsampled ones. Never raises."""
@@ -357,8 +358,8 @@ class KeepFailedRunsProcessor(SpanProcessor):
                 self._batch.on_end(span)
                 return
             self._on_end_unsampled(span, context.trace_id)
-        except Exception:
-            self._log_once("on_end", "on_end failed")
+        except Exception as error:
+            internal_error("KeepFailedRunsProcessor on_end", error, once=self._once)
 
     def _on_end_unsampled(self, span: ReadableSpan, trace_id: int) -> None:
         now = monotonic()
@@ -378,8 +379,7 @@ class KeepFailedRunsProcessor(SpanProcessor):
                     self._held_count += 1
                 else:
                     self.dropped_spans += 1
-                    if "trace_cap" not in self._logged:
-                        self._logged.add("trace_cap")
+                    if self._once.first("trace_cap"):
                         logger.warning(
                             "decisiontrace: an unsampled run has more than "
                             "max_spans_per_trace=%d spans; the rest are not held for export",
@@ -453,8 +453,8 @@ class KeepFailedRunsProcessor(SpanProcessor):
 
             threading.Thread(target=flush, name="decisiontrace-export-flush", daemon=True).start()
             return done.wait(max(0.0, timeout_millis / 1000)) and all(flushed)
-        except Exception:
-            self._log_once("force_flush", "force_flush failed")
+        except Exception as error:
+            internal_error("KeepFailedRunsProcessor force_flush", error, once=self._once)
             return False
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
@@ -482,10 +482,5 @@ class KeepFailedRunsProcessor(SpanProcessor):
                 )
                 self.span_exporter.shutdown()
                 worker.join(1.0)
-        except Exception:
-            self._log_once("shutdown", "shutdown failed")
-
-    def _log_once(self, key: str, message: str) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            logger.exception("decisiontrace: KeepFailedRunsProcessor %s", message)
+        except Exception as error:
+            internal_error("KeepFailedRunsProcessor shutdown", error, once=self._once)

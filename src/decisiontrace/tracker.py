@@ -8,7 +8,6 @@ attributes the spans carry, with the same code, so it agrees with the stored rec
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from opentelemetry import trace
 from decisiontrace import _context as ctx
 from decisiontrace import _normalize
 from decisiontrace._engine import SpanEngine
+from decisiontrace._errors import internal_error
 from decisiontrace._jsonsafe import safe_repr, safe_str
 from decisiontrace._live import LiveRun
 from decisiontrace._remote_runs import RemoteRuns
@@ -26,8 +26,6 @@ from decisiontrace.models import DecisionEvaluation, DecisionType, Run, RunStatu
 
 if TYPE_CHECKING:
     from decisiontrace.evaluation.judgement import Judgement
-
-logger = logging.getLogger("decisiontrace")
 
 
 def _describe(what: tuple[Any, ...]) -> str:
@@ -141,8 +139,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
         """
         try:
             live = self._start(execution_id, goal_id, goal_description, input_data)
-        except Exception:
-            logger.exception("decisiontrace: start_run failed")
+        except Exception as error:
+            internal_error("start_run", error)
             return ""
         ctx.current_run.set(live)  # like the original's set_trace_context: no reset
         return live.run_id
@@ -188,8 +186,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
                 )
             elif live is not None:
                 self._finish(live, success, narrative, output_data, status)
-        except Exception:
-            logger.exception("decisiontrace: end_run failed")
+        except Exception as error:
+            internal_error("end_run", error)
 
     def set_node(self, node_id: str = "unknown", *, execution_id: str | None = None) -> None:
         """Set the node that decisions of this execution are attributed to by default."""
@@ -197,8 +195,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             live = self._resolve(execution_id, "set_node")
             if live is not None:
                 live.current_node = _normalize.text(node_id, "set_node(): node_id")
-        except Exception:
-            logger.exception("decisiontrace: set_node failed")
+        except Exception as error:
+            internal_error("set_node", error)
 
     def get_run(self, execution_id: str | None = None) -> Run | None:
         """The live Run of an execution with the decisions recorded so far, or None."""
@@ -207,8 +205,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             if live is None:
                 return None
             return live.view()
-        except Exception:
-            logger.exception("decisiontrace: get_run failed")
+        except Exception as error:
+            internal_error("get_run", error)
             return None
 
     # --- decisions -------------------------------------------------------------------
@@ -239,8 +237,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
                 live, intent, options, chosen, reasoning, node_id, decision_type,
                 constraints, context,
             )  # fmt: skip
-        except Exception:
-            logger.exception("decisiontrace: decide failed")
+        except Exception as error:
+            internal_error("decide", error)
             return ""
 
     def record_outcome(
@@ -279,8 +277,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
                 error_type=error_type, input_tokens=input_tokens, output_tokens=output_tokens,
                 chosen=chosen, reasoning=reasoning,
             )  # fmt: skip
-        except Exception:
-            logger.exception("decisiontrace: record_outcome failed")
+        except Exception as error:
+            internal_error("record_outcome", error)
 
     def report_problem(
         self,
@@ -300,8 +298,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             return self._report_problem(
                 live, severity, description, decision_id, root_cause, suggested_fix
             )
-        except Exception:
-            logger.exception("decisiontrace: report_problem failed")
+        except Exception as error:
+            internal_error("report_problem", error)
             return ""
 
     def quick_decision(
@@ -362,8 +360,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
                 wait, logger_provider, self._tracer_provider,
                 poll=isinstance(run_id, str) and run_id.startswith(self._run_id_prefix),
             )  # fmt: skip
-        except Exception:
-            logger.exception("decisiontrace: evaluate failed")
+        except Exception as error:
+            internal_error("evaluate", error)
             return None
 
     # --- monitoring --------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import decisiontrace as dt
+from decisiontrace._errors import RAISE_ENV
 from decisiontrace.stores import SQLiteStore
 from decisiontrace.stores.base import AssembledRun
 
@@ -39,6 +40,13 @@ class ExplodingDict(dict[int, Any]):
 
 class AppError(Exception):
     """The agent's own failure."""
+
+
+@pytest.fixture(autouse=True)
+def _production_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These faults stand for bugs of ours: what holds is production's behaviour (logged,
+    never raised), not the test suite's (raised, see ``decisiontrace._errors``)."""
+    monkeypatch.delenv(RAISE_ENV)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
 from decisiontrace._codec import SpanData
 from decisiontrace._engine import _ids
+from decisiontrace._errors import internal_error
 from decisiontrace._live import LiveRun
 from decisiontrace._redact import redact_text
 from decisiontrace.models import RunStatus
@@ -60,8 +61,8 @@ class CompatCore(DecisionTracker):
         if open_before and live.end_ns is not None and callback is not None:
             try:
                 callback(live)
-            except Exception:
-                logger.exception("decisiontrace: handing over run %s failed", live.run_id)
+            except Exception as error:
+                internal_error("compat handing over a run", error)
 
     def restart(self, live: LiveRun, goal_id: Any, goal_description: Any, input_data: Any) -> str:
         """Re-open ``live`` (no decision yet) as a new run; "" if it no longer qualifies."""

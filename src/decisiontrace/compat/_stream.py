@@ -10,6 +10,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from decisiontrace._errors import internal_error
 from decisiontrace._jsonsafe import safe_repr
 from decisiontrace._live import LiveRun
 from decisiontrace.compat._core import CompatCore, amended
@@ -148,8 +149,8 @@ class StreamDecisionTracker:
         if live is not None and live.end_ns is None and not live.decisions:
             try:
                 run_id = core.restart(live, goal_id, goal_description, input_data)
-            except Exception:
-                logger.exception("decisiontrace: start_run failed")
+            except Exception as error:
+                internal_error("start_run", error)
                 run_id = ""
             if run_id:
                 return run_id
@@ -182,8 +183,8 @@ class StreamDecisionTracker:
             if ended is not None:
                 try:
                     self._amend(ended, success, narrative, output_data)
-                except Exception:
-                    logger.exception("decisiontrace: end_run failed")
+                except Exception as error:
+                    internal_error("end_run", error)
                 return
         core.end_run(
             execution_id=execution_id,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from opentelemetry import trace
 
 from decisiontrace import _normalize
+from decisiontrace._errors import internal_error
 from decisiontrace.decorators._run import run_in_context
-
-logger = logging.getLogger("decisiontrace")
 
 
 def choose(option_id: str, reasoning: str | None = None) -> None:
@@ -42,5 +39,5 @@ def choose(option_id: str, reasoning: str | None = None) -> None:
                         decision.pending_choice = (chosen, why)
                         return
         _normalize.warn(f"choose({option_id!r}) called outside a decision; nothing recorded")
-    except Exception:
-        logger.exception("decisiontrace: choose() failed")
+    except Exception as error:
+        internal_error("choose()", error)

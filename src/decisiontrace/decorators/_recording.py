@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from decisiontrace import semconv as sc
+from decisiontrace._errors import Once, internal_error, warn_once
 from decisiontrace._jsonsafe import safe_str
 from decisiontrace._pauses import is_pause
 from decisiontrace.decorators._kinds import doc_line, qualname
@@ -78,14 +79,17 @@ class Recorder:
         self.auto_run = config.auto_run
         self.tracker = config.tracker
         self.goal_id = self.qualname
-        self.warned: set[str] = set()
+        self.warned = Once()  # what this decorated function has warned about
 
     def _warn_once(self, what: str, message: str, *, exc_info: bool = False) -> None:
-        if what not in self.warned:
-            self.warned.add(what)
-            logger.warning(
-                "decisiontrace: @decision %s: %s", self.qualname, message, exc_info=exc_info
-            )
+        warn_once(
+            what,
+            "decisiontrace: @decision %s: %s",
+            self.qualname,
+            message,
+            once=self.warned,
+            exc_info=exc_info,
+        )
 
     def _spec_failed(self, what: str) -> Any:
         self._warn_once(what, f"{what}= raised; the decision is recorded without it", exc_info=True)
@@ -137,8 +141,8 @@ class Recorder:
                     None,
                 )
             return live.decisions[decision_id] if decision_id else None
-        except Exception:
-            logger.exception("decisiontrace: @decision %s could not open a decision", self.qualname)
+        except Exception as error:
+            internal_error("@decision opening a decision", error)
             return None
 
     # --- the outcome ---------------------------------------------------------------------
@@ -193,10 +197,8 @@ class Recorder:
                         "tokens= should return an int or an (input, output) pair of ints, "
                         f"got {type(counted).__name__}; tokens are not recorded",
                     )
-        except Exception:
-            logger.exception(
-                "decisiontrace: @decision %s: recording the choice failed", self.qualname
-            )
+        except Exception as error:
+            internal_error("@decision recording the choice", error)
         try:
             if not recording:
                 self._unrecorded_outcome(live, decision, True, chosen)
@@ -215,10 +217,8 @@ class Recorder:
                 reasoning=reasoning,
                 quiet=True,  # the result was captured, so converting it is expected
             )
-        except Exception:
-            logger.exception(
-                "decisiontrace: @decision %s: recording the outcome failed", self.qualname
-            )
+        except Exception as error:
+            internal_error("@decision recording the outcome", error)
 
     def failed(self, live: LiveRun, decision: LiveDecision, exc: BaseException) -> None:
         """Record a failed outcome: the error's message and type (paused, for a
@@ -239,10 +239,8 @@ class Recorder:
                 latency_ms=_latency_ms(decision),
                 quiet=True,
             )
-        except Exception:
-            logger.exception(
-                "decisiontrace: @decision %s: recording the outcome failed", self.qualname
-            )
+        except Exception as error:
+            internal_error("@decision recording the outcome", error)
 
     def closed(self, live: LiveRun, decision: LiveDecision, summary: str) -> None:
         """Record a success without a result (a generator closed before it finished)."""
@@ -258,10 +256,8 @@ class Recorder:
                 latency_ms=_latency_ms(decision),
                 quiet=True,
             )
-        except Exception:
-            logger.exception(
-                "decisiontrace: @decision %s: recording the outcome failed", self.qualname
-            )
+        except Exception as error:
+            internal_error("@decision recording the outcome", error)
 
     @staticmethod
     def _unrecorded_outcome(

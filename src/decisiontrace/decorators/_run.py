@@ -11,6 +11,7 @@ from opentelemetry import context as otel_context
 
 from decisiontrace import _context as ctx
 from decisiontrace import _remote
+from decisiontrace._errors import internal_error
 from decisiontrace.decorators._call import CallRecorder
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F, doc_line, qualname, tracker_or_none
@@ -88,8 +89,8 @@ def run_in_context(tracker: DecisionTracker | None) -> LiveRun | None:
         return live  # the common cases: one context lookup
     try:
         return (tracker or default_tracker())._remote_run(value) or live
-    except Exception:
-        logger.exception("decisiontrace: could not join the run of the current context")
+    except Exception as error:
+        internal_error("joining the run of the current context", error)
         return live
 
 
@@ -105,8 +106,8 @@ def start_run(
     """Start a run without making it current (generators make it current per resumption)."""
     try:
         return tracker._start(None, goal_id, description, input_data)
-    except Exception:
-        logger.exception("decisiontrace: could not start run for goal %r", goal_id)
+    except Exception as error:
+        internal_error("@agent starting a run", error)
         return None
 
 
@@ -119,8 +120,8 @@ def end_run(
     """End a run the way ``tracker.run`` ends one when its block exits."""
     try:
         tracker._end_scope(live, exc, output_data=output_data)
-    except Exception:
-        logger.exception("decisiontrace: could not end run %s", live.run_id)
+    except Exception as error:
+        internal_error("@agent ending a run", error)
 
 
 class _RunSession(Session):

@@ -1,0 +1,168 @@
+"""One error policy for decisiontrace's own failures.
+
+Two kinds of trouble reach a recording call, and they are handled differently:
+
+- *The agent handed us something hostile* (a value whose ``__repr__`` raises, an
+  option list of the wrong type): that is the agent's input, not our bug. The code
+  reading it warns (:func:`warn_once` or ``_normalize.warn``) and records what it can,
+  always, tests included.
+- *Our code has a bug*: every entry point the agent calls and every span-processor hook
+  runs under :class:`guard` (or calls :func:`internal_error` from its own ``except``
+  on the hot path, where a ``try`` costs nothing until it catches). The failure is
+  logged once per kind, with its traceback, and never raised into the agent, whose
+  work matters more than its telemetry. Under the test suite (``DECISIONTRACE_RAISE_
+  INTERNAL_ERRORS=1``, set by ``tests/conftest.py``) it is re-raised instead, so a bug a
+  guard would hide fails a test.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+logger = logging.getLogger("decisiontrace")
+
+#: Set to 1 (the test suite does) to re-raise internal errors instead of logging them.
+RAISE_ENV = "DECISIONTRACE_RAISE_INTERNAL_ERRORS"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Once:
+    """The keys already reported, so each is reported once (thread-safe, bounded).
+
+    One per process by default (:data:`PROCESS`); a component that should report
+    again for each instance (a processor, a compat tracker) holds its own.
+    """
+
+    __slots__ = ("_limit", "_lock", "_seen")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        self._limit = limit
+
+    def first(self, key: str) -> bool:
+        """True the first time ``key`` is seen (always True past ``limit`` keys)."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            if len(self._seen) < self._limit:  # unbounded keys must not grow memory
+                self._seen.add(key)
+            return True
+
+    def clear(self) -> None:
+        """Forget every key (tests start each from a clean slate)."""
+        with self._lock:
+            self._seen.clear()
+
+    def forget(self, key: str) -> None:
+        """Report ``key`` again the next time (e.g. a store that failed, recovered)."""
+        with self._lock:
+            self._seen.discard(key)
+
+
+#: What this process has reported once already.
+PROCESS = Once()
+
+
+def warn_once(
+    key: str,
+    message: str,
+    *args: object,
+    once: Once | None = None,
+    level: int = logging.WARNING,
+    exc_info: BaseException | bool = False,
+) -> bool:
+    """Log ``message`` (``%``-formatted with ``args``) the first time ``key`` is seen.
+
+    Returns whether it was logged.
+    """
+    if not (once or PROCESS).first(key):
+        return False
+    logger.log(level, message, *args, exc_info=exc_info)
+    return True
+
+
+def raising() -> bool:
+    """Whether internal errors are re-raised (the test suite), read when one happens."""
+    return os.environ.get(RAISE_ENV, "") not in ("", "0")
+
+
+def internal_error(kind: str, error: Exception, *, once: Once | None = None) -> None:
+    """Report a bug of ours caught at an entry point: log it once per ``kind`` (with its
+    traceback), or re-raise it when :func:`raising`. Call it from an ``except`` block."""
+    if raising():
+        raise error
+    if not warn_once(
+        f"internal:{kind}",
+        "decisiontrace: %s failed",
+        kind,
+        once=once,
+        level=logging.ERROR,
+        exc_info=error,
+    ):
+        logger.debug("decisiontrace: %s failed again: %r", kind, error)
+
+
+class guard:  # lower case: used like a function, ``with guard("x"):``
+    """Guard an entry point: :func:`internal_error` for what it raises.
+
+    As a context manager the block's exception is swallowed (after reporting); as a
+    decorator the function returns ``default`` instead. ``BaseException`` that is not
+    an ``Exception`` (cancellation, ``KeyboardInterrupt``, ``SystemExit``) passes.
+    Instances hold no state per use: create them once at module level.
+
+    Example::
+
+        _FLUSH = guard("force_flush", default=False)
+
+        @_FLUSH
+        def force_flush(self, timeout_millis: int = 30_000) -> bool: ...
+
+        with guard("listener"):
+            listener(records)
+    """
+
+    __slots__ = ("default", "kind", "once")
+
+    def __init__(self, kind: str, *, default: Any = None, once: Once | None = None) -> None:
+        self.kind = kind
+        self.default = default
+        self.once = once
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if not isinstance(exc, Exception):
+            return False
+        internal_error(self.kind, exc, once=self.once)
+        return True
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
+        kind, once, default = self.kind, self.once, self.default
+
+        @functools.wraps(function)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                internal_error(kind, error, once=once)
+                return default  # type: ignore[no-any-return]
+
+        return guarded
+
+
+__all__ = ["PROCESS", "RAISE_ENV", "Once", "guard", "internal_error", "raising", "warn_once"]
