@@ -82,3 +82,22 @@ def test_an_older_database_is_read_without_being_upgraded(demo: DemoStore, tmp_p
     assert result.exit_code == 0, result.output
     assert [s["run_id"] for s in json.loads(result.stdout)] == [run.id]
     assert digest(path) == before
+
+
+@pytest.mark.parametrize("command", READING)
+def test_an_empty_run_folder_gets_no_subfolders(tmp_path: Path, command: list[str]) -> None:
+    folder = tmp_path / "runs-folder"
+    folder.mkdir()
+    result = CliRunner().invoke(main, ["--store", str(folder), *command])
+    assert result.exit_code == 0, result.output
+    assert list(folder.iterdir()) == []
+
+
+def test_a_run_folder_opened_for_reading_refuses_writes(tmp_path: Path) -> None:
+    from decisiontrace.stores import StoreError, open_store
+
+    store = open_store(str(tmp_path), read_only=True)
+    assert store.list_summaries() == []
+    with pytest.raises(StoreError, match="for reading only"):
+        store.save_records([{"id": "run_1", "goal_id": "g", "status": "completed"}])
+    assert list(tmp_path.iterdir()) == []

@@ -177,7 +177,7 @@ def _store_at_path(path: str, read_only: bool = False) -> RunStore:
     path = os.path.expanduser(path)
     if path.lower().endswith(_SQLITE_SUFFIXES):
         return _sqlite(path, read_only)
-    return JSONFilesStore(path)
+    return JSONFilesStore(path, read_only=read_only)
 
 
 def __getattr__(name: str) -> object:

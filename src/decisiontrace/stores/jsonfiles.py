@@ -115,13 +115,16 @@ class JSONFilesStore(RunStore):
     saved. Safe for several threads and processes on one machine.
 
     Args:
-        directory: the storage folder; created if missing.
+        directory: the storage folder; created if missing (unless ``read_only``).
+        read_only: for reading only (what the CLI's reading commands use): nothing is
+            created, a missing folder reads as an empty store, and saving raises
+            :class:`StoreError`.
 
     Raises:
         StoreError: the folder cannot be created or is not a folder.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, read_only: bool = False) -> None:
         given = os.fspath(directory)
         if not given:
             raise ValueError("directory must name a folder, got ''")
@@ -131,6 +134,9 @@ class JSONFilesStore(RunStore):
         self._root = os.path.realpath(given)
         # Renewed in a forked child: a lock held by another thread at fork() would hang it.
         self._lock = ForkSafeLock()
+        self.read_only = read_only
+        if read_only:
+            return
         try:
             for folder in (_RUNS, _SUMMARIES, _BY_GOAL, _BY_STATUS, _BY_NODE):
                 os.makedirs(os.path.join(self._root, folder), exist_ok=True)
@@ -176,6 +182,8 @@ class JSONFilesStore(RunStore):
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the thread lock and the cross-process ``flock`` of this folder."""
+        if self.read_only:  # every write goes through here
+            raise StoreError(f"{self.directory} was opened for reading only")
         with self._lock:
             fd = os.open(os.path.join(self._root, _LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
             try:
@@ -423,12 +431,15 @@ class JSONFilesStore(RunStore):
         return self._all_run_ids() if selected is None else sorted(selected)
 
     def _all_run_ids(self) -> list[str]:
-        with os.scandir(os.path.join(self._root, _RUNS)) as entries:
-            return [
-                entry.name[: -len(".json")]
-                for entry in entries
-                if entry.name.endswith(".json") and not entry.name.startswith(".")
-            ]
+        try:
+            with os.scandir(os.path.join(self._root, _RUNS)) as entries:
+                return [
+                    entry.name[: -len(".json")]
+                    for entry in entries
+                    if entry.name.endswith(".json") and not entry.name.startswith(".")
+                ]
+        except FileNotFoundError:  # a folder opened for reading that holds no run yet
+            return []
 
 
 def _texts(record: Record) -> tuple[str, str]:
