@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
 from decisiontrace.models import Run, RunStatus
 from decisiontrace.stores import open_store
 
@@ -40,11 +42,23 @@ def lines_of(stream: IO[str]) -> tuple[queue.Queue[str], threading.Thread]:
     return found, reader
 
 
+def drain(found: queue.Queue[str]) -> str:
+    lines: list[str] = []
+    while not found.empty():
+        lines.append(found.get_nowait())
+    return "".join(lines)
+
+
 def next_json(found: queue.Queue[str]) -> dict[str, Any]:
     return dict(json.loads(found.get(timeout=30)))
 
 
-def test_tail_follows_the_store_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+# Started from a terminal SIGINT is at its default; started in the background of a
+# script it is inherited as ignored, and Ctrl-C (SIGINT) must stop it all the same.
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
+def test_tail_follows_the_store_and_stops_on_ctrl_c(
+    tmp_path: Path, inherited: signal.Handlers
+) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     with open_store(url) as store:
         store.save_run(make_run(1, "completed"))
@@ -54,10 +68,12 @@ def test_tail_follows_the_store_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "COLUMNS": "120"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
+        env={**os.environ, "COLUMNS": "120", "PYTHONFAULTHANDLER": "1"},
     ) as process:  # fmt: skip
         assert process.stdout is not None and process.stderr is not None
         found, reader = lines_of(process.stdout)
+        errors, error_reader = lines_of(process.stderr)  # drained: a full pipe would block it
         try:
             with open_store(url) as store:
                 store.save_run(make_run(2, "completed"))  # filtered out
@@ -66,13 +82,19 @@ def test_tail_follows_the_store_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 store.save_run(make_run(4, "failed", goal="billing"))
                 second = next_json(found)
             process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=30)
+            try:
+                code = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack
+                process.wait(timeout=30)
+                raise AssertionError("runs tail ignored Ctrl-C:\n" + drain(errors)) from None
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
         reader.join(timeout=30)
-        stderr = process.stderr.read()
+        error_reader.join(timeout=30)
+        stderr = drain(errors)
     assert first["run_id"] == "run_tail_20260510_140303_00000003"
     assert first["status"] == "failed"
     assert datetime.fromisoformat(first["started_at"]).utcoffset() is not None

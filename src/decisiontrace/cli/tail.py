@@ -7,8 +7,12 @@ line per run for people, or one JSON object per line with ``--json``.
 
 from __future__ import annotations
 
-import time
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from datetime import datetime
+from types import FrameType
 from typing import Any
 
 import click
@@ -60,6 +64,31 @@ def _poll(
     return list(reversed(new))
 
 
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C; a second one interrupts as usual.
+
+    The loop stops at its next look instead of taking ``KeyboardInterrupt`` wherever it
+    happens to be (inside SQLite, or code that catches it), and a SIGINT the parent
+    process left ignored still stops it.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach the main thread only; KeyboardInterrupt still works
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @click.command(
     "tail",
     epilog="""\b
@@ -92,20 +121,22 @@ def tail_command(
     """Show runs as they are stored (newest last), until Ctrl-C."""
     out = console()
     shown: dict[str, str] = {}
-    with open_for_reading(ctx) as store:
+    with open_for_reading(ctx) as store, _stop_on_ctrl_c() as stop:
         try:
             first = _poll(store, goal, status, shown)
             batch = first[len(first) - lines :] if lines else []
-            while True:
+            while not stop.is_set():
                 for summary in batch:
                     item = listing(store, summary)
                     if as_json:
                         click.echo(render.json_line(item))
                     else:
                         out.print(_line(item, summary), soft_wrap=True)
-                time.sleep(interval)
+                if stop.wait(interval):
+                    break
                 batch = _poll(store, goal, status, shown)
         except KeyboardInterrupt:
-            if not as_json:
-                click.echo("stopped", err=True)
+            pass
+        if not as_json:
+            click.echo("stopped", err=True)
     return 0
