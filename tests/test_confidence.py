@@ -10,7 +10,7 @@ from rich.console import Console
 
 import decisiontrace as dt
 from decisiontrace import semconv as sc
-from decisiontrace.cli import render
+from decisiontrace.cli import render, views
 from decisiontrace.cli.diff import diff_runs
 from decisiontrace.cli.stats import compute_stats
 from decisiontrace.stores import MemoryStore
@@ -88,6 +88,6 @@ def test_defaulted_confidence_is_shown_as_a_dash() -> None:
     assert "—" in plain_part
     assert "0.90" in text
     console = Console(width=120, record=True, color_system=None)
-    console.print(render.stats_view(compute_stats(runs)))
+    console.print(views.stats_view(compute_stats(runs)))
     options_rows = [line for line in console.export_text().splitlines() if " x " in line]
     assert options_rows and all("0.50" not in row and "—" in row for row in options_rows)

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from decisiontrace._otlp_export import otlp_json_line
 from decisiontrace._version import __version__
-from decisiontrace.cli import render
+from decisiontrace.cli import render, views
 from decisiontrace.cli._errors import App, CommandError, fail, one_line
 from decisiontrace.cli._json import listing, run_json
 from decisiontrace.cli._links import TRACE_URL_ENV_VAR
@@ -178,7 +178,7 @@ def stats(
     elif not result["runs"]:
         click.echo(render.nothing_found("runs", filtered=any((goal, since, status, node, limit))))
     else:
-        _console().print(render.stats_view(result))
+        _console().print(views.stats_view(result))
     return 0
 
 
@@ -206,7 +206,7 @@ def diff(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> int:
     if as_json:
         _print_json(result)
     else:
-        _console().print(render.diff_view(result))
+        _console().print(views.diff_view(result))
     return 0
 
 
@@ -448,7 +448,7 @@ def demo(ctx: click.Context, seed: int, tickets: int, threads: int, as_json: boo
             }
         )
     else:
-        console.print(render.demo_view(result, recorded, compute_stats(recorded)))
+        console.print(views.demo_view(result, recorded, compute_stats(recorded)))
     if result.missing:
         fail(
             f"{len(result.missing)} of {tickets} runs are not in {result.store_url} "

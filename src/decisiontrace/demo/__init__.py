@@ -28,7 +28,7 @@ outcomes however the tickets interleave. Only the simulated latencies vary.
 The package in three parts: :mod:`._tickets` (the tickets and the pure plans of what
 each node decides), :mod:`._agent` (the nodes, their LLM spans and failures) and
 :mod:`._runner` (:func:`run_demo`: all tickets at once, configured, exported, checked).
-What ``decisiontrace demo`` prints is rendered by :mod:`decisiontrace.cli.render`.
+What ``decisiontrace demo`` prints is rendered by :mod:`decisiontrace.cli.views`.
 """
 
 from __future__ import annotations
