@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from decisiontrace import _codec
+from decisiontrace import _codec, _decode
 from decisiontrace import semconv as sc
 from decisiontrace._tokens import attribute_tree
 
@@ -44,8 +44,8 @@ class PendingRun:
     )  # fmt: skip
 
     def __init__(self, now: float) -> None:
-        self.run: _codec.SpanData | None = None
-        self.decisions: dict[int, _codec.SpanData] = {}
+        self.run: _decode.SpanData | None = None
+        self.decisions: dict[int, _decode.SpanData] = {}
         # LLM tokens by the decision span they count for, and for the run only
         # (docs/span-model.md, "Tokens from LLM spans"; decided in _tokens).
         self.tokens: dict[int, int] = {}
@@ -56,7 +56,7 @@ class PendingRun:
         self.reason: str | None = None
         self.fragment: str | None = None
         self.fragment_attributes: dict[str, Any] = {}
-        self.problems: list[_codec.EventData] = []  # a fragment's problem events
+        self.problems: list[_decode.EventData] = []  # a fragment's problem events
         self.last_added = now
 
     def complete(self) -> bool:
@@ -77,7 +77,7 @@ class PendingRun:
         return self.run is not None and sc.RUN_DECISION_COUNT in self.run.attributes
 
     def record(self, *, light: bool = False) -> _codec.Record:
-        """The run record from what has arrived (see :func:`_codec.decision_record`)."""
+        """The run record from what has arrived (see :func:`_decode.decision_record`)."""
         decisions = []
         run_tokens = self.run_tokens
         for key, d in self.decisions.items():
@@ -86,7 +86,7 @@ class PendingRun:
                 run_tokens += extra  # a decision without an outcome has no token count
                 extra = 0
             decisions.append(
-                _codec.decision_record(
+                _decode.decision_record(
                     d.attributes, d.start_ns, d.end_ns, extra, light=light, span_id=d.span_id
                 )
             )
@@ -97,7 +97,7 @@ class PendingRun:
             # The root span was lost: rebuild what the decisions say about their run.
             first = min(self.decisions.values(), key=lambda d: d.start_ns)
             attributes: dict[str, Any] = {sc.RUN_ID: first.attributes.get(sc.RUN_ID, "")}
-            record = _codec.run_record(
+            record = _decode.run_record(
                 attributes,
                 first.start_ns,
                 None,
@@ -108,12 +108,12 @@ class PendingRun:
                 trace_id=first.trace_id,
             )
         else:
-            record = _codec.run_record(
+            record = _decode.run_record(
                 run.attributes,
                 run.start_ns,
                 run.end_ns,
                 decisions,
-                _codec.problems_of(run.events),
+                _decode.problems_of(run.events),
                 status=self.status,
                 error=run.error,
                 run_tokens=run_tokens,
@@ -125,7 +125,7 @@ class PendingRun:
             record["end_reason"] = self.reason
         return record
 
-    def _extra_tokens(self, key: int, decision: _codec.SpanData) -> int:
+    def _extra_tokens(self, key: int, decision: _decode.SpanData) -> int:
         """LLM tokens of a decision not yet in its span's ``tokens_used``.
 
         The tracker puts the tokens of LLM spans that ended before the decision on its
@@ -140,12 +140,12 @@ class PendingRun:
     def _fragment_record(self, decisions: list[_codec.Record]) -> _codec.Record:
         starts = [d.start_ns for d in self.decisions.values()]
         starts.extend(e.time_ns for e in self.problems)
-        record = _codec.run_record(
+        record = _decode.run_record(
             self.fragment_attributes,
             min(starts) if starts else 0,
             None,
             decisions,
-            _codec.problems_of(self.problems),
+            _decode.problems_of(self.problems),
             status="running",
         )
         record["fragment_id"] = self.fragment
@@ -156,7 +156,7 @@ class PendingRun:
         run = self.run
         any_span = run if run is not None else next(iter(self.decisions.values()), None)
         # Hex: JSON readers need not handle 128-bit integers.
-        trace_hex = None if any_span is None else _codec.trace_id_hex(any_span.trace_id)
+        trace_hex = None if any_span is None else _decode.trace_id_hex(any_span.trace_id)
         if self.fragment is not None:
             return {
                 "format": COMPACT_FORMAT,
@@ -213,16 +213,16 @@ def record_from_compact(data: Mapping[str, Any]) -> _codec.Record:
     run = data.get("run")
     if run is not None:
         start, end, attributes, events, error = run[:5]
-        pending.run = _codec.SpanData(
+        pending.run = _decode.SpanData(
             trace_id, run[5] if len(run) > 5 else 0, None, "", start, end, attributes,
-            [_codec.EventData(name, time_ns, attrs) for name, time_ns, attrs in events],
+            [_decode.EventData(name, time_ns, attrs) for name, time_ns, attrs in events],
             bool(error), run[6] if len(run) > 6 else None,
         )  # fmt: skip
     for index, decision in enumerate(data.get("decisions", ())):
         start, end, attributes, tokens = decision[:4]
         span_id = decision[4] if len(decision) > 4 else 0
         # Keyed by position: old rows have no span ids, and keys only need to be unique.
-        pending.decisions[index] = _codec.SpanData(
+        pending.decisions[index] = _decode.SpanData(
             trace_id, span_id, None, "", start, end, attributes
         )
         if tokens:
@@ -233,7 +233,7 @@ def record_from_compact(data: Mapping[str, Any]) -> _codec.Record:
     fragment = data.get("fragment")
     if fragment is not None:
         pending.fragment, pending.fragment_attributes, problems = fragment
-        pending.problems = [_codec.EventData(n, t, a) for n, t, a in problems]
+        pending.problems = [_decode.EventData(n, t, a) for n, t, a in problems]
     return pending.record()
 
 
@@ -306,7 +306,7 @@ class RunAssembler:
             self.pending[trace_id] = pending
         return pending
 
-    def _fragment_for(self, key: tuple[int, str], span: _codec.SpanData, now: float) -> PendingRun:
+    def _fragment_for(self, key: tuple[int, str], span: _decode.SpanData, now: float) -> PendingRun:
         pending = self.pending.get(key)
         if pending is None:
             recent = self._recent_fragments.pop(key, None)
@@ -327,7 +327,7 @@ class RunAssembler:
         pending.last_added = now
         return pending
 
-    def add(self, span: _codec.SpanData, now: float | None = None) -> None:
+    def add(self, span: _decode.SpanData, now: float | None = None) -> None:
         """Take one ended span of ours (a run, decision or problem span)."""
         now = time.monotonic() if now is None else now
         attributes = span.attributes
@@ -366,7 +366,7 @@ class RunAssembler:
         else:
             pending.tokens[decision_span_id] = pending.tokens.get(decision_span_id, 0) + tokens
 
-    def add_tree(self, spans: Iterable[_codec.SpanData]) -> None:
+    def add_tree(self, spans: Iterable[_decode.SpanData]) -> None:
         """Take every span of some traces at once (OTLP JSON): ours, and LLM spans,
         whose tokens count by the rules of :mod:`decisiontrace._tokens`."""
         spans = list(spans)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
 
-from decisiontrace import _codec, _no_provider, _normalize, _records, _remote
+from decisiontrace import _codec, _decode, _no_provider, _normalize, _records, _remote
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import safe_repr, safe_str
@@ -348,7 +348,7 @@ class SpanEngine:
                 decision_id, span, attributes, start_ns, normalized
             )
         if self._outcome_aggregator is not None:
-            decision = Decision.model_validate(_codec.decision_record(attributes, start_ns, None))
+            decision = Decision.model_validate(_decode.decision_record(attributes, start_ns, None))
             self._notify(
                 "record_decision",
                 stream_id=self.stream_id,
@@ -490,7 +490,7 @@ class SpanEngine:
             decision.span = NonRecordingSpan(span.get_span_context())
             decision.options = None  # only a late choice reads them, and it came or not
         if self._outcome_aggregator is not None:
-            record = _codec.decision_record({**decision.attributes, **attributes}, 0, end_ns)
+            record = _decode.decision_record({**decision.attributes, **attributes}, 0, end_ns)
             self._notify(
                 "record_outcome",
                 stream_id=self.stream_id,

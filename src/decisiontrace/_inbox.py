@@ -15,7 +15,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import StatusCode
 
-from decisiontrace import _codec
+from decisiontrace import _decode
 from decisiontrace._tokens import Tokens
 
 
@@ -38,12 +38,12 @@ def plain(attributes: Any) -> dict[str, Any]:
     return dict(attributes or {})
 
 
-def span_data(span: ReadableSpan) -> _codec.SpanData:
+def span_data(span: ReadableSpan) -> _decode.SpanData:
     """An SDK span in the source-neutral form the codec decodes."""
     context = span.context
     assert context is not None  # an SDK span always has one
     parent = span.parent
-    return _codec.SpanData(
+    return _decode.SpanData(
         trace_id=context.trace_id,
         span_id=context.span_id,
         parent_id=parent.span_id if parent is not None else None,
@@ -53,7 +53,7 @@ def span_data(span: ReadableSpan) -> _codec.SpanData:
         attributes=attributes_of(span),
         # Decision spans have no events: skip building the SDK's event tuple for them.
         events=[
-            _codec.EventData(event.name, event.timestamp, plain(event.attributes))
+            _decode.EventData(event.name, event.timestamp, plain(event.attributes))
             for event in span.events
         ]
         if getattr(span, "_events", True)
@@ -74,7 +74,7 @@ class OpenRun:
 
     __slots__ = ("data",)
 
-    def __init__(self, data: _codec.SpanData) -> None:
+    def __init__(self, data: _decode.SpanData) -> None:
         self.data = data
 
 
@@ -92,7 +92,7 @@ class Received:
 
     __slots__ = ("data",)
 
-    def __init__(self, data: _codec.SpanData) -> None:
+    def __init__(self, data: _decode.SpanData) -> None:
         self.data = data
 
 

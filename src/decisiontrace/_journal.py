@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from decisiontrace import _codec
+from decisiontrace import _decode
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun
 from decisiontrace._inbox import Tokens
@@ -36,12 +36,12 @@ def trace_key(trace_id: int) -> str:
     return f"{trace_id:032x}"
 
 
-def run_id_of(span: _codec.SpanData) -> str:
+def run_id_of(span: _decode.SpanData) -> str:
     """The run a run or decision span belongs to ("" if it does not say)."""
     return str(span.attributes.get(sc.RUN_ID, ""))
 
 
-def span_entry(span: _codec.SpanData) -> JournalEntry | None:
+def span_entry(span: _decode.SpanData) -> JournalEntry | None:
     """The entry of one run or decision span (open or ended), or None for other spans."""
     kind = span.attributes.get(sc.SPAN_KIND)
     run_id = run_id_of(span)
@@ -84,7 +84,7 @@ def tokens_entry(
 
 
 def entries_of_pass(
-    items: Iterable[_codec.SpanData | Tokens],
+    items: Iterable[_decode.SpanData | Tokens],
     ready: Iterable[PendingRun],
     pending: Mapping[Any, PendingRun],
 ) -> list[JournalEntry]:
@@ -113,7 +113,7 @@ def entries_of_pass(
     return entries
 
 
-def _any_span(run: PendingRun) -> _codec.SpanData | None:
+def _any_span(run: PendingRun) -> _decode.SpanData | None:
     return run.run if run.run is not None else next(iter(run.decisions.values()), None)
 
 
@@ -152,7 +152,7 @@ def recovered_runs(entries: Iterable[JournalEntry]) -> tuple[list[PendingRun], l
                     span_id = int(data["span_id"])
                     pending.tokens[span_id] = pending.tokens.get(span_id, 0) + int(data["tokens"])
                 continue
-            span = _codec.SpanData(
+            span = _decode.SpanData(
                 trace_id=int(trace_id, 16),
                 span_id=int(data["span_id"]),
                 parent_id=None,
@@ -161,7 +161,7 @@ def recovered_runs(entries: Iterable[JournalEntry]) -> tuple[list[PendingRun], l
                 end_ns=None if data["end_ns"] is None else int(data["end_ns"]),
                 attributes=dict(data["attributes"]),
                 events=[
-                    _codec.EventData(str(name), int(time_ns), dict(attributes))
+                    _decode.EventData(str(name), int(time_ns), dict(attributes))
                     for name, time_ns, attributes in data.get("events", ())
                 ],
                 error=bool(data.get("error", False)),

@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.trace import Span
 
-from decisiontrace import _codec, _remote
+from decisiontrace import _codec, _decode, _remote
 from decisiontrace import semconv as sc
 from decisiontrace.models import Run
 
@@ -63,7 +63,7 @@ class LiveDecision:
         attributes = self.attributes
         if self.outcome is not None:
             attributes = {**attributes, **self.outcome}
-        return _codec.decision_record(
+        return _decode.decision_record(
             attributes, self.start_ns, self.end_ns, span_id=self.span.get_span_context().span_id
         )
 
@@ -186,9 +186,9 @@ class LiveRun:
         """The run as a stored-form dict, decoded from the attributes its spans carry."""
         with self.lock:
             decisions = [d.record() for d in self.decisions.values()]
-            problems = [_codec.problem_record(a, t) for a, t in self.problems]
+            problems = [_decode.problem_record(a, t) for a, t in self.problems]
             nodes = list(self.nodes)
-        return _codec.run_record(
+        return _decode.run_record(
             {**self.attributes, sc.RUN_NODES: nodes, **self.end_attributes},
             self.start_ns,
             self.end_ns,

@@ -1,4 +1,4 @@
-"""OTLP JSON, both ways: requests read into :class:`~decisiontrace._codec.SpanData`, and
+"""OTLP JSON, both ways: requests read into :class:`~decisiontrace._decode.SpanData`, and
 SDK spans written as the collector's file exporter writes them.
 
 OTLP/JSON is the proto3 JSON mapping of ``ExportTraceServiceRequest`` with one
@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from decisiontrace import _codec
+from decisiontrace import _decode
 
 #: Status code of an ERROR span in OTLP (``STATUS_CODE_ERROR``).
 _STATUS_ERROR = 2
@@ -207,7 +207,7 @@ def _status_is_error(status: Any, path: str) -> bool:
     raise FieldError(f"{path}.code", f"unknown status code {_short(code)}")
 
 
-def span(obj: Any, path: str) -> _codec.SpanData:
+def span(obj: Any, path: str) -> _decode.SpanData:
     """One OTLP JSON ``Span`` object as SpanData."""
     if not isinstance(obj, Mapping):
         raise FieldError(path, f"expected a span object, got {_short(obj)}")
@@ -245,12 +245,12 @@ def span(obj: Any, path: str) -> _codec.SpanData:
         )
         assert time_ns is not None
         events.append(
-            _codec.EventData(
+            _decode.EventData(
                 event_name, time_ns, attributes(event.get("attributes"), f"{where}.attributes")
             )
         )
     assert start is not None
-    return _codec.SpanData(
+    return _decode.SpanData(
         trace_id=trace_id,
         span_id=span_id,
         parent_id=parent_id,
@@ -303,8 +303,8 @@ def unwrap_request(document: Any) -> Mapping[str, Any]:
 def request_spans(
     document: Any,
     on_error: Callable[[FieldError], None],
-    keep: Callable[[_codec.SpanData], _codec.SpanData] | None = None,
-) -> Iterator[_codec.SpanData]:
+    keep: Callable[[_decode.SpanData], _decode.SpanData] | None = None,
+) -> Iterator[_decode.SpanData]:
     """Every readable span of one request document; each unreadable one is reported to
     ``on_error`` and skipped. ``keep`` may slim a span down before it is yielded."""
     try:

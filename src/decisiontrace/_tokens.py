@@ -34,7 +34,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from decisiontrace import _codec
+from decisiontrace import _decode
 from decisiontrace import semconv as sc
 
 _TOKEN_KEYS = (
@@ -320,12 +320,12 @@ class TokenAttribution:
         return Tokens(trace_id, decision or None, tokens)
 
 
-def attribute_tree(spans: Iterable[_codec.SpanData]) -> list[Tokens]:
+def attribute_tree(spans: Iterable[_decode.SpanData]) -> list[Tokens]:
     """Rules (a) and (b) over whole traces (spans read back from OTLP)."""
     spans = list(spans)
     by_key = {(s.trace_id, s.span_id): s for s in spans}
     traced = {s.trace_id for s in spans if sc.SPAN_KIND in s.attributes}
-    decisions: dict[int, list[_codec.SpanData]] = {}
+    decisions: dict[int, list[_decode.SpanData]] = {}
     for span in spans:
         if span.attributes.get(sc.SPAN_KIND) == sc.KIND_DECISION:
             decisions.setdefault(span.trace_id, []).append(span)
@@ -374,11 +374,13 @@ def attribute_tree(spans: Iterable[_codec.SpanData]) -> list[Tokens]:
     return counted
 
 
-def _end_of(span: _codec.SpanData) -> int:
+def _end_of(span: _decode.SpanData) -> int:
     return span.end_ns if span.end_ns is not None else span.start_ns
 
 
-def _only_open_decision(span: _codec.SpanData, decisions: Iterable[_codec.SpanData]) -> int | None:
+def _only_open_decision(
+    span: _decode.SpanData, decisions: Iterable[_decode.SpanData]
+) -> int | None:
     """Rule (b): the one decision open for all of ``span``, when no other was open then."""
     start, end = span.start_ns, span.end_ns if span.end_ns is not None else span.start_ns
     overlapping = [

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
-from decisiontrace import _codec, _otlp_json
+from decisiontrace import _codec, _decode, _otlp_json
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import RunAssembler
 from decisiontrace._tokens import token_usage
@@ -62,7 +62,7 @@ class RebuildResult:
             self.errors[-1] = f"... and {self._more_errors} more errors"
 
 
-def _slim(span: _codec.SpanData) -> _codec.SpanData:
+def _slim(span: _decode.SpanData) -> _decode.SpanData:
     """Keep a span whole if the assembler reads it; otherwise only its place in the tree."""
     attributes = span.attributes
     if sc.SPAN_KIND in attributes or token_usage(attributes):
@@ -148,7 +148,7 @@ def rebuild(
     target = store if isinstance(store, RunStore) else open_store(store)
     result = RebuildResult()
     stream, owned = _open(source)
-    spans: dict[tuple[int, int], _codec.SpanData] = {}
+    spans: dict[tuple[int, int], _decode.SpanData] = {}
     judgements: list[tuple[str, evaluation_events.ReadJudgement]] = []
     try:
         for where, document in _documents(stream, result):

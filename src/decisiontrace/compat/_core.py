@@ -23,7 +23,7 @@ from typing import Any
 from decisiontrace import _codec, _normalize, _records
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
-from decisiontrace._codec import SpanData
+from decisiontrace._decode import SpanData
 from decisiontrace._engine import _ids
 from decisiontrace._errors import internal_error
 from decisiontrace._live import LiveRun

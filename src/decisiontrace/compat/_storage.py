@@ -33,7 +33,7 @@ from opentelemetry.trace import Tracer
 from decisiontrace import _records
 from decisiontrace import semconv as sc
 from decisiontrace._assembly import PendingRun
-from decisiontrace._codec import SpanData
+from decisiontrace._decode import SpanData
 from decisiontrace._inbox import OpenRun, span_data
 from decisiontrace._version import __version__
 from decisiontrace.compat._handover import SaveRunHandOver, wait_for_private_hand_overs

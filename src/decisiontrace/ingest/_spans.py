@@ -1,7 +1,7 @@
 """OTLP trace requests (protobuf or JSON) in, the processor's inbox items out.
 
 A span source, like ``_inbox.span_data`` for SDK spans and ``_otlp_json`` for OTLP
-JSON: it only turns the wire form into :class:`~decisiontrace._codec.SpanData`; runs are
+JSON: it only turns the wire form into :class:`~decisiontrace._decode.SpanData`; runs are
 assembled and decoded by the processor's own code. Protobuf requests are read field by
 field here (the generated message classes parse them); JSON requests go through
 :func:`decisiontrace._otlp_json.request_spans`, the reader ``rebuild`` uses.
@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from decisiontrace import _codec, _otlp_json
+from decisiontrace import _decode, _otlp_json
 from decisiontrace import semconv as sc
 from decisiontrace._inbox import Received
 from decisiontrace._tokens import Tokens, attribute_tree, token_usage
@@ -93,7 +93,7 @@ class TokenLinks:
             while len(self._waiting) > self._max:
                 self._waiting.popitem(last=False)
 
-    def carry(self, spans: Sequence[_codec.SpanData]) -> None:
+    def carry(self, spans: Sequence[_decode.SpanData]) -> None:
         """Spans that are not ours arrived: counts waiting for them wait for their parent."""
         if not self._waiting:
             return
@@ -153,7 +153,7 @@ def _id(raw: bytes, size: int, what: str) -> int:
     return int.from_bytes(raw, "big")
 
 
-def _span(span: Any) -> _codec.SpanData:
+def _span(span: Any) -> _decode.SpanData:
     """One protobuf ``Span`` as SpanData (attributes and events only if wanted)."""
     trace_id = _id(span.trace_id, 16, "traceId")
     span_id = _id(span.span_id, 8, "spanId")
@@ -161,7 +161,7 @@ def _span(span: Any) -> _codec.SpanData:
     parent_id = _id(parent, 8, "parentSpanId") or None if parent else None
     attributes = _attributes(span.attributes)
     wanted = _KIND in attributes or not _WANTED.isdisjoint(attributes)
-    return _codec.SpanData(
+    return _decode.SpanData(
         trace_id=trace_id,
         span_id=span_id,
         parent_id=parent_id,
@@ -170,7 +170,7 @@ def _span(span: Any) -> _codec.SpanData:
         end_ns=span.end_time_unix_nano or None,
         attributes=attributes if wanted else {},
         events=[
-            _codec.EventData(e.name, e.time_unix_nano, _attributes(e.attributes))
+            _decode.EventData(e.name, e.time_unix_nano, _attributes(e.attributes))
             for e in span.events
         ]
         if wanted
@@ -195,7 +195,7 @@ def from_protobuf(body: bytes, links: TokenLinks | None = None) -> Decoded:
 
 def from_message(request: Any, links: TokenLinks | None = None) -> Decoded:
     """Read a parsed ``ExportTraceServiceRequest`` (what gRPC hands over)."""
-    spans: list[_codec.SpanData] = []
+    spans: list[_decode.SpanData] = []
     decoded = Decoded()
     for r_index, resource_spans in enumerate(request.resource_spans):
         service_name = _service_name(resource_spans.resource.attributes)
@@ -233,7 +233,7 @@ def from_json(document: Any, links: TokenLinks | None = None) -> Decoded:
     return decoded
 
 
-def _sort(spans: Sequence[_codec.SpanData], decoded: Decoded, links: TokenLinks | None) -> None:
+def _sort(spans: Sequence[_decode.SpanData], decoded: Decoded, links: TokenLinks | None) -> None:
     """Our spans to the processor, with the token counts of LLM spans.
 
     Traces with spans of ours in the request get the token rules of ``_tokens`` (one
@@ -241,8 +241,8 @@ def _sort(spans: Sequence[_codec.SpanData], decoded: Decoded, links: TokenLinks 
     that comes in a later request: its count waits in ``links``.
     """
     ours: list[Received] = []
-    decisions: list[_codec.SpanData] = []
-    others: list[_codec.SpanData] = []
+    decisions: list[_decode.SpanData] = []
+    others: list[_decode.SpanData] = []
     traced: set[int] = set()
     for span in spans:
         kind = span.attributes.get(_KIND) if span.attributes else None
@@ -268,7 +268,7 @@ def _sort(spans: Sequence[_codec.SpanData], decoded: Decoded, links: TokenLinks 
     decoded.ours = len(ours)
 
 
-def _link_tokens(spans: Sequence[_codec.SpanData], links: TokenLinks) -> None:
+def _link_tokens(spans: Sequence[_decode.SpanData], links: TokenLinks) -> None:
     """Token counts of LLM spans whose decision has not arrived: wait above the request.
 
     A token span with another token span under it (one call reported at two layers)
