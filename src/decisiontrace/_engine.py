@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
 
-from decisiontrace import _codec, _decode, _no_provider, _normalize, _records, _remote
+from decisiontrace import _arguments, _codec, _decode, _no_provider, _normalize, _records, _remote
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
 from decisiontrace._jsonsafe import safe_repr, safe_str
@@ -28,16 +26,12 @@ from decisiontrace._live import ROOT_CONTEXT, LiveDecision, LiveRun
 from decisiontrace._pauses import is_pause
 from decisiontrace._redact import redact_text
 from decisiontrace._tokens import LEDGER
-from decisiontrace.models import Decision, DecisionType, Outcome, RunStatus
+from decisiontrace.models import Decision, Outcome, RunStatus
 
 if TYPE_CHECKING:
     from decisiontrace.tracker import DecisionTracker
 
 logger = logging.getLogger("decisiontrace")
-
-#: Run and execution ids come from here, seeded from os.urandom, reseeded in a forked child.
-_ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
 
 
 class SpanEngine:
@@ -67,24 +61,13 @@ class SpanEngine:
     ) -> LiveRun:
         start_ns = time.time_ns()
         _remote.check_propagator()
-        if execution_id is None:
-            execution_id = f"{_ids.getrandbits(128):032x}"
-        else:
-            execution_id = _normalize.text(execution_id, "start_run(): execution_id")
-        goal_id = _normalize.text(goal_id, "start_run(): goal_id")
-        goal_description = _normalize.text(goal_description, "start_run(): goal_description")
-        stamp = _records.ns_to_stamp(start_ns)
-        # A private generator: fast (no syscall), and unaffected by random.seed() in the
-        # agent, which would make every process produce the same ids and overwrite runs.
-        run_id = f"{self._run_id_prefix}{stamp}_{_ids.getrandbits(32):08x}"
-        attributes = _codec.run_start_attributes(
-            run_id=run_id,
-            goal_id=goal_id,
-            goal_description=goal_description,
-            stream_id=self.stream_id,
-            execution_id=execution_id,
-            input_data=input_data,
-        )
+        attributes = _arguments.run_start_attributes(
+            self._run_id_prefix, self.stream_id, execution_id, goal_id, goal_description,
+            input_data, start_ns,
+        )  # fmt: skip
+        run_id = attributes[sc.RUN_ID]
+        execution_id = attributes[sc.EXECUTION_ID]
+        goal_id = attributes[sc.GOAL_ID]
         if extra_attributes:
             attributes.update(extra_attributes)
         caller = trace.get_current_span().get_span_context()
@@ -292,39 +275,15 @@ class SpanEngine:
         intent = intent if type(intent) is str else _normalize.text(intent, f"{where}: intent")
         if not live.recording:
             return self._decide_unrecorded(live, intent, chosen, node_id, start_ns)
-        if type(options) is not _normalize.PreparedOptions:  # a decorator's static list
-            options = _normalize.prepare_options(options, where)
-        normalized = options.options
-        options_json = options.json()
-        option_ids = options.ids
         if node_id is None:
             node_id = ctx.current_node.get() or live.current_node
-        elif type(node_id) is not str:
-            node_id = _normalize.text(node_id, f"{where}: node_id")
-        decision_type = (
-            decision_type.value
-            if type(decision_type) is DecisionType
-            else _normalize.decision_type_value(decision_type, where)
-        )
         # Encoding and redaction happen outside the run's lock; only the id (dec_N, by
         # count) is taken under it, with the span start so that ids follow span order.
-        attributes = _codec.decision_attributes(
-            run_id=live.run_id,
-            decision_id="",
-            intent=intent,
-            options=normalized,
-            chosen=chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen"),
-            reasoning=reasoning
-            if type(reasoning) is str
-            else _normalize.text(reasoning, f"{where}: reasoning"),
-            node_id=node_id,
-            decision_type=decision_type,
-            constraints=_normalize.string_list(constraints, f"{where}: constraints"),
-            context=context,
-            where=where,
-            options_json=options_json,
-            option_ids=option_ids,
-        )
+        attributes, normalized = _arguments.decision_attributes(
+            live.run_id, intent, options, chosen, reasoning, node_id, decision_type,
+            constraints, context, where,
+        )  # fmt: skip
+        node_id = attributes[sc.NODE_ID]
         if live.fragment_id is not None:  # recorded into another process's run
             live.last_used_ns = start_ns
             attributes[sc.FRAGMENT_ID] = live.fragment_id
@@ -438,32 +397,13 @@ class SpanEngine:
                             sc.DECISION_CHOSEN_ID: _normalize.text(chosen, f"{where}: chosen"),
                         }
             return
-        if input_tokens is not None:
-            input_tokens = _normalize.integer(input_tokens, f"{where}: input_tokens")
-        if output_tokens is not None:
-            output_tokens = _normalize.integer(output_tokens, f"{where}: output_tokens")
-        tokens = _normalize.integer(tokens_used, f"{where}: tokens_used")
-        if not tokens and (input_tokens or output_tokens):
-            tokens = (input_tokens or 0) + (output_tokens or 0)
         # Tokens of LLM spans that ended under the decision so far, so that the exported
         # span carries the stored total (docs/span-model.md, "Tokens from LLM spans").
         llm_tokens = LEDGER.take_decision(decision.span.get_span_context().span_id)
-        attributes = _codec.outcome_attributes(
-            success=success,
-            result=result,
-            quiet=quiet,
-            error=None if error is None else _normalize.text(error, f"{where}: error"),
-            summary=_normalize.text(summary, f"{where}: summary"),
-            state_changes=state_changes,
-            tokens_used=tokens + llm_tokens,
-            latency_ms=_normalize.integer(latency_ms, f"{where}: latency_ms"),
-            error_type=None if error_type is None else _normalize.text(error_type, "error_type"),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            where=where,
-        )
-        if llm_tokens:
-            attributes[sc.OUTCOME_LLM_TOKENS] = llm_tokens
+        attributes = _arguments.outcome_attributes(
+            success, result, error, summary, state_changes, tokens_used, latency_ms,
+            error_type, input_tokens, output_tokens, llm_tokens, quiet=quiet, where=where,
+        )  # fmt: skip
         choice = None
         if chosen is not None or reasoning is not None:
             choice = _codec.choice_attributes(decision.options, chosen, reasoning)
@@ -515,15 +455,8 @@ class SpanEngine:
                 _normalize.warn(f"{where} called for run {live.run_id} after it ended")
                 return ""
             problem_id = live.next_problem_id()
-            attributes = _codec.problem_attributes(
-                problem_id=problem_id,
-                severity=_normalize.text(severity, f"{where}: severity"),
-                description=_normalize.text(description, f"{where}: description"),
-                decision_id=None if decision_id is None else _normalize.text(decision_id, where),
-                root_cause=None if root_cause is None else _normalize.text(root_cause, where),
-                suggested_fix=None
-                if suggested_fix is None
-                else _normalize.text(suggested_fix, where),
+            attributes = _arguments.problem_attributes(
+                problem_id, severity, description, decision_id, root_cause, suggested_fix, where
             )
             live.problems.append((attributes, time_ns))
             if live.fragment_id is None:

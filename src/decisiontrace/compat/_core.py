@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from decisiontrace import _codec, _normalize, _records
+from decisiontrace import _codec, _normalize
 from decisiontrace import _context as ctx
 from decisiontrace import semconv as sc
+from decisiontrace._arguments import new_run_id
 from decisiontrace._decode import SpanData
-from decisiontrace._engine import _ids
 from decisiontrace._errors import internal_error
 from decisiontrace._live import LiveRun
 from decisiontrace._redact import redact_text
@@ -69,7 +69,7 @@ class CompatCore(DecisionTracker):
         start_ns = time.time_ns()
         goal_id = _normalize.text(goal_id, "start_run(): goal_id")
         goal_description = _normalize.text(goal_description, "start_run(): goal_description")
-        run_id = f"{self._run_id_prefix}{_records.ns_to_stamp(start_ns)}_{_ids.getrandbits(32):08x}"
+        run_id = new_run_id(self._run_id_prefix, start_ns)
         attributes = _codec.run_start_attributes(
             run_id=run_id,
             goal_id=goal_id,
