@@ -24,14 +24,18 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from decisiontrace import _judgements, _records
+from decisiontrace.stores._files import (
+    fsync_directory,
+    read_json,
+    unsafe_reason,
+    write_atomically,
+)
 from decisiontrace.stores._filters import (
     newest_first_key,
     record_matches,
@@ -53,58 +57,9 @@ _FRAGMENTS = "fragments"
 _ROOT_PART = "root.json"
 _FRAGMENT_PREFIX = "f."
 _LOCK_FILE = ".lock"
-# A file name must fit in NAME_MAX (255 bytes) with ".json" and a temp-file affix.
-_MAX_KEY_BYTES = 200
 
 # (index folder, key) -> run ids to add, run ids to remove
 _IndexChanges = dict[tuple[str, str], tuple[list[str], set[str]]]
-
-
-def _unsafe_reason(key: object) -> str | None:
-    """Why ``key`` cannot be a file name inside the store, or None if it can."""
-    if not isinstance(key, str) or not key:
-        return "empty or not a string"
-    if "/" in key or "\\" in key or "\x00" in key:
-        return "contains a path separator or NUL"
-    # With separators excluded, ".." can only escape as the whole name, and a leading
-    # dot would also hide the file from the framework's *.json globbing.
-    if key.startswith("."):
-        return "is '..' or starts with a dot"
-    try:
-        if len(os.fsencode(key)) > _MAX_KEY_BYTES:
-            return "too long for a file name"
-    except UnicodeError:
-        return "not encodable as a file name"
-    return None
-
-
-def _write_atomically(path: str, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename."""
-    folder, name = os.path.split(path)
-    # Not ending in .json, so readers globbing *.json never see a half-written file;
-    # os.open with 0o666 lets the umask decide permissions, as a plain open() would.
-    temp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _fsync_directory(folder: str) -> None:
-    """Make renames in ``folder`` durable (best effort: not every OS allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class JSONFilesStore(RunStore):
@@ -150,7 +105,7 @@ class JSONFilesStore(RunStore):
 
     def _path(self, folder: str, key: str) -> str | None:
         """``{root}/{folder}/{key}.json`` if ``key`` is safe and the path stays inside."""
-        if _unsafe_reason(key) is not None:
+        if unsafe_reason(key) is not None:
             return None
         parent = os.path.join(self._root, folder)
         path = os.path.join(parent, key + ".json")
@@ -172,7 +127,7 @@ class JSONFilesStore(RunStore):
         if is_fragment(record):
             keys.append(("fragment id", _RUNS, _part_name(fragment_key(record))))
         for label, folder, key in keys:
-            reason = _unsafe_reason(key)
+            reason = unsafe_reason(key)
             if reason is None and self._path(folder, str(key)) is None:
                 reason = "leaves the store folder"
             if reason is not None:
@@ -233,15 +188,15 @@ class JSONFilesStore(RunStore):
                     record = copy
                     text = json.dumps(record, indent=2, ensure_ascii=False)
                 summary = _records.summary_from_record(record)
-                _write_atomically(self._must_path(_RUNS, run_id), text)
-                _write_atomically(
+                write_atomically(self._must_path(_RUNS, run_id), text)
+                write_atomically(
                     self._must_path(_SUMMARIES, run_id),
                     json.dumps(summary, indent=2, ensure_ascii=False),
                 )
             for (folder, key), (added, removed) in changes.items():
                 self._update_index(folder, key, added, removed)
             for folder in (_RUNS, _SUMMARIES, _BY_GOAL, _BY_STATUS, _BY_NODE):
-                _fsync_directory(os.path.join(self._root, folder))
+                fsync_directory(os.path.join(self._root, folder))
 
     def update_evaluations(
         self, run_id: str, judgements: Sequence[tuple[str, Record]]
@@ -256,17 +211,17 @@ class JSONFilesStore(RunStore):
         if path is None:
             return None
         with self._locked():
-            record = _read_json(path)
+            record = read_json(path)
             if not isinstance(record, dict):
                 return None
             unknown = _judgements.apply(record, judgements)
             if len(unknown) < len(judgements):
                 record_text, summary_text = _texts(record)
                 # Goal, status and nodes are unchanged: the indexes stay as they are.
-                _write_atomically(path, record_text)
-                _write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
+                write_atomically(path, record_text)
+                write_atomically(self._must_path(_SUMMARIES, run_id), summary_text)
                 for folder in (_RUNS, _SUMMARIES):
-                    _fsync_directory(os.path.join(self._root, folder))
+                    fsync_directory(os.path.join(self._root, folder))
             return unknown
 
     def _parts_folder(self, run_id: str) -> str:
@@ -285,13 +240,13 @@ class JSONFilesStore(RunStore):
         if not os.path.isdir(folder):
             os.makedirs(folder, exist_ok=True)
             if old is not None:  # the root record saved before any fragment came
-                _write_atomically(
+                write_atomically(
                     os.path.join(folder, _ROOT_PART),
                     json.dumps(old, indent=2, ensure_ascii=False),
                 )
         name = f"{_part_name(fragment_id)}.json" if fragment_id else _ROOT_PART
-        _write_atomically(os.path.join(folder, name), text)
-        _fsync_directory(folder)
+        write_atomically(os.path.join(folder, name), text)
+        fsync_directory(folder)
         merged = merge(self._parts(run_id, root=True))
         return merged, json.dumps(merged, indent=2, ensure_ascii=False)
 
@@ -309,7 +264,7 @@ class JSONFilesStore(RunStore):
             ):
                 continue
             try:
-                part = _read_json(os.path.join(folder, name))
+                part = read_json(os.path.join(folder, name))
             except StoreError as exc:
                 logger.warning("skipping a part of run %r: %s", run_id, exc)
                 continue
@@ -319,7 +274,7 @@ class JSONFilesStore(RunStore):
 
     def load_fragments(self, run_id: str) -> list[Record]:
         """The run's fragments as stored (see RunStore)."""
-        if _unsafe_reason(run_id) is not None:
+        if unsafe_reason(run_id) is not None:
             return []
         return sorted(self._parts(run_id, root=False), key=fragment_key)
 
@@ -332,7 +287,7 @@ class JSONFilesStore(RunStore):
         path = self._path(_RUNS, run_id)
         if path is None:
             return None  # no run can have been saved under an unsafe id
-        record = _read_json(path)
+        record = read_json(path)
         if record is not None and not isinstance(record, dict):
             raise StoreError(f"{path} does not hold a run record; repair or delete it")
         return record
@@ -359,7 +314,7 @@ class JSONFilesStore(RunStore):
             if path is None:
                 continue
             try:
-                record = _read_json(path)
+                record = read_json(path)
             except StoreError as exc:
                 logger.warning("skipping a run: %s", exc)
                 continue
@@ -387,7 +342,7 @@ class JSONFilesStore(RunStore):
     def _read_quietly(self, run_id: str) -> Record | None:
         """The stored record, or None if missing or unreadable."""
         try:
-            record = _read_json(self._must_path(_RUNS, run_id))
+            record = read_json(self._must_path(_RUNS, run_id))
         except StoreError:
             return None
         return record if isinstance(record, dict) else None
@@ -396,7 +351,7 @@ class JSONFilesStore(RunStore):
         """Read-modify-write one index file (the caller holds the locks)."""
         path = self._must_path(folder, key)
         try:
-            current = _read_json(path)
+            current = read_json(path)
         except StoreError:
             logger.warning("rewriting corrupt index %s", path)
             current = None
@@ -408,7 +363,7 @@ class JSONFilesStore(RunStore):
                 updated.append(run_id)
                 present.add(run_id)
         if updated != run_ids or current is None:
-            _write_atomically(path, json.dumps(updated, indent=2, ensure_ascii=False))
+            write_atomically(path, json.dumps(updated, indent=2, ensure_ascii=False))
 
     def _candidates(
         self, goal_id: str | None, status: str | None, node_id: str | None
@@ -422,7 +377,7 @@ class JSONFilesStore(RunStore):
             if path is None:
                 return []  # no run can have been saved under an unsafe key
             try:
-                listed = _read_json(path)
+                listed = read_json(path)
             except StoreError:
                 logger.warning("index %s is corrupt; scanning every run", path)
                 return self._all_run_ids()
@@ -481,19 +436,8 @@ def _index_keys(record: Record) -> set[tuple[str, str]]:
     ]
     keys += [(_BY_NODE, node_id) for node_id in record_node_ids(record)]
     return {
-        (folder, key) for folder, key in keys if isinstance(key, str) and not _unsafe_reason(key)
+        (folder, key) for folder, key in keys if isinstance(key, str) and not unsafe_reason(key)
     }
-
-
-def _read_json(path: str) -> Any:
-    """The parsed file, None if missing; StoreError naming the file if it is not JSON."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
-    except FileNotFoundError:
-        return None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{path} is not valid JSON ({exc}); repair or delete it") from exc
 
 
 def _run_id_of(record: object) -> object:
