@@ -8,7 +8,17 @@ from typing import Any
 
 from pydantic_core import from_json
 
+from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores.base import JournalEntry
+
+
+def encode_data(data: Any) -> bytes:
+    """An entry's data as stored: compressed JSON (lone surrogates made valid first)."""
+    try:
+        payload = _rows.json_bytes(data)
+    except (TypeError, ValueError):  # lone surrogates: see _rows.spans_row
+        payload = _rows.json_bytes(_rows.valid_text(data))
+    return zlib.compress(payload, 1)
 
 
 def decode_entries(

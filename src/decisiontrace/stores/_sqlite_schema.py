@@ -167,3 +167,26 @@ def _backfill(connection: sqlite3.Connection) -> None:
     ).fetchall()
     if stale:
         connection.executemany(UPSERT, [_rows.record_row(json.loads(text)) for (text,) in stale])
+
+
+def prepare_connection(
+    connection: sqlite3.Connection, timeout: float, *, read_only: bool, path: str, check: bool
+) -> None:
+    """Busy timeout, WAL and the schema (created or upgraded when ``check``).
+
+    A connection for reading only is checked to be at this version's schema and
+    changes nothing.
+    """
+    connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    if read_only:
+        if not schema_is_current(connection):
+            raise sqlite3.DatabaseError("not at this version's schema (read-only)")
+        return
+    (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+    if str(mode).lower() != "wal":
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    # Most opens find the schema in place: checking needs no write lock, so a store
+    # opens even while another process holds that lock for a long write.
+    if check and not schema_is_current(connection):
+        ensure_schema(connection, path)

@@ -37,7 +37,7 @@ from decisiontrace.stores import _fragments
 from decisiontrace.stores import _postgres_schema as _schema
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores._filters import record_node_ids, since_text
-from decisiontrace.stores._journal_rows import decode_entries
+from decisiontrace.stores._journal_rows import decode_entries, encode_data
 from decisiontrace.stores._locks import process_alive
 from decisiontrace.stores._sqlite_fragments import decode
 from decisiontrace.stores.base import AssembledRun, JournalEntry, Record, RunStore, StoreError
@@ -417,11 +417,7 @@ class PostgreSQLStore(RunStore):
         pid = os.getpid()
         rows = []
         for run_id, trace_id, data in entries:
-            try:
-                payload = _rows.json_bytes(data)
-            except (TypeError, ValueError):  # lone surrogates: see _rows.spans_row
-                payload = _rows.json_bytes(_rows.valid_text(data))
-            rows.append((_key(run_id), trace_id, self._host, pid, zlib.compress(payload, 1)))
+            rows.append((_key(run_id), trace_id, self._host, pid, encode_data(data)))
         with self._connection() as connection, connection.transaction():
             connection.cursor().executemany(self.sql.journal_insert, rows)
 

@@ -37,7 +37,7 @@ from decisiontrace.stores import _sqlite_fragments as _fragment_rows
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._filters import since_text
-from decisiontrace.stores._journal_rows import decode_entries
+from decisiontrace.stores._journal_rows import decode_entries, encode_data
 from decisiontrace.stores._locks import ForkSafeLock, process_alive
 from decisiontrace.stores._sqlite_schema import SCHEMA_VERSION
 from decisiontrace.stores.base import (
@@ -189,20 +189,11 @@ class SQLiteStore(RunStore):
                 raise self._open_error(exc) from exc
 
     def _configure(self, connection: sqlite3.Connection) -> None:
-        connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-        if self.read_only:
-            if not _schema.schema_is_current(connection):
-                raise sqlite3.DatabaseError("not at this version's schema (read-only)")
-            return
-        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-        if str(mode).lower() != "wal":
-            connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        if self._schema_ready_in != os.getpid():
-            # Most opens find the schema in place: checking needs no write lock, so a
-            # store opens even while another process holds that lock for a long write.
-            if not _schema.schema_is_current(connection):
-                _schema.ensure_schema(connection, str(self.path))
+        check = not self.read_only and self._schema_ready_in != os.getpid()
+        _schema.prepare_connection(
+            connection, self.timeout, read_only=self.read_only, path=str(self.path), check=check
+        )
+        if check:
             self._schema_ready_in = os.getpid()
 
     def _open_error(self, exc: sqlite3.Error) -> StoreError:
@@ -302,11 +293,10 @@ class SQLiteStore(RunStore):
         rows = []
         for run_id, trace_id, data in entries:
             try:
-                payload = _rows.json_bytes(data)
                 run = _rows.checked_text(run_id)
-            except (TypeError, ValueError):  # lone surrogates: see _rows.spans_row
-                payload, run = _rows.json_bytes(_rows.valid_text(data)), _rows.valid_text(run_id)
-            rows.append((run, trace_id, pid, zlib.compress(payload, 1)))
+            except ValueError:  # lone surrogates: see _rows.spans_row
+                run = _rows.valid_text(run_id)
+            rows.append((run, trace_id, pid, encode_data(data)))
         self._transaction([(_schema.JOURNAL_INSERT, rows)])
 
     def journal_take_orphans(self) -> list[JournalEntry]:
@@ -419,35 +409,27 @@ class SQLiteStore(RunStore):
              _rows.dumps(_rows.valid_text(j)))
             for decision_id, j in judgements
         ]  # fmt: skip
-        connection = self._connection()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                record = self._read_record(connection, run_id)
-                unknown: list[str] | None = None
-                if record is not None:
-                    known = _judgements.decision_ids(record)
-                    unknown = [
-                        decision_id for decision_id, _ in judgements if decision_id not in known
-                    ]
-                    rows = [row for row in rows if row[1] in known]
-                    if rows:
-                        connection.executemany(_schema.EVALUATION_UPSERT, rows)
-                        _judgements.apply(record, [(d, j) for d, j in judgements if d in known])
-                        connection.execute(
-                            "UPDATE runs SET summary = ? WHERE run_id = ?",
-                            (_rows.dumps(_records.summary_from_record(record)), run_id),
-                        )
-                connection.execute("COMMIT")
-                return unknown
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            if str(getattr(exc, "sqlite_errorname", "")).startswith(_REOPEN_AFTER):
-                self._discard_connection(connection)
-            raise
+        unknown: list[list[str]] = []  # set inside the transaction: the run exists
+
+        def merge(connection: sqlite3.Connection) -> None:
+            record = self._read_record(connection, run_id)
+            if record is None:
+                return
+            known = _judgements.decision_ids(record)
+            unknown.append(
+                [decision_id for decision_id, _ in judgements if decision_id not in known]
+            )
+            kept = [row for row in rows if row[1] in known]
+            if kept:
+                connection.executemany(_schema.EVALUATION_UPSERT, kept)
+                _judgements.apply(record, [(d, j) for d, j in judgements if d in known])
+                connection.execute(
+                    "UPDATE runs SET summary = ? WHERE run_id = ?",
+                    (_rows.dumps(_records.summary_from_record(record)), run_id),
+                )
+
+        self._transaction([], then=merge)
+        return unknown[-1] if unknown else None
 
     def list_summaries(
         self,
