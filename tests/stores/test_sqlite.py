@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator
 from datetime import timedelta, timezone
 from multiprocessing.synchronize import Barrier
@@ -97,9 +98,9 @@ def test_columns_hold_compact_json_summary_and_nodes(store: SQLiteStore, db_path
         "2026-11-24T22:19:52.077100",
         "2026-11-24T22:19:52.077203",
         '["classifier","responder"]',
-        json.dumps(EXAMPLE, separators=(",", ":"), ensure_ascii=False),
+        zlib.compress(json.dumps(EXAMPLE, separators=(",", ":"), ensure_ascii=False).encode(), 1),
         json.dumps(EXAMPLE_SUMMARY, separators=(",", ":"), ensure_ascii=False),
-        1,  # a row holding a run record (2: a run kept in compact span form)
+        3,  # the record as compressed JSON (1: JSON text, 2: spans, both of 0.1)
     )
 
 

@@ -16,7 +16,7 @@ def encode_data(data: Any) -> bytes:
     """An entry's data as stored: compressed JSON (lone surrogates made valid first)."""
     try:
         payload = _rows.json_bytes(data)
-    except (TypeError, ValueError):  # lone surrogates: see _rows.spans_row
+    except (TypeError, ValueError):  # lone surrogates: see _stored_form.encode
         payload = _rows.json_bytes(_rows.valid_text(data))
     return zlib.compress(payload, 1)
 

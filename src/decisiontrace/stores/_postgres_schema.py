@@ -14,12 +14,13 @@ Records are ``bytea`` too: JSON text, or the run's spans in compact form compres
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("decisiontrace")
 
 #: The latest migration this module knows.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DEFAULT_SCHEMA = "decisiontrace"
 
@@ -80,6 +81,27 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (run_id, decision_id, evaluator)
         )""",
         "CREATE INDEX journal_host_pid ON {s}.journal (host, pid)",
+    ),
+    # 2: the analytics columns of each decision (see ``stores._facts``); records of
+    # version 1 are rewritten in the store's own form (``rewrite_rows``).
+    2: (
+        """CREATE TABLE {s}.decisions (
+            run_id bytea NOT NULL,
+            seq integer NOT NULL,
+            decision_id bytea,
+            node_id bytea,
+            decision_type bytea,
+            chosen_option_id bytea,
+            chosen_listed smallint,
+            confidence double precision,
+            option_ids text,
+            outcome smallint,
+            tokens bigint,
+            latency_ms bigint,
+            judged smallint,
+            text text,
+            PRIMARY KEY (run_id, seq)
+        )""",
     ),
 }
 
@@ -143,6 +165,8 @@ class Statements:
             f"SELECT decision_id, judgement FROM {s}.evaluations WHERE run_id = %s "
             "ORDER BY evaluated_at"
         )
+        self.decisions_delete = f"DELETE FROM {s}.decisions WHERE run_id = ANY(%s)"
+        self.decisions_copy = f"COPY {s}.decisions FROM STDIN"
         self.update_summary = f"UPDATE {s}.runs SET summary = %s WHERE run_id = %s"
         self.journal_insert = (
             f"INSERT INTO {s}.journal (run_id, trace_id, host, pid, data) "
@@ -164,8 +188,11 @@ class Statements:
         self.journal_delete_seq = f"DELETE FROM {s}.journal WHERE seq = ANY(%s)"
 
 
-def migrate(connection: Any, schema: str, where: str) -> None:
-    """Create or upgrade the schema's tables (``connection`` in autocommit mode)."""
+def migrate(
+    connection: Any, schema: str, where: str, rewrite_rows: Callable[[Any], None] | None = None
+) -> None:
+    """Create or upgrade the schema's tables (``connection`` in autocommit mode);
+    ``rewrite_rows(connection)`` rewrites older rows in the current form (migration 2)."""
     s = quote_identifier(schema)
     if _current_version(connection, s) == SCHEMA_VERSION:
         return
@@ -192,6 +219,8 @@ def migrate(connection: Any, schema: str, where: str) -> None:
         for version in range(stored + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
                 connection.execute(statement.format(s=s))
+            if version == 2 and rewrite_rows is not None:
+                rewrite_rows(connection)
             connection.execute(f"INSERT INTO {s}.schema_version (version) VALUES (%s)", (version,))
 
 

@@ -10,18 +10,14 @@ without fragments costs one ``EXISTS`` check per batch more than before.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic_core import from_json
-
 from decisiontrace import _records
-from decisiontrace._assembly import record_from_compact
 from decisiontrace.stores import _fragments
 from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores import _stored_form as _form
 from decisiontrace.stores._filters import record_node_ids
 from decisiontrace.stores.base import Record
 
@@ -51,12 +47,41 @@ WHERE run_id = ?
 """
 
 
+#: The analytics columns of each decision of a stored run (see ``stores._facts``).
+DECISIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    decision_id TEXT,
+    node_id TEXT,
+    decision_type TEXT,
+    chosen_option_id TEXT,
+    chosen_listed INTEGER,
+    confidence REAL,
+    option_ids TEXT,
+    outcome INTEGER,
+    tokens INTEGER,
+    latency_ms INTEGER,
+    judged INTEGER,
+    text TEXT,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID
+"""
+DECISIONS_DELETE = "DELETE FROM decisions WHERE run_id = ?"
+DECISIONS_INSERT = "INSERT INTO decisions VALUES (" + ", ".join("?" * 14) + ")"
+
+
 def decode(data: Any, version: Any) -> Record:
-    """A stored ``record`` column as a record (see ``_sqlite_rows.ROW_*``)."""
-    if version == _rows.ROW_SPANS:
-        return record_from_compact(from_json(zlib.decompress(data)))
-    record: Record = json.loads(data)
-    return record
+    """A stored ``record`` column as a record, by its form (see ``stores._stored_form``)."""
+    return _form.decode(data, version)
+
+
+def replace_decisions(
+    connection: sqlite3.Connection, run_ids: Sequence[Any], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Replace the ``decisions`` rows of these runs (inside the write transaction)."""
+    connection.executemany(DECISIONS_DELETE, [(run_id,) for run_id in run_ids])
+    connection.executemany(DECISIONS_INSERT, rows)
 
 
 def save(connection: sqlite3.Connection, roots: list[tuple[Any, ...]], parts: list[Any]) -> None:
@@ -79,7 +104,7 @@ def save(connection: sqlite3.Connection, roots: list[tuple[Any, ...]], parts: li
         if row[0] not in touched and _has_fragments(connection, row[0]):
             touched[row[0]] = None
     for run_id in touched:
-        _refresh(connection, run_id)
+        refresh(connection, run_id)
 
 
 def _has_fragments(connection: sqlite3.Connection, run_id: Any) -> bool:
@@ -89,12 +114,13 @@ def _has_fragments(connection: sqlite3.Connection, run_id: Any) -> bool:
     return row is not None
 
 
-def _refresh(connection: sqlite3.Connection, run_id: Any) -> None:
+def refresh(connection: sqlite3.Connection, run_id: Any) -> None:
     """Recompute the listing columns of one run from its root and fragments."""
     merged = load(connection, run_id, count=True)
     if merged is None:
         return
     record, count = merged
+    replace_decisions(connection, [run_id], _rows.decision_rows(run_id, _rows.valid_text(record)))
     connection.execute(
         _REFRESH,
         (
@@ -145,16 +171,23 @@ def fragments_of(connection: sqlite3.Connection, run_id: Any) -> list[Record]:
     ]
 
 
-def split(rows: Sequence[tuple[str, tuple[Any, ...]]]) -> tuple[list[Any], list[Any]]:
-    """``(fragment_id, runs row)`` pairs as root rows and fragment rows."""
-    roots: list[tuple[Any, ...]] = []
+def split(
+    rows: Sequence[tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[Any]]:
+    """``(fragment_id, runs row, decisions rows)`` as root rows (the last of each run),
+    their decisions rows, and fragment rows."""
+    roots: dict[Any, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = {}
     parts: list[tuple[Any, ...]] = []
-    for fragment_id, row in rows:
+    for fragment_id, row, decisions in rows:
         if fragment_id:
-            parts.append((row[0], _rows.checked_text(fragment_id), row[6], row[8]))
+            parts.append((row[0], _rows.valid_text(fragment_id), row[6], row[8]))
         else:
-            roots.append(row)
-    return roots, parts
+            roots[row[0]] = (row, decisions)
+    root_rows = [row for row, _ in roots.values()]
+    return root_rows, [d for _, decisions in roots.values() for d in decisions], parts
 
 
-__all__ = ["TABLE", "UPSERT", "decode", "fragments_of", "load", "save", "split"]
+__all__ = [
+    "DECISIONS_TABLE", "TABLE", "UPSERT", "decode", "fragments_of", "load",
+    "refresh", "replace_decisions", "save", "split",
+]  # fmt: skip

@@ -7,18 +7,19 @@ a database already at this version is opened without taking the write lock.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 
 from decisiontrace.stores import _sqlite_fragments as _fragments
 from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores import _stored_form as _form
 
 logger = logging.getLogger("decisiontrace")
 
 #: Version of the table layout this module writes; stored in ``meta`` so a later
-#: version knows what it is opening.
-SCHEMA_VERSION = 4
+#: version knows what it is opening. 5: records in the store's own form
+#: (``stores._stored_form``), and the ``decisions`` table the analytics read.
+SCHEMA_VERSION = 5
 # Every column of ``runs`` after the primary key, with its type. Opening a database
 # written by an older version adds whichever of these are missing.
 RUN_COLUMNS: dict[str, str] = {
@@ -29,6 +30,7 @@ RUN_COLUMNS: dict[str, str] = {
     "nodes": "TEXT",
     "record": "TEXT",
     "summary": "TEXT",
+    # The form the ``record`` column is in (``stores._stored_form``), per row.
     "schema_version": "INTEGER",
     # How many fragments (records of other processes) the run has; NULL or 0: none.
     "fragments": "INTEGER",
@@ -37,7 +39,8 @@ RUN_COLUMNS: dict[str, str] = {
 INDEXES = {
     "runs_goal_id": "goal_id",
     "runs_status": "status",
-    "runs_started_at": "started_at",
+    # Newest first, ties by id: listing and the decisions search walk this index.
+    "runs_started_at_id": "started_at, run_id",
 }
 
 UPSERT = """
@@ -109,7 +112,9 @@ def schema_is_current(connection: sqlite3.Connection) -> bool:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
     except (sqlite3.Error, ValueError):
         return False
-    expected = {"journal", "journal_run_id", "evaluations", "run_fragments", *INDEXES}
+    expected = {
+        "journal", "journal_run_id", "evaluations", "run_fragments", "decisions", *INDEXES,
+    }  # fmt: skip
     return expected <= names and set(RUN_COLUMNS) <= columns
 
 
@@ -131,6 +136,8 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
         connection.execute(JOURNAL_TABLE)
         connection.execute(EVALUATIONS_TABLE)
         connection.execute(_fragments.TABLE)
+        connection.execute(_fragments.DECISIONS_TABLE)
+        connection.execute("DROP INDEX IF EXISTS runs_started_at")
         connection.execute("CREATE INDEX IF NOT EXISTS journal_run_id ON journal (run_id)")
         row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         stored = int(row[0]) if row is not None else 0
@@ -144,7 +151,8 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
                 SCHEMA_VERSION,
             )
         else:
-            _backfill(connection)
+            if stored < SCHEMA_VERSION:
+                _migrate_rows(connection)
             connection.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -157,16 +165,38 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
         raise
 
 
-def _backfill(connection: sqlite3.Connection) -> None:
-    """Fill the derived columns of rows written before those columns existed."""
+def _migrate_rows(connection: sqlite3.Connection) -> None:
+    """Rewrite rows of older versions in the current stored form, with their columns and
+    ``decisions`` rows; afterwards no stored run needs the span model to be read."""
+    run_ids = [
+        run_id
+        for (run_id,) in connection.execute("SELECT run_id FROM runs WHERE record IS NOT NULL")
+    ]
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = connection.execute(
+            f"SELECT record, schema_version FROM runs WHERE run_id IN ({marks})", chunk
+        ).fetchall()
+        parts = [_rows.record_part(_form.decode(data, form)) for data, form in rows]
+        roots, decisions, _ = _fragments.split(parts)
+        connection.executemany(UPSERT, roots)
+        _fragments.replace_decisions(connection, [row[0] for row in roots], decisions)
     stale = connection.execute(
-        "SELECT record FROM runs WHERE record IS NOT NULL AND "
-        "(summary IS NULL OR nodes IS NULL OR goal_id IS NULL OR status IS NULL "
-        "OR started_at IS NULL OR schema_version IS NULL) "
-        "AND (schema_version IS NULL OR schema_version = 1)"
+        "SELECT run_id, fragment_id, record, schema_version FROM run_fragments "
+        "WHERE record IS NOT NULL AND schema_version IS NOT ?",
+        (_form.CURRENT,),
     ).fetchall()
-    if stale:
-        connection.executemany(UPSERT, [_rows.record_row(json.loads(text)) for (text,) in stale])
+    connection.executemany(
+        _fragments.UPSERT,
+        [
+            (run_id, fragment_id, _form.encode(_form.decode(data, form)), _form.CURRENT)
+            for run_id, fragment_id, data, form in stale
+        ],
+    )
+    merged = connection.execute("SELECT DISTINCT run_id FROM run_fragments").fetchall()
+    for (run_id,) in merged:
+        _fragments.refresh(connection, run_id)
 
 
 def prepare_connection(

@@ -36,6 +36,7 @@ from decisiontrace import _judgements, _records
 from decisiontrace.stores import _fragments
 from decisiontrace.stores import _postgres_schema as _schema
 from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores import _stored_form as _form
 from decisiontrace.stores._filters import record_node_ids, since_text
 from decisiontrace.stores._journal_rows import decode_entries, encode_data
 from decisiontrace.stores._locks import process_alive
@@ -135,7 +136,7 @@ class PostgreSQLStore(RunStore):
             with psycopg.connect(
                 conninfo, autocommit=True, connect_timeout=max(1, round(connect_timeout))
             ) as connection:
-                _schema.migrate(connection, self.schema, self.url)
+                _schema.migrate(connection, self.schema, self.url, self._rewrite_rows)
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot use PostgreSQL at {self.url}: {self._scrub(exc)}; check that the "
@@ -197,6 +198,42 @@ class PostgreSQLStore(RunStore):
         except psycopg.Error as exc:
             raise StoreError(f"cannot read PostgreSQL at {self.url}: {self._scrub(exc)}") from exc
 
+    def _rewrite_rows(self, connection: psycopg.Connection[Any]) -> None:
+        """Rows of version 1 in the store's own form, with their analytics rows
+        (migration 2, inside its transaction)."""
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT run_id, record, record_format FROM {self.sql.schema}.runs "
+                       "WHERE record IS NOT NULL")  # fmt: skip
+        roots = cursor.fetchall()
+        for start in range(0, len(roots), 500):
+            chunk = roots[start : start + 500]
+            records = [(bytes(key), _form.decode(bytes(data), form)) for key, data, form in chunk]
+            cursor.executemany(
+                f"UPDATE {self.sql.schema}.runs SET record = %s, record_format = %s "
+                "WHERE run_id = %s",
+                [(_form.encode(record), _form.CURRENT, key) for key, record in records],
+            )
+            self._replace_decisions(
+                cursor,
+                [key for key, _ in records],
+                [
+                    _decision_row(key, row)
+                    for key, record in records
+                    for row in _rows.decision_rows(_text(key), _rows.valid_text(record))
+                ],
+            )
+        cursor.execute(f"SELECT run_id, fragment_id, record, record_format "
+                       f"FROM {self.sql.schema}.run_fragments")  # fmt: skip
+        for key, fragment, data, form in cursor.fetchall():
+            cursor.execute(
+                f"UPDATE {self.sql.schema}.run_fragments SET record = %s, record_format = %s "
+                "WHERE run_id = %s AND fragment_id = %s",
+                (_form.encode(_form.decode(bytes(data), form)), _form.CURRENT, key, fragment),
+            )
+        cursor.execute(f"SELECT run_id FROM {self.sql.schema}.runs WHERE fragments > 0")
+        for (key,) in cursor.fetchall():
+            self._refresh(cursor, bytes(key))
+
     # -- writing -------------------------------------------------------------------------
 
     def save_records(self, records: Sequence[Record]) -> None:
@@ -212,17 +249,23 @@ class PostgreSQLStore(RunStore):
     def save_assembled(self, runs: Sequence[AssembledRun]) -> None:
         """Insert or replace runs assembled from spans, kept in compact span form."""
         if runs:
-            self._write([_rows.spans_row(run) for run in runs], clear_journal=self._journal_in_use)
+            self._write(
+                [_rows.assembled_part(run) for run in runs], clear_journal=self._journal_in_use
+            )
 
-    def _write(self, rows: Sequence[tuple[str, _Row]], *, clear_journal: bool = False) -> None:
+    def _write(
+        self, rows: Sequence[tuple[str, _Row, list[_Row]]], *, clear_journal: bool = False
+    ) -> None:
         roots: dict[bytes, _Row] = {}
+        decisions: dict[bytes, list[_Row]] = {}
         parts: dict[tuple[bytes, bytes], _Row] = {}
-        for fragment_id, row in rows:
+        for fragment_id, row, decision_rows in rows:
             run_id = _key(row[0])
             stored = _stored_record(row)
             if fragment_id:
                 parts[(run_id, _key(fragment_id))] = (run_id, _key(fragment_id), *stored)
             else:
+                decisions[run_id] = [_decision_row(run_id, d) for d in decision_rows]
                 roots[run_id] = (
                     run_id,
                     _key(row[1]),
@@ -241,7 +284,11 @@ class PostgreSQLStore(RunStore):
                 cursor.executemany(self.sql.lock_run, [(run_id,) for run_id in run_ids])
                 cursor.executemany(self.sql.upsert_fragment, [parts[key] for key in sorted(parts)])
             if roots:
-                cursor.executemany(self.sql.upsert_root, [roots[key] for key in sorted(roots)])
+                ordered = sorted(roots)
+                cursor.executemany(self.sql.upsert_root, [roots[key] for key in ordered])
+                self._replace_decisions(
+                    cursor, ordered, [row for key in ordered for row in decisions[key]]
+                )
             if clear_journal:
                 pids = {os.getpid(), *self._recovered_pids}
                 cursor.executemany(
@@ -261,6 +308,11 @@ class PostgreSQLStore(RunStore):
         if loaded is None:
             return
         record, count = loaded
+        self._replace_decisions(
+            cursor,
+            [run_id],
+            [_decision_row(run_id, row) for row in _rows.decision_rows(run_id, record)],
+        )
         cursor.execute(
             self.sql.refresh,
             (
@@ -274,6 +326,16 @@ class PostgreSQLStore(RunStore):
                 run_id,
             ),
         )
+
+    def _replace_decisions(
+        self, cursor: psycopg.Cursor[Any], run_ids: Sequence[bytes], rows: Sequence[_Row]
+    ) -> None:
+        """Replace the analytics rows of these runs (see ``stores._facts``)."""
+        cursor.execute(self.sql.decisions_delete, (list(run_ids),))
+        if rows:
+            with cursor.copy(self.sql.decisions_copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
 
     def _load_merged(self, cursor: psycopg.Cursor[Any], run_id: bytes) -> tuple[Record, int] | None:
         cursor.execute(self.sql.load_fragments, (run_id,))
@@ -461,6 +523,17 @@ class PostgreSQLStore(RunStore):
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"
+
+
+def _decision_row(run_id: bytes, row: _Row) -> _Row:
+    """A ``_facts`` row as PostgreSQL keeps it: ids as bytes, text without NUL."""
+    (_, seq, decision_id, node_id, kind, chosen, listed, confidence, option_ids, outcome,
+     tokens, latency, judged, text) = row  # fmt: skip
+    return (
+        run_id, seq, _key(decision_id), _key(node_id), _key(kind), _key(chosen), listed,
+        confidence, option_ids, outcome, tokens, latency, judged,
+        _rows.valid_text(text).replace("\x00", " "),
+    )  # fmt: skip
 
 
 def _stored_record(row: _Row) -> tuple[bytes, int]:

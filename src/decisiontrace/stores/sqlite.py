@@ -29,10 +29,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from pydantic_core import from_json
-
 from decisiontrace import _judgements, _records
-from decisiontrace._assembly import record_from_compact
 from decisiontrace.stores import _sqlite_fragments as _fragment_rows
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
@@ -217,10 +214,17 @@ class SQLiteStore(RunStore):
         self._write([_rows.record_part(record) for record in records])
 
     def _write(
-        self, rows: list[tuple[str, tuple[Any, ...]]], *, clear_journal: bool = False
+        self,
+        rows: list[tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]],
+        *,
+        clear_journal: bool = False,
     ) -> None:
-        roots, parts = _fragment_rows.split(rows)
-        statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [(_schema.UPSERT, roots)]
+        roots, decisions, parts = _fragment_rows.split(rows)
+        statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [
+            (_schema.UPSERT, roots),
+            (_fragment_rows.DECISIONS_DELETE, [(row[0],) for row in roots]),
+            (_fragment_rows.DECISIONS_INSERT, decisions),
+        ]
         if clear_journal:
             # Only this process's entries, and those of dead processes it recovered: a
             # run's other fragments may still be in flight in other processes.
@@ -267,13 +271,15 @@ class SQLiteStore(RunStore):
             connection.close()
 
     def save_assembled(self, runs: Sequence[AssembledRun]) -> None:
-        """Insert or replace runs assembled from spans, kept in compact span form.
+        """Insert or replace runs assembled from spans, kept as their records.
 
         All or nothing, like :meth:`save_records`; when this store keeps a journal, the
         runs' journal entries are deleted in the same transaction.
         """
         if runs:
-            self._write([_rows.spans_row(run) for run in runs], clear_journal=self._journal_in_use)
+            self._write(
+                [_rows.assembled_part(run) for run in runs], clear_journal=self._journal_in_use
+            )
 
     # -- the journal ---------------------------------------------------------------------
 
@@ -294,7 +300,7 @@ class SQLiteStore(RunStore):
         for run_id, trace_id, data in entries:
             try:
                 run = _rows.checked_text(run_id)
-            except ValueError:  # lone surrogates: see _rows.spans_row
+            except ValueError:  # lone surrogates: see _stored_form.encode
                 run = _rows.valid_text(run_id)
             rows.append((run, trace_id, pid, encode_data(data)))
         self._transaction([(_schema.JOURNAL_INSERT, rows)])
@@ -377,10 +383,8 @@ class SQLiteStore(RunStore):
                 record: Record = merged[0]
             elif row[0] is None:
                 return None
-            elif row[1] == _rows.ROW_SPANS:
-                record = record_from_compact(from_json(zlib.decompress(row[0])))
             else:
-                record = json.loads(row[0])
+                record = _fragment_rows.decode(row[0], row[1])
             judgements = [
                 (str(decision_id), json.loads(text))
                 for decision_id, text in connection.execute(_schema.EVALUATIONS_OF_RUN, (run_id,))
@@ -465,7 +469,10 @@ class SQLiteStore(RunStore):
             conditions.append("EXISTS (SELECT 1 FROM json_each(runs.nodes) WHERE value = ?)")
             parameters.append(node_id)
         # The record is only fetched for a row whose summary is missing.
-        query = "SELECT summary, CASE WHEN summary IS NULL THEN record END, nodes FROM runs"
+        query = (
+            "SELECT summary, CASE WHEN summary IS NULL THEN record END, nodes, schema_version "
+            "FROM runs"
+        )
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY started_at DESC, run_id DESC"
@@ -480,11 +487,12 @@ class SQLiteStore(RunStore):
             rows = [row for row in rows if exact_node in json.loads(row[2] or "[]")]
             rows = rows if limit is None else rows[: max(limit, 0)]
         summaries: list[Record] = []
-        for summary_text, record_text, _ in rows:
+        for summary_text, record_data, _, form in rows:
             if summary_text is not None:
                 summaries.append(json.loads(summary_text))
-            elif record_text is not None:
-                summaries.append(_records.summary_from_record(json.loads(record_text)))
+            elif record_data is not None:
+                record = _fragment_rows.decode(record_data, form)
+                summaries.append(_records.summary_from_record(record))
         return summaries
 
     def close(self) -> None:

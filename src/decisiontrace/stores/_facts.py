@@ -1,0 +1,104 @@
+"""What the analytics read of each decision, as columns the SQL stores keep at write time.
+
+``stats``, ``decisions`` search and the report read these columns (and the run
+listing columns) instead of decoding every stored run. One row per decision of the
+stored (merged) run, replaced whenever the run is saved again; judgements of decisions
+stay in their own table and are joined when needed.
+
+The columns, in :data:`COLUMNS` order (``run_id`` and the row's position ``seq`` come
+first in each store's table):
+
+- ``decision_id``, ``node_id``, ``decision_type``, ``chosen_option_id``;
+- ``chosen_listed``: 1 when the chosen id is one of the decision's options (what the
+  statistics call its chosen option), else 0;
+- ``confidence``: the confidence the agent gave the chosen option, NULL when it gave
+  none (``decisiontrace._records.stated_confidence``) or the option is not listed;
+- ``option_ids``: the ids of the options offered, as a JSON list;
+- ``outcome``: NULL without an outcome, 1 success, 0 failure; ``tokens`` and
+  ``latency_ms`` of the outcome (0 without one);
+- ``judged``: 1 when the record itself carries judgements or an evaluation (judgements
+  recorded later are in the store's ``evaluations`` table);
+- ``text``: what ``decisions --text`` searches, case-folded: intent, reasoning, the
+  options' ids and descriptions, the outcome's summary and error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from decisiontrace._records import stated_confidence
+from decisiontrace.stores._stored_form import dumps
+
+Record = dict[str, Any]
+
+COLUMNS = (
+    "decision_id",
+    "node_id",
+    "decision_type",
+    "chosen_option_id",
+    "chosen_listed",
+    "confidence",
+    "option_ids",
+    "outcome",
+    "tokens",
+    "latency_ms",
+    "judged",
+    "text",
+)
+
+#: Calibration buckets over [0, 1] (the last includes 1.0), as ``stats`` defines them.
+BUCKETS = 10
+
+
+def decision_facts(record: Record) -> list[tuple[Any, ...]]:
+    """``(seq, *COLUMNS)`` of each decision of a run record, in the record's order."""
+    rows: list[tuple[Any, ...]] = []
+    for seq, decision in enumerate(record.get("decisions") or ()):
+        if not isinstance(decision, dict):
+            continue
+        chosen_id = str(decision.get("chosen_option_id") or "")
+        options = [o for o in decision.get("options") or () if isinstance(o, dict)]
+        chosen = next((o for o in options if o.get("id") == chosen_id), None)
+        outcome = decision.get("outcome")
+        words = [str(decision.get("intent") or ""), str(decision.get("reasoning") or "")]
+        for option in options:
+            words += [str(option.get("id", "")), str(option.get("description") or "")]
+        if isinstance(outcome, dict):
+            words += [str(outcome.get("summary") or ""), str(outcome.get("error") or "")]
+            result: int | None = 1 if outcome.get("success") else 0
+            tokens, latency = _int(outcome.get("tokens_used")), _int(outcome.get("latency_ms"))
+        else:
+            result, tokens, latency = None, 0, 0
+        rows.append(
+            (
+                seq,
+                str(decision.get("id", "")),
+                str(decision.get("node_id", "unknown")),
+                str(decision.get("decision_type", "custom")),
+                chosen_id,
+                0 if chosen is None else 1,
+                None if chosen is None else stated_confidence(chosen),
+                dumps([str(o.get("id", "")) for o in options]),
+                result,
+                tokens,
+                latency,
+                1 if decision.get("evaluations") or decision.get("evaluation") else 0,
+                "\n".join(words).casefold(),
+            )
+        )
+    return rows
+
+
+def bucket_of(confidence: float) -> int:
+    """The calibration bucket of a confidence (as ``stats`` computes it)."""
+    return min(BUCKETS - 1, max(0, int(confidence * BUCKETS)))
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+__all__ = ["BUCKETS", "COLUMNS", "bucket_of", "decision_facts"]
