@@ -60,7 +60,27 @@ def record_part(record: Record) -> tuple[str, tuple[Any, ...], list[tuple[Any, .
 
 def assembled_part(run: AssembledRun) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:
     """``(fragment_id, runs row, decisions rows)`` of a run the processor assembled."""
+    spans = run.compact()
+    if _holds_surrogate(spans):
+        # Decoding would drop a JSON value holding one (the input, a result): decode
+        # the spans with U+FFFD in its place instead.
+        from decisiontrace._assembly import record_from_compact
+
+        return record_part(record_from_compact(valid_text(spans)))
     return record_part(run.record())
+
+
+def _holds_surrogate(value: Any) -> bool:
+    """A string in ``value`` (spans as JSON-ready data) has a lone surrogate."""
+    if isinstance(value, str):
+        return _form.has_surrogate(value)
+    if isinstance(value, dict):
+        return any(_holds_surrogate(item) for item in value.values()) or any(
+            _holds_surrogate(key) for key in value
+        )
+    if isinstance(value, list | tuple):
+        return any(_holds_surrogate(item) for item in value)
+    return False
 
 
 __all__ = [

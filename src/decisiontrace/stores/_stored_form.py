@@ -100,6 +100,11 @@ def _legacy_spans(data: bytes | str) -> Record:
     return record_from_compact(from_json(zlib.decompress(raw)))
 
 
+def has_surrogate(text: str) -> bool:
+    """``text`` holds a lone surrogate (which UTF-8 cannot hold)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
 def checked_text(value: Any) -> Any:
     """``value``; ValueError if it is text that cannot be stored as UTF-8."""
     if type(value) is str and not value.isascii() and _SURROGATE.search(value):
@@ -128,6 +133,7 @@ __all__ = [
     "decode",
     "dumps",
     "encode",
+    "has_surrogate",
     "json_bytes",
     "valid_text",
 ]
