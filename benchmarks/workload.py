@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import decisiontrace as dt
-from decisiontrace import semconv as sc
+from decisiontrace.spanmodel import semconv as sc
 
 DECISIONS_PER_RUN = 10
 OPTIONS: list[dict[str, Any]] = [

@@ -17,10 +17,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from decisiontrace import RunRecordProcessor, _errors
-from decisiontrace._context import current_run
-from decisiontrace._errors import RAISE_ENV
+from decisiontrace import RunRecordProcessor
+from decisiontrace._internal import errors as _errors
+from decisiontrace._internal.errors import RAISE_ENV
 from decisiontrace.stores import MemoryStore
+from decisiontrace.tracking._context import current_run
 
 # A bug that a guard would log and swallow in production fails the test instead; the
 # subprocesses tests start inherit it. Tests of the production behaviour unset it.

@@ -61,7 +61,7 @@ def test_lazy_names_load_on_first_use() -> None:
 
 def test_every_public_name_resolves() -> None:
     import decisiontrace.evaluation
-    import decisiontrace.rebuild
+    import decisiontrace.export.rebuild
     import decisiontrace.setup  # submodules of these names must not shadow them
 
     for name in decisiontrace.__all__:

@@ -8,15 +8,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from decisiontrace import (
-    Decision,
-    DecisionEvaluation,
-    Outcome,
-    Run,
-    RunStatus,
-    RunSummary,
-    _records,
-)
+from decisiontrace import Decision, DecisionEvaluation, Outcome, Run, RunStatus, RunSummary
+from decisiontrace.spanmodel import _records
 
 from .conftest import REFERENCE
 

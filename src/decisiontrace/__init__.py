@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from decisiontrace._context import ContextThreadPoolExecutor, bind_context
-from decisiontrace._redact import configure_redaction
 from decisiontrace._version import __version__
 from decisiontrace.decorators import (
     agent,
@@ -21,7 +19,6 @@ from decisiontrace.decorators import (
     node,
     set_default_tracker,
 )
-from decisiontrace.log_context import RunContextFilter, install_log_context
 from decisiontrace.models import (
     Decision,
     DecisionEvaluation,
@@ -34,23 +31,26 @@ from decisiontrace.models import (
     RunStatus,
     RunSummary,
 )
-from decisiontrace.processor import RunRecordProcessor
+from decisiontrace.pipeline.processor import RunRecordProcessor
 
 # Not lazy: the submodule of the same name would shadow the function once imported.
 from decisiontrace.rebuild import RebuildResult, rebuild
+from decisiontrace.spanmodel._redact import configure_redaction
 from decisiontrace.stores import RunStore, open_store
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking._context import ContextThreadPoolExecutor, bind_context
+from decisiontrace.tracking.log_context import RunContextFilter, install_log_context
+from decisiontrace.tracking.tracker import DecisionTracker
 
 if TYPE_CHECKING:
     from decisiontrace import integrations
     from decisiontrace.evaluation import Judgement, evaluate, judgements_of
-    from decisiontrace.instrumentor import DecisionInstrumentor
-    from decisiontrace.sampling import (
+    from decisiontrace.pipeline.sampling import (
         KeepEveryRunSampler,
         KeepFailedRunsProcessor,
         RecordEveryRunSampler,
     )
     from decisiontrace.setup import Telemetry, configure
+    from decisiontrace.tracking.instrumentor import DecisionInstrumentor
 
 # Imported on first use, so that `import decisiontrace` (every agent start, every CLI
 # command) does not pay for the SDK's metrics and logs, the OTLP encoders and protobuf.
@@ -59,10 +59,10 @@ _LAZY = {
     "Judgement": "decisiontrace.evaluation",
     "evaluate": "decisiontrace.evaluation",
     "judgements_of": "decisiontrace.evaluation",
-    "DecisionInstrumentor": "decisiontrace.instrumentor",
-    "KeepEveryRunSampler": "decisiontrace.sampling",
-    "KeepFailedRunsProcessor": "decisiontrace.sampling",
-    "RecordEveryRunSampler": "decisiontrace.sampling",
+    "DecisionInstrumentor": "decisiontrace.tracking.instrumentor",
+    "KeepEveryRunSampler": "decisiontrace.pipeline.sampling",
+    "KeepFailedRunsProcessor": "decisiontrace.pipeline.sampling",
+    "RecordEveryRunSampler": "decisiontrace.pipeline.sampling",
     "Telemetry": "decisiontrace.setup",
     "configure": "decisiontrace.setup",
 }

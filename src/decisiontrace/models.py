@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from decisiontrace import _records
+from decisiontrace.spanmodel import _records
 
 
 def _without(computed: tuple[str, ...], data: Any) -> Any:

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import decisiontrace as dt
-from decisiontrace import semconv as sc
+from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import MemoryStore
 
 MODEL = "gpt-4o-mini"

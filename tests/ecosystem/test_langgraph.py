@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import decisiontrace as dt
-from decisiontrace import semconv as sc
 from decisiontrace.cli.app import main
 from decisiontrace.models import Run, RunStatus
+from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import open_store
 
 

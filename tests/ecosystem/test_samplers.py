@@ -23,11 +23,12 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util._once import Once
 
 import decisiontrace as dt
-from decisiontrace import RunRecordProcessor, semconv, setup
-from decisiontrace.sampling import RecordEveryRunSampler
+from decisiontrace import RunRecordProcessor, setup
+from decisiontrace.pipeline.sampling import RecordEveryRunSampler
 from decisiontrace.setup import configure
+from decisiontrace.spanmodel import semconv
 from decisiontrace.stores import MemoryStore
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking.tracker import DecisionTracker
 
 RUNS = 20
 LOW_64 = 2**64 - 1

@@ -13,7 +13,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import decisiontrace as dt
-from decisiontrace import semconv as sc
+from decisiontrace.spanmodel import semconv as sc
 from tests.conftest import Pipeline
 
 

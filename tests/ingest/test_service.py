@@ -34,9 +34,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import decisiontrace as dt
-from decisiontrace import _otlp_json, propagation
+from decisiontrace.export import _otlp_json
 from decisiontrace.ingest import IngestService
 from decisiontrace.stores import MemoryStore
+from decisiontrace.tracking import propagation
 
 # --- helpers ---------------------------------------------------------------------------
 

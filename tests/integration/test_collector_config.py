@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from decisiontrace import semconv
 from decisiontrace.models import RunStatus
+from decisiontrace.spanmodel import semconv
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "collector-config"
 COMPOSE_FILE = CONFIG_DIR / "docker-compose.yml"

@@ -243,8 +243,8 @@ def test_sigterm_stores_what_the_service_holds(ingest: Ingest, tmp_path: Path) -
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import decisiontrace as dt
-    from decisiontrace import _otlp_json
-    from decisiontrace import semconv as sc
+    from decisiontrace.export import _otlp_json
+    from decisiontrace.spanmodel import semconv as sc
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

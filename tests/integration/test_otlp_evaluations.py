@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.util._once import Once
 
 import decisiontrace as dt
-from decisiontrace import semconv as sc
+from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import SQLiteStore, open_store
 
 

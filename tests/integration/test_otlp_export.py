@@ -31,13 +31,14 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.util._once import Once
 
-from decisiontrace import metrics, setup
-from decisiontrace import semconv as sc
+from decisiontrace import setup
+from decisiontrace.export.rebuild import rebuild
 from decisiontrace.models import RunStatus
-from decisiontrace.rebuild import rebuild
+from decisiontrace.pipeline import metrics
 from decisiontrace.setup import configure
+from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import MemoryStore
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking.tracker import DecisionTracker
 
 ExportTraceServiceRequest = trace_service_pb2.ExportTraceServiceRequest
 ExportMetricsServiceRequest = metrics_service_pb2.ExportMetricsServiceRequest

@@ -20,7 +20,7 @@ import pytest
 from opentelemetry import trace
 
 import decisiontrace as dt
-from decisiontrace import semconv as sc
+from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import SQLiteStore
 
 from ._support import Pipeline, make_pipeline, wait_until

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import decisiontrace as dt
-from decisiontrace._jsonsafe import TRUNCATED_KEY
+from decisiontrace.spanmodel._jsonsafe import TRUNCATED_KEY
 from decisiontrace.stores import SQLiteStore
 
 from ._support import Pipeline, make_pipeline

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from decisiontrace.setup import configure
 from decisiontrace.stores import SQLiteStore
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking.tracker import DecisionTracker
 from tests.integration.test_otlp_export import closed_port, fresh_globals, record_run
 
 __all__ = ["fresh_globals"]  # its autouse fixture resets the global providers here too

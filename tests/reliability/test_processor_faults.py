@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import decisiontrace as dt
-from decisiontrace._errors import RAISE_ENV
+from decisiontrace._internal.errors import RAISE_ENV
 from decisiontrace.stores import SQLiteStore
 from decisiontrace.stores.base import AssembledRun
 
@@ -45,7 +45,7 @@ class AppError(Exception):
 @pytest.fixture(autouse=True)
 def _production_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     """These faults stand for bugs of ours: what holds is production's behaviour (logged,
-    never raised), not the test suite's (raised, see ``decisiontrace._errors``)."""
+    never raised), not the test suite's (raised, see ``decisiontrace._internal.errors``)."""
     monkeypatch.delenv(RAISE_ENV)
 
 

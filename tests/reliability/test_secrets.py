@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import decisiontrace as dt
-from decisiontrace._otlp_json import OTLPJSONLinesExporter
-from decisiontrace._redact import DROPPED, REDACTED, configure_redaction
+from decisiontrace.export._otlp_json import OTLPJSONLinesExporter
+from decisiontrace.spanmodel._redact import DROPPED, REDACTED, configure_redaction
 from decisiontrace.stores import SQLiteStore
 
 from ._support import UrandomIdGenerator, rows

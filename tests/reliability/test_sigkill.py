@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import decisiontrace as dt
-from decisiontrace._journal import RECOVERED_REASON
+from decisiontrace.pipeline._journal import RECOVERED_REASON
 from decisiontrace.stores import SQLiteStore
 
 from ._support import child_script, finish, integrity, make_pipeline, read_line, rows, spawn

@@ -20,7 +20,7 @@ import pytest
 
 import decisiontrace as dt
 from decisiontrace import Run, RunStatus
-from decisiontrace._journal import RECOVERED_REASON
+from decisiontrace.pipeline._journal import RECOVERED_REASON
 from decisiontrace.stores import RunStore
 
 from ._records import T0, make_record

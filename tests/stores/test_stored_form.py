@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic_core import to_json
 
 import decisiontrace as dt
-from decisiontrace import _assembly, _decode
+from decisiontrace.pipeline import _assembly
+from decisiontrace.spanmodel import _decode
 from decisiontrace.stores import SQLiteStore
 from decisiontrace.stores import _stored_form as stored_form
 

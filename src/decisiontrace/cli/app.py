@@ -20,7 +20,6 @@ from datetime import datetime
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from decisiontrace._otlp_export import otlp_json_line
 from decisiontrace._version import __version__
 from decisiontrace.cli import render, views
 from decisiontrace.cli._errors import App, CommandError, fail, one_line
@@ -36,6 +35,7 @@ from decisiontrace.cli.report import render_report
 from decisiontrace.cli.serve import serve
 from decisiontrace.cli.stats import compute_stats
 from decisiontrace.cli.tail import tail_command
+from decisiontrace.export._otlp_export import otlp_json_line
 from decisiontrace.models import RunStatus
 from decisiontrace.stores import StoreError, open_store
 
@@ -277,7 +277,7 @@ def rebuild(ctx: click.Context, file: str, as_json: bool) -> int:
     FILE is an OTLP JSON file, or - for standard input. Exit status 1 when some lines or
     fields were malformed (the rest was rebuilt), 2 when nothing could be read.
     """
-    from decisiontrace.rebuild import rebuild as rebuild_runs
+    from decisiontrace.export.rebuild import rebuild as rebuild_runs
 
     try:
         store = open_store(store_url(ctx))

@@ -16,7 +16,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from decisiontrace._records import stated_confidence
 from decisiontrace.cli import render
 from decisiontrace.cli._links import span_id_of, trace_url
 from decisiontrace.cli._options import filters, json_option, store_option
@@ -26,6 +25,7 @@ from decisiontrace.cli._times import aware
 from decisiontrace.evaluation.analytics import decision_verdict
 from decisiontrace.evaluation.judgement import judgements_of
 from decisiontrace.models import Decision, DecisionType, Run, RunStatus
+from decisiontrace.spanmodel._records import stated_confidence
 
 __all__ = ["decisions_command", "find_decisions"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from decisiontrace._records import stated_confidence
 from decisiontrace.models import Decision, Run
+from decisiontrace.spanmodel._records import stated_confidence
 
 __all__ = ["diff_runs"]
 

@@ -18,12 +18,12 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from decisiontrace._records import stated_confidence
 from decisiontrace.cli._links import run_trace_id, trace_url
 from decisiontrace.cli._store import short_id
 from decisiontrace.cli._times import time_text
 from decisiontrace.cli.evaluations import judgement_lines
 from decisiontrace.models import Decision, Option, Problem, Run, RunSummary
+from decisiontrace.spanmodel._records import stated_confidence
 
 __all__ = [
     "NOT_GIVEN",

@@ -31,9 +31,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from decisiontrace._records import stated_confidence
 from decisiontrace.evaluation.analytics import EvaluationTally
 from decisiontrace.models import Decision, Run
+from decisiontrace.spanmodel._records import stated_confidence
 
 __all__ = ["BUCKETS", "compute_stats", "percentile"]
 

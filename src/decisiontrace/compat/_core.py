@@ -20,16 +20,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from decisiontrace import _codec, _normalize
-from decisiontrace import _context as ctx
-from decisiontrace import semconv as sc
-from decisiontrace._arguments import new_run_id
-from decisiontrace._decode import SpanData
-from decisiontrace._errors import internal_error
-from decisiontrace._live import LiveRun
-from decisiontrace._redact import redact_text
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.models import RunStatus
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.spanmodel import _codec
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.spanmodel._decode import SpanData
+from decisiontrace.spanmodel._redact import redact_text
+from decisiontrace.tracking import _context as ctx
+from decisiontrace.tracking import _normalize
+from decisiontrace.tracking._arguments import new_run_id
+from decisiontrace.tracking._live import LiveRun
+from decisiontrace.tracking.tracker import DecisionTracker
 
 logger = logging.getLogger("decisiontrace")
 

@@ -24,8 +24,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from decisiontrace._jsonsafe import safe_repr, safe_str
 from decisiontrace.models import Run
+from decisiontrace.spanmodel._jsonsafe import safe_repr, safe_str
 
 logger = logging.getLogger("decisiontrace")
 

@@ -5,7 +5,7 @@ The original tracker never looks at its storage until it saves a run, and then c
 starts a run, to one of these sinks:
 
 - a decisiontrace store, URL or path (or ``None``: the default store):
-  :class:`StoreSink`, spans to a :class:`~decisiontrace.processor.RunRecordProcessor`
+  :class:`StoreSink`, spans to a :class:`~decisiontrace.pipeline.processor.RunRecordProcessor`
   writing to that store. There is one provider, processor and writer thread per store,
   shared by every tracker that names it and kept for the life of the process;
 - any other object with a ``save_run`` method (the original's ``ConcurrentStorage``):
@@ -30,15 +30,15 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Tracer
 
-from decisiontrace import _records
-from decisiontrace import semconv as sc
-from decisiontrace._assembly import PendingRun
-from decisiontrace._decode import SpanData
-from decisiontrace._inbox import OpenRun, span_data
 from decisiontrace._version import __version__
 from decisiontrace.compat._handover import SaveRunHandOver, wait_for_private_hand_overs
 from decisiontrace.models import Run, RunStatus
-from decisiontrace.processor import RunRecordProcessor
+from decisiontrace.pipeline._assembly import PendingRun
+from decisiontrace.pipeline._inbox import OpenRun, span_data
+from decisiontrace.pipeline.processor import RunRecordProcessor
+from decisiontrace.spanmodel import _records
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.spanmodel._decode import SpanData
 from decisiontrace.stores import JSONFilesStore, RunStore, StoreError, open_store
 
 

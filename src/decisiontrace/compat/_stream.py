@@ -10,12 +10,12 @@ from typing import Any
 
 from opentelemetry import trace
 
-from decisiontrace._errors import internal_error
-from decisiontrace._jsonsafe import safe_repr
-from decisiontrace._live import LiveRun
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.compat._core import CompatCore, amended
 from decisiontrace.compat._storage import Sink, assemble, resolve, with_run
 from decisiontrace.models import DecisionType, Run, RunStatus
+from decisiontrace.spanmodel._jsonsafe import safe_repr
+from decisiontrace.tracking._live import LiveRun
 
 logger = logging.getLogger("decisiontrace")
 #: Ended runs per tracker that a later end_run for the same execution can still amend.

@@ -1,7 +1,7 @@
 """What ``@agent`` keeps of a call: its bound arguments and its return value.
 
 Values are taken as the agent passed them and made recordable without being consumed
-(:func:`decisiontrace._jsonsafe.dumps` describes iterators, streams, files and other
+(:func:`decisiontrace.spanmodel._jsonsafe.dumps` describes iterators, streams, files and other
 values it must not read), each bounded in size, and redacted where every structured
 value is (the codec). Nothing here raises into the agent: a call whose arguments do not
 bind records no input, and the call itself then fails as it would undecorated.
@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from decisiontrace._jsonsafe import TRUNCATED_KEY, dumps
+from decisiontrace.spanmodel._jsonsafe import TRUNCATED_KEY, dumps
 
 #: Longest JSON text kept for one argument or return value (a larger one is replaced by
 #: a truncation marker with a preview); the run's whole input stays within the 64 KiB

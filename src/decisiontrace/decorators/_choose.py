@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
-from decisiontrace import _normalize
-from decisiontrace._errors import internal_error
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.decorators._run import run_in_context
+from decisiontrace.tracking import _normalize
 
 
 def choose(option_id: str, reasoning: str | None = None) -> None:

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any, cast
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from decisiontrace import _context as ctx
-from decisiontrace import _no_provider, _normalize
 from decisiontrace.decorators._generators import Session, drive, items_text
 from decisiontrace.decorators._kinds import Decorator, F, callable_or_none, tracker_or_none
 from decisiontrace.decorators._recording import Recorder
 from decisiontrace.decorators._run import default_tracker, generator_in_new_run, run_in_context
 from decisiontrace.models import DecisionType
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking import _context as ctx
+from decisiontrace.tracking import _no_provider, _normalize
+from decisiontrace.tracking.tracker import DecisionTracker
 
 if TYPE_CHECKING:
-    from decisiontrace._live import LiveDecision, LiveRun
+    from decisiontrace.tracking._live import LiveDecision, LiveRun
 
 # Bound once: these run on every call.
 _get_run = ctx.current_run.get

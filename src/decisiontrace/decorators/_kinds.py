@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 
 import wrapt
 
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking.tracker import DecisionTracker
 
 F = TypeVar("F")
 

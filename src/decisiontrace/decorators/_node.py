@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from decisiontrace import _context as ctx
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F
 from decisiontrace.decorators._run import run_in_context
+from decisiontrace.tracking import _context as ctx
 
 if TYPE_CHECKING:
-    from decisiontrace._live import LiveRun
+    from decisiontrace.tracking._live import LiveRun
 
 # Bound once: these run on every call.
 _get_run = ctx.current_run.get

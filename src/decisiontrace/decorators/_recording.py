@@ -16,15 +16,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from decisiontrace import semconv as sc
-from decisiontrace._errors import Once, internal_error, warn_once
-from decisiontrace._jsonsafe import safe_str
-from decisiontrace._pauses import is_pause
+from decisiontrace._internal.errors import Once, internal_error, warn_once
 from decisiontrace.decorators._kinds import doc_line, qualname
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.spanmodel._jsonsafe import safe_str
+from decisiontrace.tracking._pauses import is_pause
 
 if TYPE_CHECKING:
-    from decisiontrace._live import LiveDecision, LiveRun
     from decisiontrace.decorators._decision import DecisionDecorator
+    from decisiontrace.tracking._live import LiveDecision, LiveRun
 
 logger = logging.getLogger("decisiontrace")
 

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 
-from decisiontrace import _context as ctx
-from decisiontrace import _remote
-from decisiontrace._errors import internal_error
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.decorators._call import CallRecorder
 from decisiontrace.decorators._generators import Session, drive
 from decisiontrace.decorators._kinds import Decorator, F, doc_line, qualname, tracker_or_none
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking import _context as ctx
+from decisiontrace.tracking import _remote
+from decisiontrace.tracking.tracker import DecisionTracker
 
 if TYPE_CHECKING:
-    from decisiontrace._live import LiveRun
+    from decisiontrace.tracking._live import LiveRun
 
 logger = logging.getLogger("decisiontrace")
 
@@ -78,7 +78,7 @@ def run_in_context(tracker: DecisionTracker | None) -> LiveRun | None:
     """The run a decorated call records into, or None.
 
     The current run of this process, unless the current OpenTelemetry context names
-    another run (a request from another process, see ``decisiontrace._remote``): then
+    another run (a request from another process, see ``decisiontrace.tracking._remote``): then
     ``tracker`` (default: the default tracker) records into that run as a fragment.
     """
     live = _get_run()

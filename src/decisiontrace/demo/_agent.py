@@ -17,8 +17,6 @@ from typing import Any
 
 from opentelemetry.trace import Tracer
 
-from decisiontrace import semconv as sc
-from decisiontrace._context import ContextThreadPoolExecutor
 from decisiontrace.decorators import decision, node
 from decisiontrace.demo._tickets import (
     Plan,
@@ -30,7 +28,9 @@ from decisiontrace.demo._tickets import (
     retriever_plan,
 )
 from decisiontrace.models import DecisionType
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.tracking._context import ContextThreadPoolExecutor
+from decisiontrace.tracking.tracker import DecisionTracker
 
 __all__ = [
     "GOAL_DESCRIPTION",

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from decisiontrace._context import ContextThreadPoolExecutor
 from decisiontrace.demo._agent import STREAM_ID, DemoFailure, Kit, handle_ticket
 from decisiontrace.demo._tickets import Ticket, make_ticket
-from decisiontrace.sampling import KeepEveryRunSampler
+from decisiontrace.pipeline.sampling import KeepEveryRunSampler
 from decisiontrace.setup import configure
 from decisiontrace.stores import RunStore, open_store
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.tracking._context import ContextThreadPoolExecutor
+from decisiontrace.tracking.tracker import DecisionTracker
 
 __all__ = ["DemoResult", "Progress", "run_demo"]
 

@@ -23,9 +23,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from decisiontrace._records import stated_confidence
 from decisiontrace.evaluation.judgement import judgements_of
 from decisiontrace.models import Decision, DecisionEvaluation, Run
+from decisiontrace.spanmodel._records import stated_confidence
 
 __all__ = [
     "BUCKETS",

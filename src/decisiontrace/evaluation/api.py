@@ -15,10 +15,10 @@ from typing import Any
 
 from opentelemetry import _logs, trace
 
-from decisiontrace._jsonsafe import safe_repr
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.judgement import Judgement, build, stored_form
 from decisiontrace.models import DecisionEvaluation
+from decisiontrace.spanmodel._jsonsafe import safe_repr
 from decisiontrace.stores import RunStore, open_store
 
 logger = logging.getLogger("decisiontrace")

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from decisiontrace import _redact
-from decisiontrace._judgements import EVALUATIONS_FIELD
 from decisiontrace.models import Decision, DecisionEvaluation
+from decisiontrace.spanmodel import _redact
+from decisiontrace.spanmodel._judgements import EVALUATIONS_FIELD
 
 
 class Judgement(BaseModel):

@@ -18,11 +18,11 @@ from typing import Any
 
 from opentelemetry import _logs
 
-from decisiontrace._jsonsafe import safe_str
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.evaluators import Evaluator
 from decisiontrace.evaluation.judgement import Judgement, build, judgements_of, stored_form
 from decisiontrace.models import Decision, DecisionEvaluation, Run
+from decisiontrace.spanmodel._jsonsafe import safe_str
 from decisiontrace.stores import RunStore
 
 

@@ -22,10 +22,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util.types import AnyValue
 
-from decisiontrace import _otlp_json, _records
-from decisiontrace import semconv as sc
 from decisiontrace._version import __version__
 from decisiontrace.evaluation.judgement import Judgement
+from decisiontrace.export import _otlp_json
+from decisiontrace.spanmodel import _records
+from decisiontrace.spanmodel import semconv as sc
 
 logger = logging.getLogger("decisiontrace")
 
@@ -232,7 +233,7 @@ def provider_from_environment() -> _logs.LoggerProvider | None:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
-    from decisiontrace import _otel_env
+    from decisiontrace.setup import _otel_env
 
     named = _otel_env.env("OTEL_LOGS_EXPORTER")
     if named is not None:

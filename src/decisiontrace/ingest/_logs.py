@@ -12,9 +12,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from decisiontrace import _otlp_json
 from decisiontrace.evaluation.received import store_received
 from decisiontrace.evaluation.telemetry import ReadJudgement, judgements_in_request
+from decisiontrace.export import _otlp_json
 from decisiontrace.ingest._receiver import Receiver
 
 __all__ = ["LOGS_PATH", "parse_logs", "receive_logs"]

@@ -1,6 +1,6 @@
 """The part of the ingest service both protocols share: spans into the run processor.
 
-A :class:`Receiver` owns a :class:`~decisiontrace.processor.RunRecordProcessor` that no
+A :class:`Receiver` owns a :class:`~decisiontrace.pipeline.processor.RunRecordProcessor` that no
 TracerProvider feeds: decoded OTLP spans go into its queue, its writer thread assembles
 runs (and fragments) with the very code it uses for SDK spans, and writes them to the
 store. A request is answered once the writer took its spans in and the store is
@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from decisiontrace.ingest._spans import Decoded, TokenLinks
-from decisiontrace.processor import RunRecordProcessor
+from decisiontrace.pipeline.processor import RunRecordProcessor
 from decisiontrace.stores import RunStore
 
 #: Seconds a client is asked to wait before retrying (``Retry-After``).
@@ -42,7 +42,7 @@ class Receiver:
             refused (retryable).
         ack_timeout: seconds a request waits for the writer to take its spans in.
         flush_interval: seconds between writer passes (and so at most a request's wait).
-        late_span_grace: see :class:`~decisiontrace.processor.RunRecordProcessor`.
+        late_span_grace: see :class:`~decisiontrace.pipeline.processor.RunRecordProcessor`.
         run_timeout: seconds decisions wait for their run span before they are stored as
             a stuck run.
     """

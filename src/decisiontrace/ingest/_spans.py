@@ -1,10 +1,10 @@
 """OTLP trace requests (protobuf or JSON) in, the processor's inbox items out.
 
 A span source, like ``_inbox.span_data`` for SDK spans and ``_otlp_json`` for OTLP
-JSON: it only turns the wire form into :class:`~decisiontrace._decode.SpanData`; runs are
+JSON: it only turns the wire form into :class:`~decisiontrace.spanmodel._decode.SpanData`; runs are
 assembled and decoded by the processor's own code. Protobuf requests are read field by
 field here (the generated message classes parse them); JSON requests go through
-:func:`decisiontrace._otlp_json.request_spans`, the reader ``rebuild`` uses.
+:func:`decisiontrace.export._otlp_json.request_spans`, the reader ``rebuild`` uses.
 
 Spans that are not ours are counted and dropped, except LLM spans under one of our
 decision spans, whose token counts are added to that decision: in the same request,
@@ -23,10 +23,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from decisiontrace import _decode, _otlp_json
-from decisiontrace import semconv as sc
-from decisiontrace._inbox import Received
-from decisiontrace._tokens import Tokens, attribute_tree, token_usage
+from decisiontrace.export import _otlp_json
+from decisiontrace.pipeline._inbox import Received
+from decisiontrace.pipeline._tokens import Tokens, attribute_tree, token_usage
+from decisiontrace.spanmodel import _decode
+from decisiontrace.spanmodel import semconv as sc
 
 _KIND = sc.SPAN_KIND
 _STATUS_ERROR = 2

@@ -29,8 +29,6 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Link, SpanContext
 
-from decisiontrace import _context as ctx
-from decisiontrace import semconv as sc
 from decisiontrace.decorators._generators import (
     Session,
     drive_async_generator,
@@ -38,7 +36,9 @@ from decisiontrace.decorators._generators import (
 )
 from decisiontrace.decorators._run import default_tracker
 from decisiontrace.models import RunStatus
-from decisiontrace.tracker import DecisionTracker
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.tracking import _context as ctx
+from decisiontrace.tracking.tracker import DecisionTracker
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 

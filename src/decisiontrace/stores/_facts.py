@@ -12,7 +12,7 @@ first in each store's table):
 - ``chosen_listed``: 1 when the chosen id is one of the decision's options (what the
   statistics call its chosen option), else 0;
 - ``confidence``: the confidence the agent gave the chosen option, NULL when it gave
-  none (``decisiontrace._records.stated_confidence``) or the option is not listed;
+  none (``decisiontrace.spanmodel._records.stated_confidence``) or the option is not listed;
 - ``option_ids``: the ids of the options offered, as a JSON list;
 - ``outcome``: NULL without an outcome, 1 success, 0 failure; ``tokens`` and
   ``latency_ms`` of the outcome (0 without one);
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from decisiontrace._records import stated_confidence
+from decisiontrace.spanmodel._records import stated_confidence
 from decisiontrace.stores._stored_form import dumps
 
 Record = dict[str, Any]

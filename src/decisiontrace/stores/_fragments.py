@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from decisiontrace import _records
+from decisiontrace.spanmodel import _records
 
 Record = dict[str, Any]
 

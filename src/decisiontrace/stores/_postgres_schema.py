@@ -70,7 +70,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             data bytea NOT NULL
         )""",
         "CREATE INDEX journal_run_id ON {s}.journal (run_id)",
-        # Judgements of decisions (see decisiontrace._judgements), apart from the runs so
+        # Judgements of decisions (see decisiontrace.spanmodel._judgements), apart from the runs so
         # that saving a run again keeps them; applied to the record on read.
         """CREATE TABLE {s}.evaluations (
             run_id bytea NOT NULL,

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from decisiontrace import _records
+from decisiontrace.spanmodel import _records
 from decisiontrace.stores import _fragments
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _stored_form as _form

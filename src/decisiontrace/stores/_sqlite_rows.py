@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from decisiontrace import _records
+from decisiontrace.spanmodel import _records
 from decisiontrace.stores import _stored_form as _form
 from decisiontrace.stores._facts import decision_facts
 from decisiontrace.stores._filters import record_node_ids
@@ -64,7 +64,7 @@ def assembled_part(run: AssembledRun) -> tuple[str, tuple[Any, ...], list[tuple[
     if _holds_surrogate(spans):
         # Decoding would drop a JSON value holding one (the input, a result): decode
         # the spans with U+FFFD in its place instead.
-        from decisiontrace._assembly import record_from_compact
+        from decisiontrace.pipeline._assembly import record_from_compact
 
         return record_part(record_from_compact(valid_text(spans)))
     return record_part(run.record())

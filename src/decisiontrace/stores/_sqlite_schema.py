@@ -67,8 +67,9 @@ CREATE TABLE IF NOT EXISTS journal (
     data BLOB NOT NULL
 )
 """
-#: Judgements of decisions (see ``decisiontrace._judgements``), apart from ``runs`` so that
-#: saving a run again (late spans) leaves them alone; merged into the record on read.
+#: Judgements of decisions (see ``decisiontrace.spanmodel._judgements``), apart from
+#: ``runs`` so that saving a run again (late spans) leaves them alone; merged into the
+#: record on read.
 EVALUATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS evaluations (
     run_id TEXT NOT NULL,

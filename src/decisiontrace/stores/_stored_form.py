@@ -94,7 +94,7 @@ def decode(data: bytes | str, form: Any) -> Record:
 def _legacy_spans(data: bytes | str) -> Record:
     """A 0.1 row in compact span form, read once by the span model (then rewritten)."""
     # Imported here: only old rows need the span model, and the stores do not otherwise.
-    from decisiontrace._assembly import record_from_compact
+    from decisiontrace.pipeline._assembly import record_from_compact
 
     raw = data.encode() if isinstance(data, str) else data
     return record_from_compact(from_json(zlib.decompress(raw)))

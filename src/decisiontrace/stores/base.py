@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from decisiontrace import _judgements, _records
 from decisiontrace.models import Run, RunStatus, RunSummary
+from decisiontrace.spanmodel import _judgements, _records
 
 Record = dict[str, Any]
 #: A journal entry: ``(run_id, trace_id, data)``, ``data`` a JSON-ready dict
-#: (see ``decisiontrace._journal``).
+#: (see ``decisiontrace.pipeline._journal``).
 JournalEntry = tuple[str, str, dict[str, Any]]
 
 
@@ -115,7 +115,7 @@ class RunStore(abc.ABC):
         ``explanation``, ``evaluation`` and ``evaluated_at``) goes into its decision's
         ``evaluations`` extra field, replacing that evaluator's earlier judgement; the
         decision's ``evaluation`` becomes the latest full evaluation (see
-        ``decisiontrace._judgements``). Judgements survive the run being saved again.
+        ``decisiontrace.spanmodel._judgements``). Judgements survive the run being saved again.
 
         This default reads the record, merges and saves it, serialized within this
         process only, and a later save of the run replaces the judgements: stores

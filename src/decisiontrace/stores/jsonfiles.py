@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from decisiontrace import _judgements, _records
+from decisiontrace.spanmodel import _judgements, _records
 from decisiontrace.stores._files import (
     fsync_directory,
     read_json,

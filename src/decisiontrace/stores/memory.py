@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from decisiontrace import _judgements, _records
+from decisiontrace.spanmodel import _judgements, _records
 from decisiontrace.stores import _fragments
 from decisiontrace.stores._filters import newest_first_key, record_matches, since_text
 from decisiontrace.stores.base import Record, RunStore

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from decisiontrace._jsonsafe import dumps
 from decisiontrace.cli._links import run_trace_id, trace_url
 from decisiontrace.models import Decision, Option, Run
+from decisiontrace.spanmodel._jsonsafe import dumps
 
 __all__ = ["all_payloads", "embed_json", "run_payload"]
 

@@ -1,0 +1,1 @@
+"""Helpers every component uses: the error policy."""

@@ -1,0 +1,1 @@
+"""The span model: runs and decisions as span attributes and events, both ways."""

@@ -1,0 +1,343 @@
+"""The span model, decoding: spans back to records.
+
+Decoding builds JSON-ready record dicts (the stored form) from any span source: the
+tracker's live view, ended SDK spans in the processor, and spans read back from OTLP
+JSON. All three use the functions below, which is why a rebuilt run equals the live
+one. The way there, records to span attributes, is :mod:`decisiontrace.spanmodel._codec`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import from_json
+
+from decisiontrace.spanmodel import _records
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.spanmodel._codec import Record
+from decisiontrace.tracking._normalize import (
+    EMPTY_OBJECT,
+)
+
+logger = logging.getLogger("decisiontrace")
+
+
+@dataclass(slots=True)
+class EventData:
+    """A span event in source-neutral form."""
+
+    name: str
+    time_ns: int
+    attributes: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class SpanData:
+    """An ended (or live) span in source-neutral form: SDK span, live view or OTLP JSON."""
+
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    name: str
+    start_ns: int
+    end_ns: int | None
+    attributes: Mapping[str, Any]
+    events: Sequence[EventData] = field(default_factory=tuple)
+    error: bool = False
+    #: ``service.name`` of the resource that made the span, when the source says.
+    service_name: str | None = None
+
+
+def trace_id_hex(trace_id: int) -> str:
+    """A trace id as OTLP and trace viewers write it: 32 lowercase hex digits."""
+    return f"{trace_id:032x}"
+
+
+def span_id_hex(span_id: int) -> str:
+    """A span id as OTLP and trace viewers write it: 16 lowercase hex digits."""
+    return f"{span_id:016x}"
+
+
+def _loads(value: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        return value
+    if value == EMPTY_OBJECT:  # the common empty context / state changes
+        return {}
+    try:
+        # pydantic-core's parser: the same values as json.loads, about twice as fast,
+        # and this runs for every structured attribute of every stored decision.
+        return from_json(value)
+    except (ValueError, TypeError):
+        return value
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except Exception:
+        return 0
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def decoded_options(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The option dicts a decision span carries."""
+    options = _loads(attributes.get(sc.DECISION_OPTIONS), [])
+    return [o for o in options if isinstance(o, dict)] if isinstance(options, list) else []
+
+
+def decision_record(
+    attributes: Mapping[str, Any],
+    start_ns: int,
+    end_ns: int | None,
+    extra_tokens: int = 0,
+    *,
+    light: bool = False,
+    span_id: int | None = None,
+) -> Record:
+    """The stored Decision dict of one decision span.
+
+    ``span_id``, when known, is kept as the extra field ``span_id`` (16 hex digits), so
+    a decision leads to its span in a trace viewer.
+
+    With ``light``, the large JSON fields (options, input context, result, state
+    changes) are not decoded and timestamps are left empty: enough for metrics and
+    summaries, at a fraction of the cost. ``chosen_option`` is still decoded for
+    decisions that did not succeed or were evaluated, which summaries name.
+    """
+    get = attributes.get
+    chosen_id = str(get(sc.DECISION_CHOSEN_ID, ""))
+    if light:
+        return _light_decision_record(attributes, chosen_id, extra_tokens)
+    options = decoded_options(attributes)
+    outcome: Record | None = None
+    success = get(sc.OUTCOME_SUCCESS)
+    if success is not None:
+        state_changes = _loads(get(sc.OUTCOME_STATE_CHANGES), {})
+        outcome = {
+            "success": bool(success),
+            "result": _loads(get(sc.OUTCOME_RESULT), None),
+            "error": _opt_str(get(sc.OUTCOME_ERROR)),
+            "state_changes": state_changes if isinstance(state_changes, dict) else {},
+            "tokens_used": _int(get(sc.OUTCOME_TOKENS, 0)) + extra_tokens,
+            "latency_ms": _int(get(sc.OUTCOME_LATENCY_MS, 0)),
+            "summary": str(get(sc.OUTCOME_SUMMARY, "")),
+            "timestamp": _records.ns_to_iso(end_ns if end_ns is not None else start_ns),
+        }
+    evaluation = _loads(get(sc.DECISION_EVALUATION), None)
+    if not isinstance(evaluation, dict):
+        evaluation = None
+    input_context = _loads(get(sc.DECISION_INPUT_CONTEXT), {})
+    was_successful = outcome is not None and outcome["success"]
+    record: Record = {
+        "id": str(get(sc.DECISION_ID, "")),
+        "timestamp": _records.ns_to_iso(start_ns),
+        "node_id": str(get(sc.NODE_ID, "unknown")),
+        "intent": str(get(sc.DECISION_INTENT, "")),
+        "decision_type": str(get(sc.DECISION_TYPE, "custom")),
+        "options": options,
+        "chosen_option_id": chosen_id,
+        "reasoning": str(get(sc.DECISION_REASONING, "")),
+        "active_constraints": [str(c) for c in get(sc.DECISION_CONSTRAINTS, ())],
+        "input_context": input_context if isinstance(input_context, dict) else {},
+        "outcome": outcome,
+        "evaluation": evaluation,
+        "chosen_option": _records.chosen_option(options, chosen_id),
+        "was_successful": was_successful,
+        "was_good_decision": _records.was_good_decision(was_successful, evaluation),
+    }
+    service = get(sc.FRAGMENT_SERVICE)
+    if service is not None:  # made in another process than the run's root
+        record["service"] = str(service)
+    if get(sc.DECISION_PAUSED):
+        record["paused"] = True
+    if span_id:
+        record["span_id"] = span_id_hex(span_id)
+    return record
+
+
+def _light_decision_record(
+    attributes: Mapping[str, Any], chosen_id: str, extra_tokens: int
+) -> Record:
+    get = attributes.get
+    success = get(sc.OUTCOME_SUCCESS)
+    outcome: Record | None = None
+    if success is not None:
+        outcome = {
+            "success": bool(success),
+            "tokens_used": _int(get(sc.OUTCOME_TOKENS, 0)) + extra_tokens,
+            "latency_ms": _int(get(sc.OUTCOME_LATENCY_MS, 0)),
+            "summary": str(get(sc.OUTCOME_SUMMARY, "")),
+        }
+    was_successful = outcome is not None and outcome["success"]
+    evaluation = _loads(get(sc.DECISION_EVALUATION), None)
+    if not isinstance(evaluation, dict):
+        evaluation = None
+    chosen = None
+    if not was_successful or evaluation is not None:
+        chosen = _records.chosen_option(decoded_options(attributes), chosen_id)
+    record: Record = {
+        "id": str(get(sc.DECISION_ID, "")),
+        "timestamp": "",
+        "node_id": str(get(sc.NODE_ID, "unknown")),
+        "intent": str(get(sc.DECISION_INTENT, "")),
+        "decision_type": str(get(sc.DECISION_TYPE, "custom")),
+        "chosen_option_id": chosen_id,
+        "outcome": outcome,
+        "evaluation": evaluation,
+        "chosen_option": chosen,
+        "was_successful": was_successful,
+        "was_good_decision": _records.was_good_decision(was_successful, evaluation),
+    }
+    service = get(sc.FRAGMENT_SERVICE)
+    if service is not None:
+        record["service"] = str(service)
+    if get(sc.DECISION_PAUSED):
+        record["paused"] = True
+    return record
+
+
+def problem_record(attributes: Mapping[str, Any], time_ns: int) -> Record:
+    """The stored Problem dict of one problem event."""
+    get = attributes.get
+    return {
+        "id": str(get(sc.PROBLEM_ID, "")),
+        "severity": str(get(sc.PROBLEM_SEVERITY, "")),
+        "description": str(get(sc.PROBLEM_DESCRIPTION, "")),
+        "root_cause": _opt_str(get(sc.PROBLEM_ROOT_CAUSE)),
+        "decision_id": _opt_str(get(sc.PROBLEM_DECISION_ID)),
+        "timestamp": _records.ns_to_iso(time_ns),
+        "suggested_fix": _opt_str(get(sc.PROBLEM_SUGGESTED_FIX)),
+    }
+
+
+def problems_of(events: Iterable[EventData]) -> list[Record]:
+    """Problem dicts of the problem events among ``events``, in order."""
+    return [problem_record(e.attributes, e.time_ns) for e in events if e.name == sc.PROBLEM_EVENT]
+
+
+def _decision_order(decision: Record) -> tuple[int, str]:
+    decision_id: str = decision["id"]
+    suffix = decision_id[4:] if decision_id.startswith("dec_") else ""
+    return (int(suffix), "") if suffix.isdigit() else (1 << 62, decision["timestamp"])
+
+
+def run_record(
+    attributes: Mapping[str, Any],
+    start_ns: int,
+    end_ns: int | None,
+    decisions: list[Record],
+    problems: list[Record],
+    *,
+    status: str | None = None,
+    error: bool = False,
+    run_tokens: int = 0,
+    trace_id: int | None = None,
+    span_id: int | None = None,
+    service_name: str | None = None,
+) -> Record:
+    """The stored Run dict from a run span's attributes and its decision and problem dicts.
+
+    Args:
+        attributes: the run span's attributes.
+        start_ns: the run span's start time.
+        end_ns: its end time, or None while it runs.
+        decisions: decision dicts (any order; sorted here).
+        problems: problem dicts, in order.
+        status: overrides the status the span carries (stuck/cancelled runs).
+        error: the span's status was ERROR (used when it carries no run status).
+        run_tokens: LLM tokens that count for the run but none of its decisions.
+        trace_id: the run's trace id, kept as the extra field ``trace_id`` (32 hex).
+        span_id: the run span's id, kept as the extra field ``span_id`` (16 hex).
+        service_name: ``service.name`` of the process that made the run span, kept as
+            the extra field ``service_name``.
+    """
+    get = attributes.get
+    decisions.sort(key=_decision_order)
+    successful = failed = latency = 0
+    tokens = run_tokens
+    nodes = [str(n) for n in get(sc.RUN_NODES, ())]
+    seen_nodes = set(nodes)
+    for decision in decisions:
+        node = decision["node_id"]
+        if node not in seen_nodes:
+            seen_nodes.add(node)
+            nodes.append(node)
+        outcome = decision["outcome"]
+        if outcome is not None:
+            if outcome["success"]:
+                successful += 1
+            else:
+                failed += 1
+            tokens += outcome["tokens_used"]
+            latency += outcome["latency_ms"]
+    if status is None:
+        status = get(sc.RUN_STATUS)
+    if status is None:
+        status = "running" if end_ns is None else ("failed" if error else "completed")
+    status = str(status)
+    narrative = str(get(sc.RUN_NARRATIVE, "") or "")
+    if not narrative and end_ns is not None:
+        narrative = _records.narrative(
+            status,
+            len(decisions),
+            successful,
+            failed,
+            [(p["severity"], p["description"]) for p in problems],
+            [d["intent"] for d in decisions if not d["was_successful"] and not d.get("paused")],
+        )
+    input_data = _loads(get(sc.RUN_INPUT), {})
+    output_data = _loads(get(sc.RUN_OUTPUT), {})
+    started = _records.ns_to_datetime(start_ns)
+    completed = None if end_ns is None else _records.ns_to_datetime(end_ns)
+    record: Record = {
+        "id": str(get(sc.RUN_ID, "")),
+        "goal_id": str(get(sc.GOAL_ID, "")),
+        "started_at": started.isoformat(),
+        "status": status,
+        "completed_at": None if completed is None else completed.isoformat(),
+        "decisions": decisions,
+        "problems": problems,
+        "metrics": {
+            "total_decisions": len(decisions),
+            "successful_decisions": successful,
+            "failed_decisions": failed,
+            "total_tokens": tokens,
+            "total_latency_ms": latency,
+            "nodes_executed": nodes,
+            "edges_traversed": [str(e) for e in get(sc.RUN_EDGES, ())],
+            "success_rate": _records.success_rate(len(decisions), successful),
+        },
+        "narrative": narrative,
+        "goal_description": str(get(sc.GOAL_DESCRIPTION, "")),
+        "input_data": input_data if isinstance(input_data, dict) else {},
+        "output_data": output_data if isinstance(output_data, dict) else {},
+        "duration_ms": _records.duration_ms(started, completed),
+    }
+    reason = get(sc.RUN_END_REASON)
+    if reason is not None:
+        # Why a run ended without end_run (stuck, cancelled): an extra field, which the
+        # schema allows, so people can tell a lost run from a failed one.
+        record["end_reason"] = str(reason)
+    # Extra fields of LangGraph runs (see docs/integrations/langgraph.md).
+    if get(sc.RUN_PAUSED):
+        record["paused"] = True
+    for key, name in ((sc.RUN_RESUMED_FROM, "resumed_from"), (sc.RUN_THREAD_ID, "thread_id")):
+        value = get(key)
+        if value is not None:
+            record[name] = str(value)
+    # Extra fields (the schema allows them): the way from a stored run to its trace.
+    if trace_id:
+        record["trace_id"] = trace_id_hex(trace_id)
+    if span_id:
+        record["span_id"] = span_id_hex(span_id)
+    if service_name:
+        record["service_name"] = service_name
+    return record

@@ -1,0 +1,165 @@
+"""A recording call's arguments, checked and encoded into span attributes.
+
+The agent hands us anything: each argument is normalized here (a wrong type warns once
+and is converted, see :mod:`decisiontrace.tracking._normalize`) and handed to the encoder
+(:mod:`decisiontrace.spanmodel._codec`). Runs on the agent's thread, outside any run's lock.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+from decisiontrace.models import DecisionType
+from decisiontrace.spanmodel import _codec, _records
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.tracking import _normalize
+
+Attributes = _codec.Attributes
+
+#: Run and execution ids come from here, seeded from os.urandom, reseeded in a forked child.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+def new_run_id(prefix: str, start_ns: int) -> str:
+    """``{prefix}{YYYYmmdd_HHMMSS}_{8 hex}``, the original's run id format."""
+    # A private generator: fast (no syscall), and unaffected by random.seed() in the
+    # agent, which would make every process produce the same ids and overwrite runs.
+    return f"{prefix}{_records.ns_to_stamp(start_ns)}_{_ids.getrandbits(32):08x}"
+
+
+def run_start_attributes(
+    run_id_prefix: str,
+    stream_id: str,
+    execution_id: Any,
+    goal_id: Any,
+    goal_description: Any,
+    input_data: Any,
+    start_ns: int,
+) -> Attributes:
+    """A run span's attributes, with a new run id (and execution id when none is given)."""
+    if execution_id is None:
+        execution_id = f"{_ids.getrandbits(128):032x}"
+    else:
+        execution_id = _normalize.text(execution_id, "start_run(): execution_id")
+    return _codec.run_start_attributes(
+        run_id=new_run_id(run_id_prefix, start_ns),
+        goal_id=_normalize.text(goal_id, "start_run(): goal_id"),
+        goal_description=_normalize.text(goal_description, "start_run(): goal_description"),
+        stream_id=stream_id,
+        execution_id=execution_id,
+        input_data=input_data,
+    )
+
+
+def decision_attributes(
+    run_id: str,
+    intent: str,
+    options: Any,
+    chosen: Any,
+    reasoning: Any,
+    node_id: Any,
+    decision_type: Any,
+    constraints: Any,
+    context: Any,
+    where: str,
+) -> tuple[Attributes, list[dict[str, Any]]]:
+    """A decision span's attributes (its id left empty) and its normalized options."""
+    if type(options) is not _normalize.PreparedOptions:  # a decorator's static list
+        options = _normalize.prepare_options(options, where)
+    if type(node_id) is not str:
+        node_id = _normalize.text(node_id, f"{where}: node_id")
+    attributes = _codec.decision_attributes(
+        run_id=run_id,
+        decision_id="",
+        intent=intent,
+        options=options.options,
+        chosen=chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen"),
+        reasoning=reasoning
+        if type(reasoning) is str
+        else _normalize.text(reasoning, f"{where}: reasoning"),
+        node_id=node_id,
+        decision_type=decision_type.value
+        if type(decision_type) is DecisionType
+        else _normalize.decision_type_value(decision_type, where),
+        constraints=_normalize.string_list(constraints, f"{where}: constraints"),
+        context=context,
+        where=where,
+        options_json=options.json(),
+        option_ids=options.ids,
+    )
+    return attributes, options.options
+
+
+def outcome_attributes(
+    success: bool,
+    result: Any,
+    error: Any,
+    summary: Any,
+    state_changes: Any,
+    tokens_used: Any,
+    latency_ms: Any,
+    error_type: Any,
+    input_tokens: Any,
+    output_tokens: Any,
+    llm_tokens: int,
+    *,
+    quiet: bool,
+    where: str,
+) -> Attributes:
+    """An outcome's attributes; ``llm_tokens`` (from LLM spans) add to the agent's count."""
+    if input_tokens is not None:
+        input_tokens = _normalize.integer(input_tokens, f"{where}: input_tokens")
+    if output_tokens is not None:
+        output_tokens = _normalize.integer(output_tokens, f"{where}: output_tokens")
+    tokens = _normalize.integer(tokens_used, f"{where}: tokens_used")
+    if not tokens and (input_tokens or output_tokens):
+        tokens = (input_tokens or 0) + (output_tokens or 0)
+    attributes = _codec.outcome_attributes(
+        success=success,
+        result=result,
+        quiet=quiet,
+        error=None if error is None else _normalize.text(error, f"{where}: error"),
+        summary=_normalize.text(summary, f"{where}: summary"),
+        state_changes=state_changes,
+        tokens_used=tokens + llm_tokens,
+        latency_ms=_normalize.integer(latency_ms, f"{where}: latency_ms"),
+        error_type=None if error_type is None else _normalize.text(error_type, "error_type"),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        where=where,
+    )
+    if llm_tokens:
+        attributes[sc.OUTCOME_LLM_TOKENS] = llm_tokens
+    return attributes
+
+
+def problem_attributes(
+    problem_id: str,
+    severity: Any,
+    description: Any,
+    decision_id: Any,
+    root_cause: Any,
+    suggested_fix: Any,
+    where: str,
+) -> Attributes:
+    """A problem event's attributes."""
+    return _codec.problem_attributes(
+        problem_id=problem_id,
+        severity=_normalize.text(severity, f"{where}: severity"),
+        description=_normalize.text(description, f"{where}: description"),
+        decision_id=None if decision_id is None else _normalize.text(decision_id, where),
+        root_cause=None if root_cause is None else _normalize.text(root_cause, where),
+        suggested_fix=None if suggested_fix is None else _normalize.text(suggested_fix, where),
+    )
+
+
+__all__ = [
+    "decision_attributes",
+    "new_run_id",
+    "outcome_attributes",
+    "problem_attributes",
+    "run_start_attributes",
+]
