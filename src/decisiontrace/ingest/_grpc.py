@@ -22,20 +22,25 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
+    DESCRIPTOR as TRACE_SERVICE_FILE,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
 from decisiontrace.ingest._logs import receive_logs
 from decisiontrace.ingest._receiver import Receiver, Verdict
-from decisiontrace.ingest._spans import from_message
+from decisiontrace.ingest._spans import from_protobuf
 
 logger = logging.getLogger("decisiontrace.ingest")
+_TRACE_SERVICE = TRACE_SERVICE_FILE.services_by_name["TraceService"].full_name
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+class _TraceService:
+    """``TraceService/Export``, handed the request's bytes: they are read as OTLP/HTTP's
+    are (``_wire``), not into the generated message classes first."""
+
     def __init__(self, receiver: Receiver, token: str | None) -> None:
         self._receiver = receiver
         self._token = token
@@ -51,17 +56,14 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
                 )
         return False
 
-    def Export(
-        self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> ExportTraceServiceResponse:
+    def export(self, request: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
         receiver = self._receiver
         if not self._authorized(context):
             receiver.count("rejected_unauthorized")
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
-            decoded = from_message(request, receiver.links)
-        except Exception as error:  # the message parsed, so this is a bug: say so, go on
-            logger.exception("decisiontrace: could not read an OTLP request")
+            decoded = from_protobuf(request, receiver.links)
+        except (ValueError, RecursionError) as error:  # MalformedRequest too
             receiver.count("rejected_malformed")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP request: {error}")
         verdict = receiver.submit(decoded)
@@ -125,8 +127,13 @@ def grpc_server(
         options=options,
     )
     trace_service = _TraceService(receiver, token)
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        trace_service, server
+    export = grpc.unary_unary_rpc_method_handler(
+        trace_service.export,
+        request_deserializer=None,  # the bytes as they came
+        response_serializer=ExportTraceServiceResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(_TRACE_SERVICE, {"Export": export}),)
     )
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
         _LogsService(trace_service), server

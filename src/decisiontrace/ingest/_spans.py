@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-)
-
 from decisiontrace.export import _otlp_json
+from decisiontrace.ingest import _wire
 from decisiontrace.pipeline._inbox import Received
 from decisiontrace.pipeline._tokens import Tokens, attribute_tree, token_usage
 from decisiontrace.spanmodel import _decode
@@ -31,18 +28,9 @@ from decisiontrace.spanmodel import semconv as sc
 
 _KIND = sc.SPAN_KIND
 _STATUS_ERROR = 2
-#: Attribute keys that make a span worth decoding: ours, and LLM token counts.
-_WANTED = frozenset(
-    {
-        _KIND,
-        sc.GEN_AI_USAGE_INPUT_TOKENS,
-        sc.GEN_AI_USAGE_OUTPUT_TOKENS,
-        sc.GEN_AI_USAGE_PROMPT_TOKENS,
-        sc.GEN_AI_USAGE_COMPLETION_TOKENS,
-        sc.LLM_TOKEN_COUNT_PROMPT,
-        sc.LLM_TOKEN_COUNT_COMPLETION,
-    }
-)
+#: Attribute keys that make a span worth keeping: ours, and LLM token counts.
+_WANTED = _wire.TOKEN_KEYS | {_KIND}
+_TOKEN_KEYS = _wire.TOKEN_KEYS
 
 
 class MalformedRequest(ValueError):
@@ -113,99 +101,68 @@ class TokenLinks:
             return self._waiting.pop((trace_id, span_id), 0)
 
 
-_COMPOUND = frozenset({"array_value", "kvlist_value"})
-
-
-def _value(any_value: Any) -> Any:
-    which = any_value.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "array_value":
-        return [_value(v) for v in any_value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
-    return getattr(any_value, which)
-
-
-def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
-    # The hot loop of the service (a decision span has some twenty attributes): one
-    # WhichOneof and one getattr per scalar, nothing else.
-    result: dict[str, Any] = {}
-    for kv in key_values:
-        value = kv.value
-        which = value.WhichOneof("value")
-        if which is None:
-            continue
-        result[kv.key] = _value(value) if which in _COMPOUND else getattr(value, which)
-    return result
-
-
-def _service_name(key_values: Iterable[Any]) -> str | None:
-    for kv in key_values:
-        if kv.key == "service.name":
-            value = kv.value
-            return value.string_value if value.WhichOneof("value") == "string_value" else None
-    return None
-
-
-def _id(raw: bytes, size: int, what: str) -> int:
-    if len(raw) != size:
-        raise ValueError(f"{what} has {len(raw)} bytes, expected {size}")
-    return int.from_bytes(raw, "big")
-
-
-def _span(span: Any) -> _decode.SpanData:
-    """One protobuf ``Span`` as SpanData (attributes and events only if wanted)."""
-    trace_id = _id(span.trace_id, 16, "traceId")
-    span_id = _id(span.span_id, 8, "spanId")
-    parent = span.parent_span_id
-    parent_id = _id(parent, 8, "parentSpanId") or None if parent else None
-    attributes = _attributes(span.attributes)
+def _span(span: Any, service_name: str | None) -> _decode.SpanData:
+    """One span of a :data:`_wire.Request` as SpanData (attributes and events only if
+    it is ours or counts tokens)."""
+    trace_id = span.trace_id
+    span_id = span.span_id
+    parent_id = span.parent_span_id
+    if len(trace_id) != 16 or len(span_id) != 8 or len(parent_id) not in (0, 8):
+        raise ValueError(_bad_ids(trace_id, span_id, parent_id))
+    attributes = _wire.read_attributes(span.attributes)
     wanted = _KIND in attributes or not _WANTED.isdisjoint(attributes)
+    events = span.events if wanted else None
     return _decode.SpanData(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_id=parent_id,
-        name=span.name,
-        start_ns=span.start_time_unix_nano,
-        end_ns=span.end_time_unix_nano or None,
-        attributes=attributes if wanted else {},
-        events=[
-            _decode.EventData(e.name, e.time_unix_nano, _attributes(e.attributes))
-            for e in span.events
+        int.from_bytes(trace_id, "big"),
+        int.from_bytes(span_id, "big"),
+        int.from_bytes(parent_id, "big") or None,
+        span.name,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano or None,
+        attributes if wanted else {},
+        [
+            _decode.EventData(e.name, e.time_unix_nano, _wire.read_attributes(e.attributes))
+            for e in events
         ]
-        if wanted
+        if events
         else (),
-        error=span.status.code == _STATUS_ERROR,
+        span.status.code == _STATUS_ERROR,
+        service_name,
     )
 
 
+def _bad_ids(trace_id: bytes, span_id: bytes, parent_id: bytes) -> str:
+    for what, raw, size in (
+        ("traceId", trace_id, 16),
+        ("spanId", span_id, 8),
+        ("parentSpanId", parent_id, 8),
+    ):
+        if len(raw) != size and (raw or what != "parentSpanId"):
+            return f"{what} has {len(raw)} bytes, expected {size}"
+    return "bad ids"  # not reached
+
+
 def from_protobuf(body: bytes, links: TokenLinks | None = None) -> Decoded:
-    """Read a binary ``ExportTraceServiceRequest``.
+    """Read a binary ``ExportTraceServiceRequest`` (OTLP/HTTP, and gRPC's message bytes).
 
     Raises:
         MalformedRequest: the body is not such a message.
     """
-    request = ExportTraceServiceRequest()
     try:
-        request.ParseFromString(body)
+        request = _wire.parse_request(body)
     except Exception as error:  # DecodeError, or a RuntimeError from the C parser
         raise MalformedRequest(f"not an OTLP protobuf ExportTraceServiceRequest: {error}") from None
-    return from_message(request, links)
-
-
-def from_message(request: Any, links: TokenLinks | None = None) -> Decoded:
-    """Read a parsed ``ExportTraceServiceRequest`` (what gRPC hands over)."""
     spans: list[_decode.SpanData] = []
     decoded = Decoded()
     for r_index, resource_spans in enumerate(request.resource_spans):
-        service_name = _service_name(resource_spans.resource.attributes)
+        try:
+            service_name = _wire.service_name(resource_spans.resource.attributes)
+        except ValueError as error:
+            raise MalformedRequest(f"resourceSpans[{r_index}].resource: {error}") from None
         for s_index, scope_spans in enumerate(resource_spans.scope_spans):
             for index, span in enumerate(scope_spans.spans):
                 try:
-                    data = _span(span)
-                    data.service_name = service_name
-                    spans.append(data)
+                    spans.append(_span(span, service_name))
                 except ValueError as error:
                     decoded.reject(
                         f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]: {error}"
@@ -230,6 +187,16 @@ def from_json(document: Any, links: TokenLinks | None = None) -> Decoded:
         decoded.reject(str(error))
 
     spans = list(_otlp_json.request_spans(document, report))
+    for span in spans:  # keep what the protobuf reader keeps
+        attributes = span.attributes
+        span.attributes = {k: v for k, v in attributes.items() if _wire.kept(k)}
+        if span.events:
+            span.events = [
+                _decode.EventData(
+                    e.name, e.time_ns, {k: v for k, v in e.attributes.items() if _wire.kept(k)}
+                )
+                for e in span.events
+            ]
     _sort(spans, decoded, links)
     return decoded
 
@@ -245,8 +212,10 @@ def _sort(spans: Sequence[_decode.SpanData], decoded: Decoded, links: TokenLinks
     decisions: list[_decode.SpanData] = []
     others: list[_decode.SpanData] = []
     traced: set[int] = set()
+    counting = False  # some span that is not ours has a token count
     for span in spans:
-        kind = span.attributes.get(_KIND) if span.attributes else None
+        attributes = span.attributes
+        kind = attributes.get(_KIND) if attributes else None
         if kind is not None:
             ours.append(Received(span))
             traced.add(span.trace_id)
@@ -255,7 +224,9 @@ def _sort(spans: Sequence[_decode.SpanData], decoded: Decoded, links: TokenLinks
         else:
             decoded.ignored += 1
             others.append(span)
-    if traced:
+            if attributes and not counting:
+                counting = not _TOKEN_KEYS.isdisjoint(attributes)
+    if traced and counting:  # without a token count the rules have nothing to count
         # Before the spans: the assembler hands them to the decision's fragment.
         decoded.items.extend(attribute_tree(s for s in spans if s.trace_id in traced))
     if links is not None:
@@ -306,6 +277,5 @@ __all__ = [
     "MalformedRequest",
     "TokenLinks",
     "from_json",
-    "from_message",
     "from_protobuf",
 ]

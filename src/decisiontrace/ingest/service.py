@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -151,7 +152,12 @@ class IngestService:
         self.receiver.shutdown(timeout)
 
     def serve_until_signal(self) -> None:
-        """Serve until SIGTERM or SIGINT (main thread only), then :meth:`stop`."""
+        """Serve until SIGTERM or SIGINT (main thread only), then :meth:`stop`.
+
+        This is the process's main loop (``decisiontrace serve``), so it also sets the
+        process's garbage collector for a server (see :func:`tune_garbage_collector`).
+        """
+        tune_garbage_collector()
         wake = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -168,6 +174,20 @@ class IngestService:
         self.stop()
 
 
+#: Allocations between young-generation collections in the service (CPython's default
+#: is 700). Every request allocates a few objects per attribute and span, nearly all
+#: freed by reference counting; collecting every 700 of them cost 6-8% of the CPU.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Collect less often, and never rescan what start-up built (``gc.freeze``)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def token_from_environment() -> str | None:
     """The bearer token from ``$DECISIONTRACE_INGEST_TOKEN`` (None if unset or empty)."""
     return os.environ.get(TOKEN_ENV_VAR) or None
@@ -180,4 +200,5 @@ __all__ = [
     "IngestService",
     "parse_address",
     "token_from_environment",
+    "tune_garbage_collector",
 ]
