@@ -22,6 +22,16 @@ HEAVY = (
     "opentelemetry.proto",
     "google.protobuf",
     "urllib.request",
+    # Loaded on first use since 0.3's start-up work (issue 16.5):
+    "opentelemetry.sdk",  # the SDK: with the first RunRecordProcessor or configure()
+    "wrapt",  # and asyncio, which it imports: on the first decoration
+    "asyncio",
+    "decisiontrace.pipeline.processor",
+    "decisiontrace.stores.sqlite",  # the stores: when one is opened
+    "decisiontrace.stores.jsonfiles",
+    "decisiontrace.evaluation",  # rebuild's readers: when rebuilding
+    "decisiontrace.export._otlp_json",
+    "decisiontrace.pipeline._assembly",
 )
 
 _PROBE = """
@@ -31,15 +41,17 @@ print(json.dumps(sorted(m for m in sys.modules)))
 """
 
 
-def _modules_after(code: str) -> list[str]:
+def _modules_after(code: str, *, plugins: bool = False) -> list[str]:
+    # Plugins other packages register with pydantic (logfire's) import what they like
+    # when a model is first built: off, unless the test is about them.
+    env = {"PATH": "/usr/bin:/bin"} if plugins else {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
     done = subprocess.run(
         [sys.executable, "-c", code],
         check=True,
         capture_output=True,
         text=True,
         timeout=120,
-        # Plugins other packages register with pydantic (logfire's) import what they like.
-        env={"PYDANTIC_DISABLE_PLUGINS": "__all__", "PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **env},
     )
     loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
     return loaded
@@ -57,6 +69,48 @@ def test_lazy_names_load_on_first_use() -> None:
     loaded = _modules_after(code)
     assert "decisiontrace.setup" in loaded
     assert "decisiontrace.evaluation" in loaded
+
+
+def test_processor_store_and_wrapt_load_when_used() -> None:
+    use = (
+        "decisiontrace.RunRecordProcessor\n"
+        "decisiontrace.open_store('memory://')\n"
+        "decisiontrace.decision()(lambda: None)\n"
+        "print("
+    )
+    loaded = _modules_after(_PROBE.replace("print(", use, 1))
+    assert "decisiontrace.pipeline.processor" in loaded
+    assert "opentelemetry.sdk.trace" in loaded
+    assert "decisiontrace.stores.memory" in loaded
+    assert "wrapt" in loaded
+
+
+def test_import_builds_no_model_so_pydantic_plugins_wait() -> None:
+    # The models are built on first use (defer_build): importing builds no validator, so
+    # plugins other packages register with pydantic (logfire's imports logfire, requests
+    # and an OTLP exporter) are not loaded by `import decisiontrace` either.
+    code = _PROBE.replace(
+        "print(",
+        "from decisiontrace import models\n"
+        "built = [n for n in dir(models) if getattr(getattr(models, n), "
+        "'__pydantic_complete__', False)]\n"
+        "assert built == [], built\n"
+        "print(",
+        1,
+    )
+    loaded = _modules_after(code, plugins=True)
+    assert [m for m in loaded if m == "logfire" or m.startswith("logfire.")] == []
+
+
+def test_models_build_on_first_use() -> None:
+    code = _PROBE.replace(
+        "print(",
+        "run = decisiontrace.Run(id='r', goal_id='g')\n"
+        "assert decisiontrace.Run.__pydantic_complete__\n"
+        "print(",
+        1,
+    )
+    assert "decisiontrace.models" in _modules_after(code)
 
 
 def test_every_public_name_resolves() -> None:

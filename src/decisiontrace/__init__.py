@@ -31,7 +31,6 @@ from decisiontrace.models import (
     RunStatus,
     RunSummary,
 )
-from decisiontrace.pipeline.processor import RunRecordProcessor
 
 # Not lazy: the submodule of the same name would shadow the function once imported.
 from decisiontrace.rebuild import RebuildResult, rebuild
@@ -44,6 +43,7 @@ from decisiontrace.tracking.tracker import DecisionTracker
 if TYPE_CHECKING:
     from decisiontrace import integrations
     from decisiontrace.evaluation import Judgement, evaluate, judgements_of
+    from decisiontrace.pipeline.processor import RunRecordProcessor
     from decisiontrace.pipeline.sampling import (
         KeepEveryRunSampler,
         KeepFailedRunsProcessor,
@@ -53,8 +53,10 @@ if TYPE_CHECKING:
     from decisiontrace.tracking.instrumentor import DecisionInstrumentor
 
 # Imported on first use, so that `import decisiontrace` (every agent start, every CLI
-# command) does not pay for the SDK's metrics and logs, the OTLP encoders and protobuf.
+# command) does not pay for the SDK (its trace module included), the OTLP encoders and
+# protobuf.
 _LAZY = {
+    "RunRecordProcessor": "decisiontrace.pipeline.processor",
     "integrations": "decisiontrace.integrations",
     "Judgement": "decisiontrace.evaluation",
     "evaluate": "decisiontrace.evaluation",

@@ -51,7 +51,7 @@ class RunStatus(str, Enum):
 class Option(BaseModel):
     """One possible choice the agent could make."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str
     description: str
@@ -65,7 +65,7 @@ class Option(BaseModel):
 class Outcome(BaseModel):
     """What actually happened when a decision was executed."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     success: bool
     result: Any = None
@@ -80,7 +80,7 @@ class Outcome(BaseModel):
 class DecisionEvaluation(BaseModel):
     """Post-hoc evaluation of whether a decision was good."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     goal_aligned: bool = True
     alignment_score: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -95,7 +95,7 @@ class DecisionEvaluation(BaseModel):
 class Decision(BaseModel):
     """One choice the agent made: its options, the one chosen, why, and what happened."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str
     timestamp: datetime = Field(default_factory=datetime.now)
@@ -142,7 +142,7 @@ class Decision(BaseModel):
 class Problem(BaseModel):
     """A problem that occurred during the run."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str
     severity: str = Field(description="critical, warning, or minor")
@@ -156,7 +156,7 @@ class Problem(BaseModel):
 class RunMetrics(BaseModel):
     """Quantitative metrics about a run."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     total_decisions: int = 0
     successful_decisions: int = 0
@@ -181,7 +181,7 @@ class RunMetrics(BaseModel):
 class Run(BaseModel):
     """A complete execution of an agent graph: its decisions, problems and metrics."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str
     goal_id: str
@@ -269,7 +269,7 @@ class Run(BaseModel):
 class RunSummary(BaseModel):
     """A condensed view of a run, for scanning many runs quickly."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     run_id: str
     goal_id: str

@@ -198,9 +198,12 @@ UNPRIVILEGED_WRITER = """
 db = sys.argv[1]
 store = SQLiteStore(db)   # as root: the schema exists, as in an agent that ran before
 store.close()
+# Imported while root: this Python's install (under /root) is unreadable to nobody, and
+# `import decisiontrace` leaves the processor's module to its first use.
+RunRecordProcessor = dt.RunRecordProcessor
 os.setgid(65534)
 os.setuid(65534)          # from here on the database is not writable for this process
-processor = dt.RunRecordProcessor(
+processor = RunRecordProcessor(
     store, flush_interval=0.05, max_unwritten_runs=4, handle_sigterm=False
 )
 provider = TracerProvider()

@@ -10,8 +10,6 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import wrapt
-
 from decisiontrace.tracking.tracker import DecisionTracker
 
 F = TypeVar("F")
@@ -92,4 +90,6 @@ class Decorator:
         return cast(Callable[..., Any], wrappers[kind])
 
     def __call__(self, func: Any) -> Any:
+        import wrapt  # on first decoration: wrapt imports asyncio, ~20 ms of start-up
+
         return wrapt.FunctionWrapper(func, self.wrapper_for(func))

@@ -18,15 +18,16 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from decisiontrace.evaluation import telemetry as evaluation_events
-from decisiontrace.export import _otlp_json
-from decisiontrace.pipeline._assembly import RunAssembler
 from decisiontrace.pipeline._tokens import token_usage
 from decisiontrace.spanmodel import _codec, _decode
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import RunStore, open_store
+
+if TYPE_CHECKING:  # imported when rebuilding: ``import decisiontrace`` stays light
+    from decisiontrace.evaluation import telemetry as evaluation_events
+    from decisiontrace.export import _otlp_json
 
 _BATCH = 500
 _MAX_ERRORS = 1_000
@@ -147,6 +148,10 @@ def rebuild(
         OSError: the source file cannot be opened or read.
         ValueError: the store URL is invalid.
     """
+    from decisiontrace.evaluation import telemetry as evaluation_events
+    from decisiontrace.export import _otlp_json
+    from decisiontrace.pipeline._assembly import RunAssembler
+
     target = store if isinstance(store, RunStore) else open_store(store)
     result = RebuildResult()
     stream, owned = _open(source)

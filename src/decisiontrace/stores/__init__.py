@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from decisiontrace.stores.base import RunStore, StoreError
-from decisiontrace.stores.jsonfiles import JSONFilesStore
-from decisiontrace.stores.memory import MemoryStore
-from decisiontrace.stores.null import NullStore
-from decisiontrace.stores.sqlite import SQLiteStore
 
-if TYPE_CHECKING:  # imported on first use at run time: it needs the postgres extra
-    from decisiontrace.stores.postgres import PostgreSQLStore
+if TYPE_CHECKING:  # imported on first use (``import decisiontrace`` stays light)
+    from decisiontrace.stores.jsonfiles import JSONFilesStore
+    from decisiontrace.stores.memory import MemoryStore
+    from decisiontrace.stores.null import NullStore
+    from decisiontrace.stores.postgres import PostgreSQLStore  # needs the postgres extra
+    from decisiontrace.stores.sqlite import SQLiteStore
 
 #: Environment variable naming the store when none is passed to :func:`open_store`.
 STORE_ENV_VAR = "DECISIONTRACE_STORE"
@@ -95,6 +95,8 @@ def open_store(
     if not url:
         raise ValueError(f"store URL is empty; {_ACCEPTED_FORMS}")
     if url.lower() in ("none", "none://"):
+        from decisiontrace.stores.null import NullStore
+
         return NullStore()
     if "://" not in url:
         return _store_at_path(url, read_only)
@@ -103,12 +105,16 @@ def open_store(
     if scheme == "sqlite":
         return _sqlite_store(url, rest, read_only)
     if scheme == "file":
+        from decisiontrace.stores.jsonfiles import JSONFilesStore
+
         return JSONFilesStore(_file_url_path(url))
     if scheme in ("postgresql", "postgres"):
         return _postgres_store(url)
     if scheme == "memory":
         if rest:
             raise ValueError(f"memory store URL takes no path, got {url!r}; use 'memory://'")
+        from decisiontrace.stores.memory import MemoryStore
+
         return MemoryStore()
     raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; {_ACCEPTED_FORMS}")
 
@@ -167,6 +173,8 @@ def _sqlite(path: str, read_only: bool) -> RunStore:
         from decisiontrace.stores._sqlite_reading import sqlite_for_reading
 
         return sqlite_for_reading(path)
+    from decisiontrace.stores.sqlite import SQLiteStore
+
     return SQLiteStore(path)
 
 
@@ -177,16 +185,29 @@ def _store_at_path(path: str, read_only: bool = False) -> RunStore:
     path = os.path.expanduser(path)
     if path.lower().endswith(_SQLITE_SUFFIXES):
         return _sqlite(path, read_only)
+    from decisiontrace.stores.jsonfiles import JSONFilesStore
+
     return JSONFilesStore(path, read_only=read_only)
 
 
-def __getattr__(name: str) -> object:
-    """``PostgreSQLStore``, imported on first use: it needs the ``postgres`` extra."""
-    if name == "PostgreSQLStore":
-        from decisiontrace.stores.postgres import PostgreSQLStore
+# The stores, each imported on first use (PostgreSQLStore needs the ``postgres`` extra).
+_LAZY = {
+    "JSONFilesStore": "decisiontrace.stores.jsonfiles",
+    "MemoryStore": "decisiontrace.stores.memory",
+    "NullStore": "decisiontrace.stores.null",
+    "PostgreSQLStore": "decisiontrace.stores.postgres",
+    "SQLiteStore": "decisiontrace.stores.sqlite",
+}
 
-        return PostgreSQLStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    """A store class, imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

@@ -8,9 +8,9 @@ its never-raise wrappers, is :class:`~decisiontrace.tracking.tracker.DecisionTra
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -250,7 +250,7 @@ class SpanEngine:
             success = False
             with contextlib.suppress(Exception):  # the SDK formats it; that may raise
                 live.span.record_exception(exc)
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            if isinstance(exc, KeyboardInterrupt) or _is_cancellation(exc):
                 status = RunStatus.CANCELLED
             else:
                 with contextlib.suppress(Exception):
@@ -493,3 +493,10 @@ class SpanEngine:
             hook(**kwargs)
         except Exception:
             logger.exception("decisiontrace: outcome_aggregator.%s raised", method)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """An asyncio task cancelled (asyncio is not imported for it: a program that never
+    imported asyncio cannot be cancelled by it, and ``import decisiontrace`` stays light)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)

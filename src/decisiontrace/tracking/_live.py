@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.trace import Span
 
 from decisiontrace.models import Run
@@ -25,6 +24,10 @@ if TYPE_CHECKING:
     from decisiontrace.tracking.tracker import DecisionTracker
 
 ROOT_CONTEXT = otel_context.Context()
+
+#: The resource attribute (the SDK's ``resources.SERVICE_NAME``; importing the SDK
+#: for it would cost ``import decisiontrace`` ~8 ms).
+_SERVICE_NAME = "service.name"
 
 
 class LiveDecision:
@@ -208,5 +211,5 @@ class LiveRun:
 def _service_name(span: Span) -> str | None:
     """``service.name`` of an SDK span's resource (None for a non-recording span)."""
     resource = getattr(span, "resource", None)
-    name = getattr(resource, "attributes", {}).get(SERVICE_NAME)
+    name = getattr(resource, "attributes", {}).get(_SERVICE_NAME)
     return name if isinstance(name, str) else None

@@ -8,10 +8,10 @@ user cannot tell from a bug. The first time that happens, one warning names the 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger("decisiontrace")
 
@@ -47,8 +47,18 @@ def check_outside_run() -> None:
     if _checked_outside_run:
         return
     _checked_outside_run = True
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    if not is_sdk_provider(trace.get_tracer_provider()):
         warn()
+
+
+def is_sdk_provider(provider: object) -> bool:
+    """Whether ``provider`` is the SDK's ``TracerProvider`` (or a subclass).
+
+    The SDK is not imported for the check: a provider of the SDK exists only once the
+    SDK was imported, so ``import decisiontrace`` need not pay for it.
+    """
+    sdk_trace = sys.modules.get("opentelemetry.sdk.trace")
+    return sdk_trace is not None and isinstance(provider, sdk_trace.TracerProvider)
 
 
 def reset() -> None:
