@@ -463,3 +463,20 @@ def test_construction_never_touches_storage_and_a_hostile_one_is_logged_once(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
     assert "no save_run here" in errors[0]
+
+
+def test_a_failing_save_run_is_logged_once_per_tracker(caplog: pytest.LogCaptureFixture) -> None:
+    class FailingStorage:
+        def save_run(self, run: Run) -> None:
+            raise OSError(f"disk full for {run.id}")
+
+    with caplog.at_level(logging.ERROR, logger="decisiontrace"):
+        for name in ("first", "second"):
+            tracker = StreamDecisionTracker(name, FailingStorage())
+            for index in range(3):
+                tracker.start_run(f"e{index}", "goal")
+                tracker.end_run(f"e{index}", True)
+            assert tracker.flush(10.0)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2, errors  # one per tracker, not one per run
+    assert all("save_run failed for run" in e and "disk full" in e for e in errors)

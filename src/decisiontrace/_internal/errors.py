@@ -2,10 +2,10 @@
 
 Two kinds of trouble reach a recording call, and they are handled differently:
 
-- *The agent handed us something hostile* (a value whose ``__repr__`` raises, an
-  option list of the wrong type): that is the agent's input, not our bug. The code
-  reading it warns (:func:`warn_once` or ``_normalize.warn``) and records what it can,
-  always, tests included.
+- *The agent handed us something hostile or wrong* (a value whose ``__repr__`` raises,
+  an option list of the wrong type): that is the agent's input, not our bug. The code
+  reading it warns with :func:`warn_input` (once per kind of bad input and call site)
+  and records what it can, always, tests included.
 - *Our code has a bug*: every entry point the agent calls and every span-processor hook
   runs under :class:`guard` (or calls :func:`internal_error` from its own ``except``
   on the hot path, where a ``try`` costs nothing until it catches). The failure is
@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -88,6 +89,41 @@ def warn_once(
         return False
     logger.log(level, message, *args, exc_info=exc_info)
     return True
+
+
+def warn_input(message: str, *, once: Once | None = None) -> bool:
+    """Warn about bad input to a recording call, once per kind of input and call site.
+
+    The *kind* is where the check that found the problem sits and how it was reached
+    (the chain of decisiontrace's frames: which field of which call), the *call site*
+    the agent's line that made the call. The first occurrence of each pair is logged at
+    WARNING, always; later ones at DEBUG, so an agent repeating one mistake in a loop
+    gets one clear line, not a flood, and a different mistake, or the same one made
+    elsewhere, is still reported. Nothing is computed on the well-formed path: only
+    when there is something to say. Returns whether it was logged at WARNING.
+    """
+    if warn_once(_input_key(sys._getframe(1)), "decisiontrace: %s", message, once=once):
+        return True
+    logger.debug("decisiontrace: %s", message)
+    return False
+
+
+#: Modules whose frames are ours (or a wrapper's of ours), not the agent's.
+_OWN_MODULES = ("decisiontrace.", "wrapt.")
+
+
+def _input_key(frame: Any) -> str:
+    """Our frames from ``frame`` up to the agent's first frame, as one string."""
+    parts = []
+    for _ in range(64):  # bounded: a pathological stack must not cost more
+        if frame is None:
+            break
+        code = frame.f_code
+        parts.append(f"{code.co_filename}:{frame.f_lineno}")
+        if not (frame.f_globals.get("__name__", "") + ".").startswith(_OWN_MODULES):
+            break  # the agent's line: the call site
+        frame = frame.f_back
+    return "input:" + "|".join(parts)
 
 
 def raising() -> bool:
@@ -165,4 +201,13 @@ class guard:  # lower case: used like a function, ``with guard("x"):``
         return guarded
 
 
-__all__ = ["PROCESS", "RAISE_ENV", "Once", "guard", "internal_error", "raising", "warn_once"]
+__all__ = [
+    "PROCESS",
+    "RAISE_ENV",
+    "Once",
+    "guard",
+    "internal_error",
+    "raising",
+    "warn_input",
+    "warn_once",
+]

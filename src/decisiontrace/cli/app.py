@@ -287,7 +287,7 @@ def rebuild(ctx: click.Context, file: str, as_json: bool) -> int:
         result = rebuild_runs(sys.stdin if file == "-" else file, store)
     except (OSError, UnicodeDecodeError) as error:
         raise CommandError(f"{file}: {one_line(error)}") from error
-    except Exception as error:  # the store failed: one line, never a traceback
+    except Exception as error:  # expected: the user's store failed; one line, no traceback
         raise CommandError(f"{store.url}: {one_line(error)}") from error
     finally:
         store.close()

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from decisiontrace._internal.errors import Once, internal_error, warn_once
 from decisiontrace.models import Run
 from decisiontrace.spanmodel._jsonsafe import safe_repr, safe_str
 
@@ -113,8 +114,7 @@ class SaveRunHandOver:
         self._storage = storage
         self._save_run = save_run
         self._is_async = inspect.iscoroutinefunction(save_run)
-        self._failure_logged = False
-        self._stuck_logged = False
+        self._once = Once()  # what this tracker's hand-overs have logged already
         self._last_taken: threading.Event | None = None
         # Tasks on the agent's loop, kept referenced until done (asyncio keeps weak ones).
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,8 +131,8 @@ class SaveRunHandOver:
                     self._schedule_on(loop, run)
                     return
             self._start_privately(run)
-        except Exception:
-            logger.exception("decisiontrace: could not hand run %s to save_run", run.id)
+        except Exception as error:
+            internal_error("handing a run to save_run", error)
 
     def _schedule_on(self, loop: asyncio.AbstractEventLoop, run: Run) -> None:
         """As the original: a task on the running loop; end_run does not wait for it."""
@@ -161,14 +161,16 @@ class SaveRunHandOver:
             private.executor.submit(self._call_plain, private, run, taken, future)
         if previous is not None and not previous.is_set():
             return  # an earlier run is still not taken: do not make the agent wait again
-        if not taken.wait(HAND_OVER_TIMEOUT) and not self._stuck_logged:
-            self._stuck_logged = True
-            logger.error(
+        if not taken.wait(HAND_OVER_TIMEOUT):
+            warn_once(
+                "stuck",
                 "decisiontrace: %s.save_run did not take run %s within %.1f s; not waiting "
                 "for it (nor for later runs while it is stuck)",
                 _describe(self._storage),
                 run.id,
                 HAND_OVER_TIMEOUT,
+                once=self._once,
+                level=logging.ERROR,
             )
 
     def _start_task(
@@ -199,7 +201,7 @@ class SaveRunHandOver:
                 awaited = asyncio.run_coroutine_threadsafe(_awaited(result), private.loop)
                 taken.set()
                 awaited.result()
-        except Exception as error:
+        except Exception as error:  # expected: the user's save_run failed
             self._log_failure(run, error)
         finally:
             taken.set()
@@ -210,19 +212,19 @@ class SaveRunHandOver:
             started.append(True)
         try:
             await self._save_run(run)
-        except Exception as error:
+        except Exception as error:  # expected: the user's save_run failed
             self._log_failure(run, error)
 
     def _log_failure(self, run: Run, error: BaseException) -> None:
-        if self._failure_logged:
-            return
-        self._failure_logged = True
-        logger.error(
+        warn_once(
+            "failed",
             "decisiontrace: %s.save_run failed for run %s: %s; later failures of this "
             "tracker are not logged",
             _describe(self._storage),
             run.id,
             safe_str(error) or type(error).__name__,
+            once=self._once,
+            level=logging.ERROR,
         )
 
 

@@ -248,7 +248,7 @@ def resolve(storage: Any) -> tuple[Sink, str | None]:
         return NullSink(), "it has no save_run() method and no base_path"
     except (ValueError, TypeError, OSError, StoreError) as error:
         return NullSink(), f"it cannot be opened: {error}"
-    except Exception as error:  # a hostile object's attribute access, say
+    except Exception as error:  # expected: the user's storage object (a hostile attribute)
         return NullSink(), f"it could not be used: {type(error).__name__}: {error}"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry import _logs, trace
 
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.judgement import Judgement, build, stored_form
 from decisiontrace.models import DecisionEvaluation
@@ -100,8 +101,8 @@ def record_judgement(
     )
     try:
         telemetry.emit(record, decision, judgement, logger_provider)
-    except Exception:  # the judgement is stored; export trouble must not undo that
-        logger.exception("decisiontrace: emitting the evaluation event failed")
+    except Exception as error:  # the judgement is stored; a bug here must not undo that
+        internal_error("emitting an evaluation event", error)
     return True
 
 
@@ -157,8 +158,8 @@ def evaluate(
             run_id, decision_id, evaluator, evaluation, score, label, explanation, store,
             wait, logger_provider, tracer_provider, poll=False,
         )  # fmt: skip
-    except Exception:
-        logger.exception("decisiontrace: evaluate failed")
+    except Exception as error:  # the agent's call: never raised into it
+        internal_error("evaluate", error)
         return None
 
 

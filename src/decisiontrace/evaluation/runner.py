@@ -89,7 +89,7 @@ def _call(
 ) -> None:
     try:
         results.put((key, True, evaluator(run, decision)))
-    except BaseException as error:  # reported for this decision, which is then skipped
+    except BaseException as error:  # expected: the user's evaluator failed; reported, skipped
         results.put((key, False, f"{type(error).__name__}: {safe_str(error)}"))
 
 

@@ -95,7 +95,7 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
             return receive_logs(receiver, MessageToDict(request))
-        except Exception:  # the store failed: the exporter retries UNAVAILABLE
+        except Exception:  # expected: the user's store failed; the exporter retries UNAVAILABLE
             logger.exception("decisiontrace: storing judgements failed")
             context.abort(
                 grpc.StatusCode.UNAVAILABLE, "the run store is not writable right now; retry later"

@@ -259,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             response = receive_logs(receiver, document)
-        except Exception:  # the store failed: the exporter retries
+        except Exception:  # expected: the user's store failed; the exporter retries
             logger.exception("decisiontrace: storing judgements failed")
             self._retry_later(503, "the run store is not writable right now; retry later", as_json)
             return

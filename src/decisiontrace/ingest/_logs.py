@@ -30,7 +30,7 @@ def parse_logs(body: bytes) -> dict[str, Any]:
     request = ExportLogsServiceRequest()
     try:
         request.ParseFromString(body)
-    except Exception as error:  # protobuf's DecodeError, and what a truncated body raises
+    except Exception as error:  # expected: a peer's bad body (DecodeError, a truncated body's)
         raise ValueError(f"not an ExportLogsServiceRequest: {error}") from None
     document: dict[str, Any] = MessageToDict(request)
     return document

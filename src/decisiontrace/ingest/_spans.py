@@ -150,7 +150,7 @@ def from_protobuf(body: bytes, links: TokenLinks | None = None) -> Decoded:
     """
     try:
         request = _wire.parse_request(body)
-    except Exception as error:  # DecodeError, or a RuntimeError from the C parser
+    except Exception as error:  # expected: a peer's bad body (DecodeError, C parser's errors)
         raise MalformedRequest(f"not an OTLP protobuf ExportTraceServiceRequest: {error}") from None
     spans: list[_decode.SpanData] = []
     decoded = Decoded()

@@ -29,6 +29,7 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Link, SpanContext
 
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.decorators._generators import (
     Session,
     drive_async_generator,
@@ -167,7 +168,7 @@ class _Invocation:
             return False
         try:
             return bool(getattr(self.graph.get_state(self.config), "next", ()))
-        except Exception:
+        except Exception:  # expected: the user's graph or checkpointer failed
             logger.debug("decisiontrace: get_state failed", exc_info=True)
             return False
 
@@ -177,7 +178,7 @@ class _Invocation:
             return False
         try:
             return bool(getattr(await self.graph.aget_state(self.config), "next", ()))
-        except Exception:
+        except Exception:  # expected: the user's graph or checkpointer failed
             logger.debug("decisiontrace: aget_state failed", exc_info=True)
             return False
 
@@ -200,14 +201,14 @@ class _Invocation:
                     if ended_paused
                     else None,
                 )
-        except Exception:
-            logger.exception("decisiontrace: could not end the run of a LangGraph invocation")
+        except Exception as error:
+            internal_error("ending the run of a LangGraph invocation", error)
 
 
 def _graph_name(graph: Any) -> str:
     try:
         name = graph.get_name()
-    except Exception:
+    except Exception:  # expected: the user's graph object
         name = None
     return name if isinstance(name, str) and name else "LangGraph"
 
@@ -217,8 +218,8 @@ def _begin(
 ) -> _Invocation | None:
     try:
         return _Invocation(settings, graph, args, kwargs)
-    except Exception:
-        logger.exception("decisiontrace: could not start a run for a LangGraph invocation")
+    except Exception as error:
+        internal_error("starting a run for a LangGraph invocation", error)
         return None
 
 

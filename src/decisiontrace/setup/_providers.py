@@ -59,7 +59,7 @@ def _wrapped(wrapper: object, seen: set[int]) -> object | None:
     for name in _WRAPPED_ATTRIBUTES:
         try:
             inner: object = getattr(wrapper, name, None)
-        except Exception:  # a property of someone else's object: not ours to debug
+        except Exception:  # expected: a property of someone else's object, not ours to debug
             continue
         if inner is not None and id(inner) not in seen and hasattr(inner, "get_tracer"):
             return inner
@@ -82,7 +82,7 @@ class SamplerWrap:
             for tracer in _tracers(self.provider):
                 if tracer.sampler is self.wrapper:
                     tracer.sampler = self.original
-        except Exception:
+        except Exception:  # expected: the user's provider refuses the change
             logger.warning("decisiontrace: could not restore the TracerProvider's sampler")
 
 
@@ -102,7 +102,7 @@ def record_every_run(provider: TracerProvider) -> SamplerWrap | None:
     wrapper = RecordEveryRunSampler(original)
     try:
         provider.sampler = wrapper
-    except Exception:
+    except Exception:  # expected: the user's provider refuses the change
         _cannot(provider, "its sampler cannot be replaced")
         return None
     # The SDK hands each tracer the provider's sampler when it makes it, so tracers made

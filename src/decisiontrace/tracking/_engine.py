@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
 
+from decisiontrace._internal.errors import Once, warn_once
 from decisiontrace.models import Decision, Outcome, RunStatus
 from decisiontrace.pipeline._tokens import LEDGER
 from decisiontrace.spanmodel import _codec, _decode, _records
@@ -45,7 +46,7 @@ class SpanEngine:
     _outcome_aggregator: Any
     _max_active_runs: int
     _run_timeout_ns: int
-    _limit_warned: set[str]
+    _limit_warned: Once
     #: Keep the SDK spans of ended decisions in the live view (the compat tracker
     #: assembles a run's record from them when it ends).
     _keep_ended_spans: ClassVar[bool] = False
@@ -105,13 +106,14 @@ class SpanEngine:
 
     def _warn_dropped(self, run_id: str) -> None:
         """Say once per tracker that a sampler dropped a run span: never a silent loss."""
-        if "dropped" not in self._limit_warned:
-            self._limit_warned.add("dropped")
-            _normalize.warn(
-                f"run {run_id} will not be stored: the TracerProvider's sampler dropped its "
-                "span (said once per tracker); decisiontrace.configure() makes the provider "
-                "record every run, or give it KeepEveryRunSampler(export_sampler=...)"
-            )
+        warn_once(
+            "dropped",
+            "decisiontrace: run %s will not be stored: the TracerProvider's sampler dropped "
+            "its span (said once per tracker); decisiontrace.configure() makes the provider "
+            "record every run, or give it KeepEveryRunSampler(export_sampler=...)",
+            run_id,
+            once=self._limit_warned,
+        )
 
     def _enforce_limits(self, now_ns: int) -> None:
         """End the oldest runs as stuck while there are too many or they are too old.
@@ -137,9 +139,13 @@ class SpanEngine:
             else:  # ended meanwhile by its own thread
                 continue
             kind = reason.split(" ", 1)[0]
-            if kind not in self._limit_warned:  # once per tracker and limit: no log storm
-                self._limit_warned.add(kind)
-                _normalize.warn(f"run {oldest.run_id} ended as stuck: {reason}")
+            warn_once(  # once per tracker and limit: no log storm
+                kind,
+                "decisiontrace: run %s ended as stuck: %s",
+                oldest.run_id,
+                reason,
+                once=self._limit_warned,
+            )
             self._finish(oldest, False, "", None, RunStatus.STUCK, remove=False, end_reason=reason)
 
     def _finish(

@@ -7,16 +7,12 @@ user cannot tell from a bug. The first time that happens, one warning names the 
 
 from __future__ import annotations
 
-import logging
 import sys
-import threading
 
 from opentelemetry import trace
 
-logger = logging.getLogger("decisiontrace")
+from decisiontrace._internal.errors import PROCESS, warn_once
 
-_lock = threading.Lock()
-_warned = False
 _checked_outside_run = False
 
 MESSAGE = (
@@ -26,16 +22,13 @@ MESSAGE = (
 )
 
 
+#: The key of :data:`MESSAGE` in the process's log-once set.
+_KEY = "no-sdk-provider"
+
+
 def warn() -> None:
     """Log :data:`MESSAGE` once per process."""
-    global _warned
-    if _warned:
-        return
-    with _lock:
-        if _warned:
-            return
-        _warned = True
-    logger.warning(MESSAGE)
+    warn_once(_KEY, MESSAGE)
 
 
 def check_outside_run() -> None:
@@ -63,7 +56,6 @@ def is_sdk_provider(provider: object) -> bool:
 
 def reset() -> None:
     """Forget that the warning was given (tests)."""
-    global _warned, _checked_outside_run
-    with _lock:
-        _warned = False
-        _checked_outside_run = False
+    global _checked_outside_run
+    PROCESS.forget(_KEY)
+    _checked_outside_run = False

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
+from decisiontrace._internal.errors import warn_input
 from decisiontrace.spanmodel._jsonsafe import describe_without_reading, dumps, is_plain, safe_str
 from decisiontrace.spanmodel._redact import active as active_redactor
 from decisiontrace.spanmodel._redact import redact_json
@@ -42,8 +43,9 @@ EMPTY_LIST = "[]"
 
 
 def warn(message: str) -> None:
-    """Log one warning about bad input to a recording call (never raise)."""
-    logger.warning("decisiontrace: %s", message)
+    """Warn about bad input to a recording call, once per kind and call site (never
+    raise); see :func:`decisiontrace._internal.errors.warn_input`."""
+    warn_input(message)
 
 
 def json_attr(value: Any, what: str, empty: str = EMPTY_OBJECT, *, quiet: bool = False) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from decisiontrace._internal.errors import internal_error
+from decisiontrace._internal.errors import Once, internal_error
 from decisiontrace._version import __version__
 from decisiontrace.models import DecisionEvaluation, DecisionType, Run, RunStatus
 from decisiontrace.spanmodel._jsonsafe import safe_repr, safe_str
@@ -109,7 +109,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
         self._runs: dict[str, LiveRun] = {}
         self._max_active_runs = max_active_runs
         self._run_timeout_ns = int(run_timeout * 1e9)
-        self._limit_warned: set[str] = set()
+        self._limit_warned = Once()  # the limits this tracker has warned about
         # Runs of other processes recorded into here, least recently used first.
         self._remote_runs: OrderedDict[str, LiveRun] = OrderedDict()
         self._service: str | None = None
