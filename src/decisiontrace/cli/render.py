@@ -8,9 +8,7 @@ nothing, so the commands decide where output goes.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -23,6 +21,7 @@ from decisiontrace.cli._store import short_id
 from decisiontrace.cli._times import time_text
 from decisiontrace.cli.evaluations import judgement_lines
 from decisiontrace.models import Decision, Option, Problem, Run, RunSummary
+from decisiontrace.spanmodel import _ids
 from decisiontrace.spanmodel._records import stated_confidence
 
 __all__ = [
@@ -52,8 +51,6 @@ STATUS_STYLES = {
 #: What a value the agent did not give is shown as.
 NOT_GIVEN = "—"
 _SEVERITY_STYLES = {"critical": "bold red", "error": "red", "warning": "yellow", "minor": "dim"}
-# run_{stream}_{YYYYmmdd_HHMMSS}_{8 hex}: the start time, to the second, is in the id.
-_RUN_ID_TIME = re.compile(r"_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})_[0-9a-f]{8}$")
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -99,15 +96,8 @@ def status_text(status: str) -> Text:
 def run_started(run_id: str) -> str:
     """The start time a run id carries, with this machine's UTC offset (ids carry local
     time): ``2026-05-10 14:03:07+02:00``, or "" if it has none."""
-    match = _RUN_ID_TIME.search(run_id)
-    if match is None:
-        return ""
-    try:
-        year, month, day, hour, minute, second = (int(part) for part in match.groups())
-        moment = datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return ""
-    return time_text(moment)
+    moment = _ids.run_id_time(run_id)
+    return "" if moment is None else time_text(moment)
 
 
 #: Below this width the runs table shows short ids (the hex that tells runs apart,

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from decisiontrace.compat._storage import StoreSink
 from decisiontrace.compat._stream import StreamDecisionTracker
 from decisiontrace.models import DecisionType, Run
+from decisiontrace.spanmodel import _ids
 from decisiontrace.stores import JSONFilesStore
 
 T = TypeVar("T")
@@ -185,7 +186,7 @@ class DecisionTracker(StreamRuntimeAdapter):
         path = os.path.abspath(os.fspath(storage_path))
         # The path, not a store object: trackers of one folder share its writer.
         stream = StreamDecisionTracker("single", path, tracer_provider=tracer_provider)
-        stream._tracker._run_id_prefix = "run_"
+        stream._tracker._run_id_prefix = _ids.run_id_prefix(None)
         super().__init__(stream, "")
         sink = None if stream._external else stream._resolve_storage()
         store = sink.pipeline.store if isinstance(sink, StoreSink) else None

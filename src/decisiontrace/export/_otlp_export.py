@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime
+from typing import Any
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, TraceFlags
 
 from decisiontrace._version import __version__
 from decisiontrace.export._otlp_json import request_line
-from decisiontrace.models import Run, RunStatus
-from decisiontrace.spanmodel import _codec
+from decisiontrace.models import Run
+from decisiontrace.spanmodel import _codec, _ids, _records
 from decisiontrace.spanmodel import semconv as sc
 
 __all__ = ["otlp_json_line"]
-
-_STREAM_IN_RUN_ID = re.compile(r"^run_(.+)_\d{8}_\d{6}_[0-9a-f]{8}$")
 
 
 def _epoch_ns(moment: datetime) -> int:
@@ -53,6 +51,33 @@ def _stored_id(value: object, size: int) -> int | None:
     return number or None
 
 
+def _run_end_attributes(run: Run, record: dict[str, Any]) -> _codec.Attributes:
+    """The run span's end attributes, encoded as the tracker encodes them, with the
+    stored totals: the tokens of no decision are the run's LLM tokens."""
+    metrics = run.metrics
+    decision_tokens = sum(d.outcome.tokens_used for d in run.decisions if d.outcome is not None)
+    totals = _records.Totals(
+        decisions=metrics.total_decisions,
+        successful=metrics.successful_decisions,
+        failed=metrics.failed_decisions,
+        tokens=min(decision_tokens, metrics.total_tokens),
+        latency_ms=metrics.total_latency_ms,
+    )
+    end_reason = record.get("end_reason")
+    return _codec.run_end_attributes(
+        status=run.status.value,
+        narrative=run.narrative,
+        totals=totals,
+        problem_count=len(run.problems),
+        nodes=metrics.nodes_executed,
+        llm_tokens=metrics.total_tokens - totals.tokens,
+        edges=metrics.edges_traversed,
+        output_data=record["output_data"],
+        end_reason=end_reason if isinstance(end_reason, str) else None,
+        paused=record.get("paused") is True,
+    )
+
+
 def otlp_json_line(run: Run) -> str:
     """The run's spans as one OTLP JSON request (a line of the collector's file exporter).
 
@@ -74,7 +99,7 @@ def otlp_json_line(run: Run) -> str:
         if isinstance(service_name, str) and service_name
         else Resource.get_empty()
     )
-    stream = _STREAM_IN_RUN_ID.match(run.id)
+    stream = _ids.stream_of_run_id(run.id)
 
     def context(span_id: int) -> SpanContext:
         return SpanContext(trace_id, span_id, False, TraceFlags(TraceFlags.SAMPLED))
@@ -99,8 +124,12 @@ def otlp_json_line(run: Run) -> str:
         )
         if decision.evaluation is not None:
             attributes[sc.DECISION_EVALUATION] = json.dumps(stored["evaluation"])
+        if isinstance(stored.get("service"), str):  # recorded in another process
+            attributes[sc.FRAGMENT_SERVICE] = stored["service"]
+        if stored.get("paused") is True:
+            attributes[sc.DECISION_PAUSED] = True
         outcome = decision.outcome
-        status = Status(StatusCode.UNSET)
+        status: Status | None = None
         end = ended
         if outcome is not None:
             attributes.update(
@@ -116,8 +145,7 @@ def otlp_json_line(run: Run) -> str:
                 )
             )
             end = _epoch_ns(outcome.timestamp)
-            if not outcome.success:
-                status = Status(StatusCode.ERROR, outcome.error)
+            status = _codec.outcome_span_status(outcome.success, outcome.error)
         spans.append(
             ReadableSpan(
                 name=f"{sc.DECISION_SPAN_NAME_PREFIX} {decision.intent}",
@@ -128,7 +156,7 @@ def otlp_json_line(run: Run) -> str:
                 resource=resource,
                 attributes=attributes,
                 kind=SpanKind.INTERNAL,
-                status=status,
+                status=status or Status(),
                 start_time=_epoch_ns(decision.timestamp),
                 end_time=end,
                 instrumentation_scope=scope,
@@ -138,28 +166,14 @@ def otlp_json_line(run: Run) -> str:
         run_id=run.id,
         goal_id=run.goal_id,
         goal_description=run.goal_description,
-        stream_id=stream.group(1) if stream else "",
+        stream_id=stream or "",
         execution_id="",
         input_data=run.input_data,
     )
-    attributes.update(
-        {
-            sc.RUN_STATUS: run.status.value,
-            sc.RUN_NARRATIVE: run.narrative,
-            sc.RUN_DECISION_COUNT: run.metrics.total_decisions,
-            sc.RUN_SUCCESS_COUNT: run.metrics.successful_decisions,
-            sc.RUN_FAILURE_COUNT: run.metrics.failed_decisions,
-            sc.RUN_TOTAL_TOKENS: run.metrics.total_tokens,
-            sc.RUN_PROBLEM_COUNT: len(run.problems),
-            sc.RUN_NODES: run.metrics.nodes_executed,
-        }
-    )
-    if run.metrics.edges_traversed:
-        attributes[sc.RUN_EDGES] = run.metrics.edges_traversed
-    if run.output_data:
-        attributes[sc.RUN_OUTPUT] = json.dumps(record["output_data"], ensure_ascii=False)
-    if isinstance(record.get("end_reason"), str):
-        attributes[sc.RUN_END_REASON] = record["end_reason"]
+    for key, name in ((sc.RUN_THREAD_ID, "thread_id"), (sc.RUN_RESUMED_FROM, "resumed_from")):
+        if isinstance(record.get(name), str):
+            attributes[key] = record[name]
+    attributes.update(_run_end_attributes(run, record))
     events = [
         Event(
             sc.PROBLEM_EVENT,
@@ -175,17 +189,16 @@ def otlp_json_line(run: Run) -> str:
         )
         for problem in run.problems
     ]
-    failed = run.status in (RunStatus.FAILED, RunStatus.STUCK)
     spans.insert(
         0,
         ReadableSpan(
-            name=f"{sc.RUN_SPAN_NAME_PREFIX} {stream.group(1) if stream else run.goal_id}",
+            name=f"{sc.RUN_SPAN_NAME_PREFIX} {stream if stream is not None else run.goal_id}",
             context=run_context,
             resource=resource,
             attributes=attributes,
             events=events,
             kind=SpanKind.INTERNAL,
-            status=Status(StatusCode.ERROR, f"run {run.status.value}") if failed else Status(),
+            status=_codec.run_span_status(run.status.value) or Status(),
             start_time=started,
             end_time=ended,
             instrumentation_scope=scope,

@@ -18,7 +18,6 @@ instead. Attribute keys are the span model's (``decisiontrace.spanmodel.semconv`
 from __future__ import annotations
 
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -28,6 +27,7 @@ from opentelemetry import metrics as metrics_api
 from opentelemetry.util.types import AttributeValue
 
 from decisiontrace._version import __version__
+from decisiontrace.spanmodel import _codec, _ids
 from decisiontrace.spanmodel import semconv as sc
 
 logger = logging.getLogger("decisiontrace")
@@ -68,15 +68,11 @@ _DECISION_DURATION_BUCKETS = (
 )  # fmt: skip
 # Tokens: the GenAI token usage advice (powers of 4).
 _TOKEN_BUCKETS = tuple(float(4**n) for n in range(14))
-_ERROR_STATUSES = frozenset(("failed", "stuck"))
-# run_{stream}_{YYYYmmdd_HHMMSS}_{8 hex}: the tracker's run ids carry the stream (agent) name.
-_RUN_ID = re.compile(r"^run_(?P<stream>.+)_\d{8}_\d{6}_[0-9a-f]{8}$")
 
 
 def agent_name(run_id: str) -> str | None:
     """The stream id (``gen_ai.agent.name``) a tracker's run id carries, if any."""
-    match = _RUN_ID.match(run_id)
-    return match.group("stream") if match else None
+    return _ids.stream_of_run_id(run_id)
 
 
 def _seconds_between(start: Any, end: Any) -> float | None:
@@ -219,6 +215,6 @@ class RunMetrics:
         name = agent_name(str(record.get("id", "")))
         if name is not None:
             agent[sc.GEN_AI_AGENT_NAME] = name
-        if status in _ERROR_STATUSES:
+        if _codec.is_error_status(status):
             agent[sc.ERROR_TYPE] = status
         self._agent_duration.record(seconds, agent)

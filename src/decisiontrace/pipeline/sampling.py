@@ -49,7 +49,7 @@ logger = logging.getLogger("decisiontrace")
 
 _TRACE_ID_LOW_64 = (1 << 64) - 1
 #: Run statuses whose traces are always exported.
-EXPORTED_STATUSES = frozenset(("failed", "stuck", "cancelled"))
+EXPORTED_STATUSES = sc.RUN_STATUSES_EXPORTED
 
 
 def _parent_context(parent_context: Context | None) -> SpanContext | None:

@@ -8,8 +8,12 @@ is :mod:`decisiontrace.spanmodel._decode`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.trace import Status, StatusCode
+
+from decisiontrace.spanmodel import _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._redact import redact_text
 from decisiontrace.tracking import _normalize
@@ -50,6 +54,77 @@ def run_start_attributes(
         sc.GEN_AI_AGENT_DESCRIPTION: goal_description,
         sc.GEN_AI_CONVERSATION_ID: execution_id,
     }
+
+
+def run_end_attributes(
+    *,
+    status: str,
+    narrative: str,
+    totals: _records.Totals,
+    problem_count: int,
+    nodes: list[str],
+    llm_tokens: int = 0,
+    edges: Sequence[str] = (),
+    output_data: Any = None,
+    end_reason: str | None = None,
+    paused: bool = False,
+) -> Attributes:
+    """Attributes set on a run span when it ends.
+
+    Args:
+        status: the run status value.
+        narrative: the narrative as recorded (given and redacted, or generated).
+        totals: the run's decisions counted (:class:`~decisiontrace.spanmodel._records.Totals`),
+            ``tokens`` without ``llm_tokens``.
+        problem_count: problems reported.
+        nodes: nodes executed, in first-seen order.
+        llm_tokens: LLM tokens that count for the run but none of its decisions; the run
+            span's total includes them.
+        edges: edges traversed, written only when there are any.
+        output_data: the run's output, written only when there is any.
+        end_reason: why the run ended without ``end_run`` (stuck, cancelled).
+        paused: the run ended paused, resumable.
+    """
+    attributes: Attributes = {
+        sc.RUN_STATUS: status,
+        sc.RUN_NARRATIVE: narrative,
+        sc.RUN_DECISION_COUNT: totals.decisions,
+        sc.RUN_SUCCESS_COUNT: totals.successful,
+        sc.RUN_FAILURE_COUNT: totals.failed,
+        sc.RUN_TOTAL_TOKENS: totals.tokens + llm_tokens,
+        sc.RUN_PROBLEM_COUNT: problem_count,
+        sc.RUN_NODES: nodes,
+    }
+    if llm_tokens:
+        attributes[sc.RUN_LLM_TOKENS] = llm_tokens
+    if edges:
+        attributes[sc.RUN_EDGES] = list(edges)
+    if end_reason is not None:
+        attributes[sc.RUN_END_REASON] = end_reason
+    if paused:
+        attributes[sc.RUN_PAUSED] = True
+    if output_data:
+        attributes[sc.RUN_OUTPUT] = json_object_attr(output_data, "end_run(): output_data")
+    return attributes
+
+
+def is_error_status(status: str) -> bool:
+    """Whether a run of this status has a run span with status ERROR (failed, stuck)."""
+    return status in sc.RUN_STATUSES_ERROR
+
+
+def run_span_status(status: str) -> Status | None:
+    """The span status of a run span ending with ``status``: ERROR for failed and stuck
+    runs, None (left UNSET) otherwise."""
+    if status in sc.RUN_STATUSES_ERROR:
+        return Status(StatusCode.ERROR, f"run {status}")
+    return None
+
+
+def outcome_span_status(success: bool, error: str | None) -> Status | None:
+    """The span status of a decision span whose outcome is recorded: ERROR with the error
+    as description when the outcome failed, None (left UNSET) otherwise."""
+    return None if success else Status(StatusCode.ERROR, error)
 
 
 def decision_attributes(

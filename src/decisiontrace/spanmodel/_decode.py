@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from decisiontrace.spanmodel import _records
+from decisiontrace.spanmodel import _ids, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._codec import Record
 from decisiontrace.tracking._normalize import (
@@ -107,15 +107,13 @@ def decision_record(
     ``span_id``, when known, is kept as the extra field ``span_id`` (16 hex digits), so
     a decision leads to its span in a trace viewer.
 
-    With ``light``, the large JSON fields (options, input context, result, state
-    changes) are not decoded and timestamps are left empty: enough for metrics and
-    summaries, at a fraction of the cost. ``chosen_option`` is still decoded for
-    decisions that did not succeed or were evaluated, which summaries name.
+    With ``light``, the light form: :func:`light_decision_record` of the record.
+
+    Every attribute may be missing and decodes as the record field's default (see
+    ``docs/span-model.md``), so an encoder may leave out what the agent did not give.
     """
     get = attributes.get
     chosen_id = str(get(sc.DECISION_CHOSEN_ID, ""))
-    if light:
-        return _light_decision_record(attributes, chosen_id, extra_tokens)
     options = decoded_options(attributes)
     outcome: Record | None = None
     success = get(sc.OUTCOME_SUCCESS)
@@ -158,50 +156,40 @@ def decision_record(
         record["service"] = str(service)
     if get(sc.DECISION_PAUSED):
         record["paused"] = True
+    if light:
+        return light_decision_record(record)
     if span_id:
         record["span_id"] = span_id_hex(span_id)
     return record
 
 
-def _light_decision_record(
-    attributes: Mapping[str, Any], chosen_id: str, extra_tokens: int
-) -> Record:
-    get = attributes.get
-    success = get(sc.OUTCOME_SUCCESS)
-    outcome: Record | None = None
-    if success is not None:
-        outcome = {
-            "success": bool(success),
-            "tokens_used": _int(get(sc.OUTCOME_TOKENS, 0)) + extra_tokens,
-            "latency_ms": _int(get(sc.OUTCOME_LATENCY_MS, 0)),
-            "summary": str(get(sc.OUTCOME_SUMMARY, "")),
-        }
-    was_successful = outcome is not None and outcome["success"]
-    evaluation = _loads(get(sc.DECISION_EVALUATION), None)
-    if not isinstance(evaluation, dict):
-        evaluation = None
-    chosen = None
-    if not was_successful or evaluation is not None:
-        chosen = _records.chosen_option(decoded_options(attributes), chosen_id)
-    record: Record = {
-        "id": str(get(sc.DECISION_ID, "")),
-        "timestamp": "",
-        "node_id": str(get(sc.NODE_ID, "unknown")),
-        "intent": str(get(sc.DECISION_INTENT, "")),
-        "decision_type": str(get(sc.DECISION_TYPE, "custom")),
-        "chosen_option_id": chosen_id,
-        "outcome": outcome,
-        "evaluation": evaluation,
-        "chosen_option": chosen,
-        "was_successful": was_successful,
-        "was_good_decision": _records.was_good_decision(was_successful, evaluation),
-    }
-    service = get(sc.FRAGMENT_SERVICE)
-    if service is not None:
-        record["service"] = str(service)
-    if get(sc.DECISION_PAUSED):
-        record["paused"] = True
-    return record
+#: The outcome fields a light decision record keeps.
+_LIGHT_OUTCOME = ("success", "tokens_used", "latency_ms", "summary")
+#: The decision fields a light decision record keeps (extras: ``_LIGHT_EXTRAS``).
+_LIGHT_DECISION = (
+    "node_id", "intent", "decision_type", "chosen_option_id", "outcome", "evaluation",
+    "chosen_option", "was_successful", "was_good_decision",
+)  # fmt: skip
+_LIGHT_EXTRAS = ("service", "paused")
+
+
+def light_decision_record(record: Record) -> Record:
+    """The light form of a decoded decision record: a projection of it, for metrics and
+    summaries. No timestamp (``""``), options, context, reasoning or constraints; an
+    outcome without result, error, state changes or timestamp; ``chosen_option`` only for
+    decisions that did not succeed or were evaluated, which summaries name."""
+    light: Record = {"id": record["id"], "timestamp": ""}
+    for key in _LIGHT_DECISION:
+        light[key] = record[key]
+    outcome = record["outcome"]
+    if outcome is not None:
+        light["outcome"] = {key: outcome[key] for key in _LIGHT_OUTCOME}
+    if record["was_successful"] and record["evaluation"] is None:
+        light["chosen_option"] = None
+    for key in _LIGHT_EXTRAS:
+        if key in record:
+            light[key] = record[key]
+    return light
 
 
 def problem_record(attributes: Mapping[str, Any], time_ns: int) -> Record:
@@ -224,9 +212,9 @@ def problems_of(events: Iterable[EventData]) -> list[Record]:
 
 
 def _decision_order(decision: Record) -> tuple[int, str]:
-    decision_id: str = decision["id"]
-    suffix = decision_id[4:] if decision_id.startswith("dec_") else ""
-    return (int(suffix), "") if suffix.isdigit() else (1 << 62, decision["timestamp"])
+    # The run's own decisions by number; those recorded elsewhere after, by time.
+    number = _ids.decision_number(decision["id"])
+    return (number, "") if number is not None else (1 << 62, decision["timestamp"])
 
 
 def run_record(
@@ -253,7 +241,10 @@ def run_record(
         problems: problem dicts, in order.
         status: overrides the status the span carries (stuck/cancelled runs).
         error: the span's status was ERROR (used when it carries no run status).
-        run_tokens: LLM tokens that count for the run but none of its decisions.
+        run_tokens: LLM tokens counted (by the processor) for the run but none of its
+            decisions. The run span's ``llm_tokens`` says how many the tracker counted
+            before the run ended; the larger of the two counts, so that a run decoded
+            from its spans alone (``rebuild`` of an export, the live view) keeps them.
         trace_id: the run's trace id, kept as the extra field ``trace_id`` (32 hex).
         span_id: the run span's id, kept as the extra field ``span_id`` (16 hex).
         service_name: ``service.name`` of the process that made the run span, kept as
@@ -261,8 +252,7 @@ def run_record(
     """
     get = attributes.get
     decisions.sort(key=_decision_order)
-    successful = failed = latency = 0
-    tokens = run_tokens
+    totals = _records.Totals(tokens=max(run_tokens, _int(get(sc.RUN_LLM_TOKENS, 0))))
     nodes = [str(n) for n in get(sc.RUN_NODES, ())]
     seen_nodes = set(nodes)
     for decision in decisions:
@@ -271,25 +261,23 @@ def run_record(
             seen_nodes.add(node)
             nodes.append(node)
         outcome = decision["outcome"]
-        if outcome is not None:
-            if outcome["success"]:
-                successful += 1
-            else:
-                failed += 1
-            tokens += outcome["tokens_used"]
-            latency += outcome["latency_ms"]
+        if outcome is None:
+            totals.add(None)
+        else:
+            totals.add(outcome["success"], outcome["tokens_used"], outcome["latency_ms"])
     if status is None:
         status = get(sc.RUN_STATUS)
     if status is None:
+        # The span's ERROR status is all it says (see _codec.run_span_status).
         status = "running" if end_ns is None else ("failed" if error else "completed")
     status = str(status)
     narrative = str(get(sc.RUN_NARRATIVE, "") or "")
     if not narrative and end_ns is not None:
         narrative = _records.narrative(
             status,
-            len(decisions),
-            successful,
-            failed,
+            totals.decisions,
+            totals.successful,
+            totals.failed,
             [(p["severity"], p["description"]) for p in problems],
             [d["intent"] for d in decisions if not d["was_successful"] and not d.get("paused")],
         )
@@ -306,14 +294,14 @@ def run_record(
         "decisions": decisions,
         "problems": problems,
         "metrics": {
-            "total_decisions": len(decisions),
-            "successful_decisions": successful,
-            "failed_decisions": failed,
-            "total_tokens": tokens,
-            "total_latency_ms": latency,
+            "total_decisions": totals.decisions,
+            "successful_decisions": totals.successful,
+            "failed_decisions": totals.failed,
+            "total_tokens": totals.tokens,
+            "total_latency_ms": totals.latency_ms,
             "nodes_executed": nodes,
             "edges_traversed": [str(e) for e in get(sc.RUN_EDGES, ())],
-            "success_rate": _records.success_rate(len(decisions), successful),
+            "success_rate": _records.success_rate(totals.decisions, totals.successful),
         },
         "narrative": narrative,
         "goal_description": str(get(sc.GOAL_DESCRIPTION, "")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,6 +72,35 @@ def success_rate(total_decisions: int, successful_decisions: int) -> float:
     if total_decisions == 0:
         return 0.0
     return successful_decisions / total_decisions
+
+
+@dataclass(slots=True)
+class Totals:
+    """A run's decision counts and sums: one home for what the run span's end attributes
+    and the stored ``metrics`` say (the tracker, the decoder and the export count here).
+
+    Every decision counts in ``decisions``; only those with an outcome count as
+    successful or failed and add their tokens and latency. ``tokens`` may start with
+    LLM tokens that count for the run but none of its decisions.
+    """
+
+    decisions: int = 0
+    successful: int = 0
+    failed: int = 0
+    tokens: int = 0
+    latency_ms: int = 0
+
+    def add(self, success: bool | None, tokens: int = 0, latency_ms: int = 0) -> None:
+        """Count one decision: ``success`` None when it has no outcome."""
+        self.decisions += 1
+        if success is None:
+            return
+        if success:
+            self.successful += 1
+        else:
+            self.failed += 1
+        self.tokens += tokens
+        self.latency_ms += latency_ms
 
 
 def chosen_option(options: Sequence[Any], chosen_option_id: str) -> Any:

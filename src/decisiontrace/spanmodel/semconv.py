@@ -25,6 +25,13 @@ SPAN_KIND: Final = "decisiontrace.span_kind"
 KIND_RUN: Final = "run"
 KIND_DECISION: Final = "decision"
 
+# --- run statuses (the values of RUN_STATUS) ------------------------------------------
+#: Statuses whose run span has status ERROR (``_codec.run_span_status``) and whose runs
+#: count as errors in the metrics.
+RUN_STATUSES_ERROR: Final = frozenset(("failed", "stuck"))
+#: Statuses whose traces the export samplers always keep (``pipeline.sampling``).
+RUN_STATUSES_EXPORTED: Final = frozenset(("failed", "stuck", "cancelled"))
+
 # --- run span ----------------------------------------------------------------------
 RUN_ID: Final = "decisiontrace.run.id"
 RUN_STATUS: Final = "decisiontrace.run.status"

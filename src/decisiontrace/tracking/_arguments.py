@@ -7,27 +7,17 @@ and is converted, see :mod:`decisiontrace.tracking._normalize`) and handed to th
 
 from __future__ import annotations
 
-import os
-import random
 from typing import Any
 
 from decisiontrace.models import DecisionType
-from decisiontrace.spanmodel import _codec, _records
+from decisiontrace.spanmodel import _codec, _ids
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.tracking import _normalize
 
 Attributes = _codec.Attributes
 
-#: Run and execution ids come from here, seeded from os.urandom, reseeded in a forked child.
-_ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
-
-
-def new_run_id(prefix: str, start_ns: int) -> str:
-    """``{prefix}{YYYYmmdd_HHMMSS}_{8 hex}``, the original's run id format."""
-    # A private generator: fast (no syscall), and unaffected by random.seed() in the
-    # agent, which would make every process produce the same ids and overwrite runs.
-    return f"{prefix}{_records.ns_to_stamp(start_ns)}_{_ids.getrandbits(32):08x}"
+#: The id formats live in the span model; the name stays here for the tracker's callers.
+new_run_id = _ids.new_run_id
 
 
 def run_start_attributes(
@@ -41,7 +31,7 @@ def run_start_attributes(
 ) -> Attributes:
     """A run span's attributes, with a new run id (and execution id when none is given)."""
     if execution_id is None:
-        execution_id = f"{_ids.getrandbits(128):032x}"
+        execution_id = _ids.new_execution_id()
     else:
         execution_id = _normalize.text(execution_id, "start_run(): execution_id")
     return _codec.run_start_attributes(

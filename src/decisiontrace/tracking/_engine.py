@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, NonRecordingSpan, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, SpanKind
 
 from decisiontrace._internal.errors import Once, warn_once
 from decisiontrace.models import Decision, Outcome, RunStatus
@@ -188,44 +188,39 @@ class SpanEngine:
             if status_value not in {s.value for s in RunStatus}:
                 _normalize.warn(f"end_run(): unknown status {status_value!r}; recorded as 'failed'")
                 status_value = "failed"
-        successful = sum(1 for o in outcomes if o is not None and o[sc.OUTCOME_SUCCESS])
-        failed = sum(1 for o in outcomes if o is not None and not o[sc.OUTCOME_SUCCESS])
+        totals = _records.Totals()
+        for o in outcomes:
+            if o is None:
+                totals.add(None)
+            else:
+                totals.add(o[sc.OUTCOME_SUCCESS], o[sc.OUTCOME_TOKENS])
         narrative = redact_text(
             _normalize.text(narrative, "end_run(): narrative")
         ) or _records.narrative(
-            status_value, len(outcomes), successful, failed, problems, intents_failed
-        )
-        # LLM tokens that counted for the run but none of its decisions (see _tokens).
-        run_llm_tokens = LEDGER.take_run(live.span.get_span_context().trace_id)
+            status_value, totals.decisions, totals.successful, totals.failed, problems,
+            intents_failed,
+        )  # fmt: skip
         completed_text = "Run completed successfully."
         if paused and narrative.startswith(completed_text):
             narrative = "Run paused, resumable." + narrative[len(completed_text) :]
-        end_attributes: _codec.Attributes = {
-            sc.RUN_STATUS: status_value,
-            sc.RUN_NARRATIVE: narrative,
-            sc.RUN_DECISION_COUNT: len(outcomes),
-            sc.RUN_SUCCESS_COUNT: successful,
-            sc.RUN_FAILURE_COUNT: failed,
-            sc.RUN_TOTAL_TOKENS: run_llm_tokens
-            + sum(o[sc.OUTCOME_TOKENS] for o in outcomes if o is not None),
-            sc.RUN_PROBLEM_COUNT: len(problems),
-            sc.RUN_NODES: nodes,
-        }
-        if run_llm_tokens:
-            end_attributes[sc.RUN_LLM_TOKENS] = run_llm_tokens
-        if end_reason is not None:
-            end_attributes[sc.RUN_END_REASON] = end_reason
-        if paused:
-            end_attributes[sc.RUN_PAUSED] = True
-        if output_data:
-            end_attributes[sc.RUN_OUTPUT] = _normalize.json_object_attr(
-                output_data, "end_run(): output_data"
-            )
+        end_attributes = _codec.run_end_attributes(
+            status=status_value,
+            narrative=narrative,
+            totals=totals,
+            problem_count=len(problems),
+            nodes=nodes,
+            # LLM tokens that counted for the run but none of its decisions (see _tokens).
+            llm_tokens=LEDGER.take_run(live.span.get_span_context().trace_id),
+            output_data=output_data,
+            end_reason=end_reason,
+            paused=paused,
+        )
         live.end_attributes = end_attributes
         span = live.span
         span.set_attributes(end_attributes)
-        if status_value in ("failed", "stuck"):
-            span.set_status(Status(StatusCode.ERROR, f"run {status_value}"))
+        span_status = _codec.run_span_status(status_value)
+        if span_status is not None:
+            span.set_status(span_status)
         span.end(end_time=end_ns)
         if remove and self._runs.get(live.execution_id) is live:
             del self._runs[live.execution_id]
@@ -427,8 +422,9 @@ class SpanEngine:
             decision.end_ns = end_ns
         span = decision.span
         span.set_attributes({**attributes, **choice} if choice else attributes)
-        if not success:
-            span.set_status(Status(StatusCode.ERROR, attributes.get(sc.OUTCOME_ERROR)))
+        span_status = _codec.outcome_span_status(success, attributes.get(sc.OUTCOME_ERROR))
+        if span_status is not None:
+            span.set_status(span_status)
         span.end(end_time=end_ns)
         if not self._keep_ended_spans:
             # The ended SDK span is the processors' now: the live view keeps its ids only

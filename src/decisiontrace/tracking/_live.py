@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from decisiontrace.models import Run
-from decisiontrace.spanmodel import _codec, _decode
+from decisiontrace.spanmodel import _codec, _decode, _ids
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.tracking import _remote
 
@@ -153,17 +153,11 @@ class LiveRun:
     def next_decision_id(self) -> str:
         """The id of the next decision (call under ``lock``): ``dec_N``, or in a
         fragment ``dec_N@{fragment id}``, unique within the run across processes."""
-        number = len(self.decisions)
-        if self.fragment_id is None:
-            return f"dec_{number}"
-        return f"dec_{number}@{self.fragment_id}"
+        return _ids.decision_id(len(self.decisions), self.fragment_id)
 
     def next_problem_id(self) -> str:
         """The id of the next problem (call under ``lock``), as :meth:`next_decision_id`."""
-        number = len(self.problems)
-        if self.fragment_id is None:
-            return f"prob_{number}"
-        return f"prob_{number}@{self.fragment_id}"
+        return _ids.problem_id(len(self.problems), self.fragment_id)
 
     def pause_decision(self, decision_id: str) -> None:
         """End a decision whose function a control-flow exception paused: no outcome,

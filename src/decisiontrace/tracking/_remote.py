@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
 from opentelemetry import baggage, propagate
 from opentelemetry.context import Context
 
+from decisiontrace.spanmodel import _ids
 from decisiontrace.spanmodel import semconv as sc
 
 logger = logging.getLogger("decisiontrace")
@@ -28,9 +28,6 @@ logger = logging.getLogger("decisiontrace")
 #: Goal ids longer than this are cut in the baggage: it travels with every request.
 _MAX_GOAL = 128
 _MAX_VALUE = 1024
-
-_ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
 
 _get_baggage = baggage.get_baggage
 
@@ -94,7 +91,7 @@ def service_name(tracer: Any) -> str:
 
 def new_fragment_id(service: str) -> str:
     """A fragment id unique to this process and recording: ``{service}:{pid}:{8 hex}``."""
-    return f"{service}:{os.getpid()}:{_ids.getrandbits(32):08x}"
+    return _ids.new_fragment_id(service)
 
 
 _propagator_checked = False

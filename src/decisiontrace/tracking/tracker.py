@@ -16,6 +16,7 @@ from opentelemetry import trace
 from decisiontrace._internal.errors import Once, internal_error
 from decisiontrace._version import __version__
 from decisiontrace.models import DecisionEvaluation, DecisionType, Run, RunStatus
+from decisiontrace.spanmodel import _ids
 from decisiontrace.spanmodel._jsonsafe import safe_repr, safe_str
 from decisiontrace.tracking import _context as ctx
 from decisiontrace.tracking import _normalize
@@ -114,7 +115,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
         self._remote_runs: OrderedDict[str, LiveRun] = OrderedDict()
         self._service: str | None = None
         # The single-run tracker of the original framework names runs without a stream.
-        self._run_id_prefix = f"run_{stream_id}_"
+        self._run_id_prefix = _ids.run_id_prefix(stream_id)
 
     # --- run lifecycle -------------------------------------------------------------
 
