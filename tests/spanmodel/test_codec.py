@@ -118,9 +118,7 @@ def expected_record(decision: dict[str, Any], outcome: dict[str, Any] | None) ->
 def round_trip(decision: dict[str, Any], outcome: dict[str, Any] | None) -> dict[str, Any]:
     record = _decode.decision_record(encode(decision, outcome), START, END)
     # The decoded dict is the stored form: the model reads it and writes it back unchanged.
-    assert Decision.model_validate(record).model_dump(mode="json") == json.loads(
-        json.dumps(record)
-    )
+    assert Decision.model_validate(record).model_dump(mode="json") == json.loads(json.dumps(record))
     return record
 
 
@@ -152,7 +150,7 @@ ROUND_TRIPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
             intent="選択 🚀 – «route»",
             options=[option("ü", "Zürich ☃"), option("𝔘", "mathematical")],
             chosen="𝔘",
-            reasoning="Ünïcödé reasoning, 中文, emoji 🙂, quotes \" and \\ and \n newline",
+            reasoning='Ünïcödé reasoning, 中文, emoji 🙂, quotes " and \\ and \n newline',
             node_id="узел",
             constraints=["ограничение", ""],
             context={"ключ": "значение", "emoji🙂": ["🙂", "\u0000 nul", "\t"]},
@@ -249,7 +247,7 @@ def test_values_over_the_limits_decode_bounded() -> None:
 # --- generated records ---------------------------------------------------------------
 # Text that can never look like a secret (no letters to spell a key name or a token
 # prefix with) nor hold a lone surrogate, so that every value must come back unchanged.
-_TEXT = st.text(alphabet="aé中🙂 _-.,:\"\\\n\t\u0000€", max_size=30)
+_TEXT = st.text(alphabet='aé中🙂 _-.,:"\\\n\t\u0000€', max_size=30)
 _KEYS = st.sampled_from(["a", "b", "名前", "emoji🙂", "", "a b", "ключ"])
 _JSON = st.recursive(
     st.none()
@@ -480,10 +478,15 @@ def test_a_run_with_only_its_required_attributes_decodes_as_the_default_record()
         "decisions": [],
         "problems": [],
         "metrics": {
-            "total_decisions": 0, "successful_decisions": 0, "failed_decisions": 0,
-            "total_tokens": 0, "total_latency_ms": 0, "nodes_executed": [],
-            "edges_traversed": [], "success_rate": 0.0,
-        },  # fmt: skip
+            "total_decisions": 0,
+            "successful_decisions": 0,
+            "failed_decisions": 0,
+            "total_tokens": 0,
+            "total_latency_ms": 0,
+            "nodes_executed": [],
+            "edges_traversed": [],
+            "success_rate": 0.0,
+        },
         "narrative": "Run completed successfully. Made 0 decisions: 0 succeeded, 0 failed.",
         "goal_description": "",
         "input_data": {},
@@ -546,9 +549,7 @@ def test_run_ids_carry_their_stream_and_start_second() -> None:
         run_id = _ids.new_run_id(_ids.run_id_prefix(stream), start_ns)
         assert re.fullmatch(rf"run_{re.escape(stream)}_\d{{8}}_\d{{6}}_[0-9a-f]{{8}}", run_id)
         assert _ids.stream_of_run_id(run_id) == stream
-        assert _ids.run_id_time(run_id) == _records.ns_to_datetime(start_ns).replace(
-            microsecond=0
-        )
+        assert _ids.run_id_time(run_id) == _records.ns_to_datetime(start_ns).replace(microsecond=0)
     compat = _ids.new_run_id(_ids.run_id_prefix(None), start_ns)
     assert re.fullmatch(r"run_\d{8}_\d{6}_[0-9a-f]{8}", compat)
     assert _ids.stream_of_run_id(compat) is None and _ids.run_id_time(compat) is not None
@@ -598,5 +599,20 @@ def test_a_failed_outcome_gives_its_decision_span_status_error() -> None:
     failed = _codec.outcome_span_status(False, "boom")
     assert failed is not None and failed.status_code is StatusCode.ERROR
     assert failed.description == "boom"
-    assert sc.RUN_STATUSES_EXPORTED == {"failed", "stuck", "cancelled"}
+    assert {"failed", "stuck", "cancelled"} == sc.RUN_STATUSES_EXPORTED
     assert sc.RUN_STATUSES_ERROR < sc.RUN_STATUSES_EXPORTED
+
+
+def test_attributes_of_the_wrong_type_decode_as_the_defaults() -> None:
+    # Spans not written by this encoder (another version, another tool) may carry anything.
+    attributes = {
+        **encode(decision_fields(), outcome_fields()),
+        sc.DECISION_INPUT_CONTEXT: '"text"',
+        sc.DECISION_OPTIONS: '{"id": "a"}',
+        sc.OUTCOME_STATE_CHANGES: "[1, 2]",
+        sc.OUTCOME_TOKENS: "many",
+        sc.OUTCOME_LATENCY_MS: None,
+        sc.DECISION_EVALUATION: "[]",
+    }
+    record = _decode.decision_record(attributes, START, END)
+    assert record == expected_record(decision_fields(), outcome_fields())
