@@ -16,12 +16,12 @@ from opentelemetry.trace import Status, StatusCode
 from decisiontrace.spanmodel import _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._redact import redact_text
-from decisiontrace.tracking import _normalize
-from decisiontrace.tracking._normalize import (
+from decisiontrace.spanmodel._values import (
     CONFIDENCE_DEFAULTED,
     EMPTY_LIST,
     json_attr,
     json_object_attr,
+    text,
     warn,
 )
 
@@ -185,11 +185,11 @@ def choice_attributes(
     where = "record_outcome()"
     update: Attributes = {}
     if reasoning is not None:
-        text_ = reasoning if type(reasoning) is str else _normalize.text(reasoning, where)
+        text_ = reasoning if type(reasoning) is str else text(reasoning, where)
         update[sc.DECISION_REASONING] = redact_text(text_) if text_ else text_
     if chosen is None:
         return update
-    chosen = chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen")
+    chosen = chosen if type(chosen) is str else text(chosen, f"{where}: chosen")
     update[sc.DECISION_CHOSEN_ID] = chosen
     for option in options or ():
         if option["id"] == chosen:

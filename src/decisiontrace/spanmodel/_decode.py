@@ -18,9 +18,7 @@ from pydantic_core import from_json
 from decisiontrace.spanmodel import _ids, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._codec import Record
-from decisiontrace.tracking._normalize import (
-    EMPTY_OBJECT,
-)
+from decisiontrace.spanmodel._values import EMPTY_OBJECT
 
 logger = logging.getLogger("decisiontrace")
 

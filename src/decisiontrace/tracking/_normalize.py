@@ -15,10 +15,19 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-from decisiontrace._internal.errors import warn_input
-from decisiontrace.spanmodel._jsonsafe import describe_without_reading, dumps, is_plain, safe_str
+from decisiontrace.spanmodel._jsonsafe import describe_without_reading, is_plain, safe_str
 from decisiontrace.spanmodel._redact import active as active_redactor
-from decisiontrace.spanmodel._redact import redact_json
+
+# The value rules are the span model's (spanmodel/_values.py); the tracker's checks
+# below build on them, and callers keep reaching them here.
+from decisiontrace.spanmodel._values import CONFIDENCE_DEFAULTED as CONFIDENCE_DEFAULTED
+from decisiontrace.spanmodel._values import DEFAULT_CONFIDENCE as DEFAULT_CONFIDENCE
+from decisiontrace.spanmodel._values import EMPTY_LIST as EMPTY_LIST
+from decisiontrace.spanmodel._values import EMPTY_OBJECT as EMPTY_OBJECT
+from decisiontrace.spanmodel._values import json_attr as json_attr
+from decisiontrace.spanmodel._values import json_object_attr as json_object_attr
+from decisiontrace.spanmodel._values import text as text
+from decisiontrace.spanmodel._values import warn as warn
 
 logger = logging.getLogger("decisiontrace")
 
@@ -34,50 +43,6 @@ _DECISION_TYPES = frozenset(
         "custom",
     )
 )
-EMPTY_OBJECT = "{}"
-#: What the schema's Option.confidence defaults to; stored for options given none.
-DEFAULT_CONFIDENCE = 0.5
-#: Extra option field marking a confidence the agent did not give.
-CONFIDENCE_DEFAULTED = "confidence_defaulted"
-EMPTY_LIST = "[]"
-
-
-def warn(message: str) -> None:
-    """Warn about bad input to a recording call, once per kind and call site (never
-    raise); see :func:`decisiontrace._internal.errors.warn_input`."""
-    warn_input(message)
-
-
-def json_attr(value: Any, what: str, empty: str = EMPTY_OBJECT, *, quiet: bool = False) -> str:
-    """JSON text of a structured value for an attribute, warning when it had to change."""
-    if value is None:
-        return empty
-    text, problem = dumps(value)
-    if problem is not None and not quiet:
-        warn(f"{what}: {problem}")
-    return redact_json(text)
-
-
-def json_object_attr(value: Any, what: str) -> str:
-    """Like :func:`json_attr` for fields the schema types as objects (dicts)."""
-    if value is None or (type(value) is dict and not value):
-        return EMPTY_OBJECT
-    if not isinstance(value, Mapping):
-        warn(f"{what} should be a dict, got {type(value).__name__}; recorded under 'value'")
-        value = {"value": value}
-    return json_attr(value, what)
-
-
-def text(value: Any, what: str) -> str:
-    """A str field: str values pass, others are converted with a warning."""
-    if type(value) is str:
-        return value
-    if value is None:
-        return ""
-    converted = safe_str(value.value if isinstance(value, Enum) else value)
-    if not isinstance(value, Enum):
-        warn(f"{what} should be a str, got {type(value).__name__}; recorded as {converted!r}")
-    return converted
 
 
 def integer(value: Any, what: str) -> int:
