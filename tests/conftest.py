@@ -54,6 +54,22 @@ def _fresh_log_once() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_background_internal_errors() -> Iterator[None]:
+    """A bug the writer thread's guards caught (they cannot raise into the test) fails the
+    test that was running; errors of threads of an earlier test are not blamed on it."""
+    _errors.take_background_errors()
+    yield
+    caught = _errors.take_background_errors()
+    if caught:
+        kind, error = caught[0]
+        pytest.fail(
+            f"{len(caught)} internal error(s) on a background thread, the first in {kind}: "
+            f"{error!r}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
 def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default store of every test lives in its tmp_path, never in $HOME."""
     monkeypatch.setenv("DECISIONTRACE_STORE", f"sqlite:///{tmp_path / 'default.db'}")

@@ -3,7 +3,8 @@
 A handler that catches ``Exception``, ``BaseException`` or everything (bare ``except:``)
 must do one of three things, each visible in the source:
 
-- go through the policy: its body calls ``internal_error``, ``warn_once`` or ``guard``
+- go through the policy: its body calls ``internal_error``, ``background_error``,
+  ``warn_once`` or ``guard``
   (logged once per kind, re-raised under the test suite);
 - re-raise: its last statement is a bare ``raise`` (clean-up, then the same exception);
 - say why the failure is expected: a ``# expected: <why>`` comment on the ``except``
@@ -23,7 +24,7 @@ from pathlib import Path
 import decisiontrace
 
 PACKAGE = Path(decisiontrace.__file__).resolve().parent
-POLICY_CALLS = frozenset({"internal_error", "warn_once", "guard"})
+POLICY_CALLS = frozenset({"internal_error", "background_error", "warn_once", "guard"})
 MARK = "# expected:"
 BROAD = frozenset({"Exception", "BaseException"})
 

@@ -108,7 +108,7 @@ def test_memory_stays_flat_however_many_runs_are_left_open(db: Path) -> None:
     finally:
         tracemalloc.stop()
     assert len(tracker.get_active_executions()) == 50
-    assert len(pipeline.processor._open_runs) == 50
+    assert len(pipeline.processor._open.runs) == 50
     # 1500 more runs left open: had they been kept, ~2 KB of input each and their spans.
     assert second - first < 1_000_000
     pipeline.provider.shutdown()
@@ -138,7 +138,7 @@ def test_the_processor_caps_open_run_spans_by_count(db: Path) -> None:
     tracer = pipeline.provider.get_tracer("other")
     spans = [hand_made_run(tracer, f"run_{index}") for index in range(10)]
     pipeline.flush()
-    assert len(pipeline.processor._open_runs) == 4
+    assert len(pipeline.processor._open.runs) == 4
     for index in range(6):
         run = pipeline.store.load_run(f"run_{index}")
         assert run is not None and run.status == dt.RunStatus.STUCK
@@ -157,7 +157,7 @@ def test_the_processor_caps_open_run_spans_by_age(db: Path) -> None:
     run = pipeline.store.load_run("run_old")
     assert run is not None and run.status == dt.RunStatus.STUCK
     assert end_reason(run) == "run did not end within run_timeout"
-    assert pipeline.processor._open_runs == {}
+    assert pipeline.processor._open.runs == {}
     span.end()
     pipeline.provider.shutdown()
 
@@ -212,12 +212,12 @@ def test_a_full_span_queue_drops_and_counts_and_logs_once(
         pipeline = pipeline_with(db, max_queue_size=30)
         with pipeline.tracker.run("first"):
             pass
-        wait_until(lambda: not pipeline.processor._inbox, what="the writer to take the run")
+        wait_until(lambda: not pipeline.processor._writer._inbox, what="the writer to take the run")
         time.sleep(0.1)
         for _ in range(50):
             with pipeline.tracker.run("g"):
                 pipeline.tracker.quick_decision(intent="i", action="a", reasoning="r")
-        assert len(pipeline.processor._inbox) == 30
+        assert len(pipeline.processor._writer._inbox) == 30
         assert pipeline.processor.dropped_spans == 100 - 30
         messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert sum("span queue full" in message for message in messages) == 1

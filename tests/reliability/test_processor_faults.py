@@ -57,11 +57,11 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
 
 
 def break_on_end(pipeline: Pipeline) -> None:
-    pipeline.processor._inbox = ExplodingQueue()
+    pipeline.processor._writer._inbox = ExplodingQueue()
 
 
 def break_on_start(pipeline: Pipeline) -> None:
-    pipeline.processor._open_runs = ExplodingDict()
+    pipeline.processor._open.runs = ExplodingDict()
     pipeline.processor._tokens.notes = ExplodingDict()
 
 

@@ -54,7 +54,7 @@ def record_runs(pipeline: Pipeline, count: int) -> list[str]:
 
 def writer_is_inside_the_store(pipeline: Pipeline) -> bool:
     """The writer thread is blocked in a SQLite call (not waiting for work)."""
-    thread = pipeline.processor._thread
+    thread = pipeline.processor._writer.thread
     if thread is None or thread.ident is None:
         return False
     frame = sys._current_frames().get(thread.ident)
@@ -90,7 +90,7 @@ def test_on_end_only_enqueues_and_shutdown_returns_within_its_timeout(
 
     # Once the lock goes, the writer (still running, a daemon) writes what it had.
     competitor.execute("ROLLBACK")
-    thread = pipeline.processor._thread
+    thread = pipeline.processor._writer.thread
     assert thread is not None
     thread.join(40)
     assert not thread.is_alive()
@@ -116,7 +116,7 @@ def test_force_flush_returns_false_within_its_timeout(
 HUNG_AT_SIGTERM = """
 store, processor, provider, tracker = pipeline(sys.argv[1], flush_interval=0.05)
 finished_run(tracker, "first")
-while processor._inbox:            # the writer takes the run and hangs in the store
+while processor._writer._inbox:            # the writer takes the run and hangs in the store
     time.sleep(0.01)
 time.sleep(0.2)
 finished_run(tracker, "second")

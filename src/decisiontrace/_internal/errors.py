@@ -13,6 +13,12 @@ Two kinds of trouble reach a recording call, and they are handled differently:
   work matters more than its telemetry. Under the test suite (``DECISIONTRACE_RAISE_
   INTERNAL_ERRORS=1``, set by ``tests/conftest.py``) it is re-raised instead, so a bug a
   guard would hide fails a test.
+- *Our code has a bug on a background thread* (the processor's writer): raising there
+  would reach nobody and kill the thread, so :func:`background_error` logs it as
+  :func:`internal_error` does and, under the test suite, also keeps it in a list that
+  ``tests/conftest.py`` checks after each test (:func:`take_background_errors`), failing
+  the test. A store that fails is none of these: it is an expected condition, which the
+  writer retries and logs on its own.
 """
 
 from __future__ import annotations
@@ -147,6 +153,37 @@ def internal_error(kind: str, error: Exception, *, once: Once | None = None) -> 
         logger.debug("decisiontrace: %s failed again: %r", kind, error)
 
 
+#: Internal errors caught on background threads under the test suite, not yet taken.
+_background: list[tuple[str, BaseException]] = []
+_background_lock = threading.Lock()
+
+
+def background_error(kind: str, error: Exception, *, once: Once | None = None) -> None:
+    """Report a bug of ours caught on a background thread: log it once per ``kind`` (with
+    its traceback) and, when :func:`raising`, keep it for :func:`take_background_errors`.
+    Never raises. Call it from an ``except`` block."""
+    if raising():
+        with _background_lock:
+            _background.append((kind, error))
+    if not warn_once(
+        f"internal:{kind}",
+        "decisiontrace: %s failed",
+        kind,
+        once=once,
+        level=logging.ERROR,
+        exc_info=error,
+    ):
+        logger.debug("decisiontrace: %s failed again: %r", kind, error)
+
+
+def take_background_errors() -> list[tuple[str, BaseException]]:
+    """The internal errors :func:`background_error` kept since the last call (and forget them)."""
+    with _background_lock:
+        taken = list(_background)
+        _background.clear()
+    return taken
+
+
 class guard:  # lower case: used like a function, ``with guard("x"):``
     """Guard an entry point: :func:`internal_error` for what it raises.
 
@@ -205,9 +242,11 @@ __all__ = [
     "PROCESS",
     "RAISE_ENV",
     "Once",
+    "background_error",
     "guard",
     "internal_error",
     "raising",
+    "take_background_errors",
     "warn_input",
     "warn_once",
 ]

@@ -34,7 +34,7 @@ from decisiontrace._version import __version__
 from decisiontrace.compat._handover import SaveRunHandOver, wait_for_private_hand_overs
 from decisiontrace.models import Run, RunStatus
 from decisiontrace.pipeline._assembly import PendingRun
-from decisiontrace.pipeline._inbox import OpenRun, span_data
+from decisiontrace.pipeline._inbox import span_data
 from decisiontrace.pipeline.processor import RunRecordProcessor
 from decisiontrace.spanmodel import _records
 from decisiontrace.spanmodel import semconv as sc
@@ -79,11 +79,10 @@ class StoreSink(Sink):
     def run_amended(self, run: PendingRun, handed: Run | None) -> Run | None:
         # The processor already has (or wrote) the first version: give it the amended
         # run span with its decisions, as one more run; the store replaces it by id.
-        processor = self.pipeline.processor
-        for decision in run.decisions.values():
-            processor._enqueue(OpenRun(decision))
+        spans = list(run.decisions.values())
         if run.run is not None:
-            processor._enqueue(OpenRun(run.run))
+            spans.append(run.run)
+        self.pipeline.processor.assemble_again(spans)
         return None
 
     def flush(self, timeout_s: float) -> bool:

@@ -115,7 +115,7 @@ class Receiver:
         processor = self.processor
         with self._lock:
             counters = dict(self.counters)
-        failing = processor._failing_since is not None
+        failing = processor.store_failing
         return {
             "status": "store_failing" if failing else "ok",
             "uptime_seconds": round(time.time() - self._started, 3),

@@ -1,22 +1,25 @@
 """What the processor's span-processor side hands to its writer thread.
 
-``on_end`` runs inside the agent's ``span.end()``, so it queues objects as they are
-(SDK spans, or the small records below) and the writer decodes them with
-:func:`span_data`, off the agent's thread.
+``on_start`` and ``on_end`` run inside the agent's ``span.start()``/``span.end()``, so
+they queue objects as they are (SDK spans, or the small records below, which hold SDK
+spans too) and the writer decodes them with :func:`span_data` and
+:func:`abandoned_spans`, off the agent's thread.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.resources import SERVICE_NAME
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import StatusCode
 
 from decisiontrace.pipeline._tokens import Tokens
 from decisiontrace.spanmodel import _decode
+from decisiontrace.spanmodel import semconv as sc
 
 
 def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
@@ -39,38 +42,89 @@ def plain(attributes: Any) -> dict[str, Any]:
 
 
 def span_data(span: ReadableSpan) -> _decode.SpanData:
-    """An SDK span in the source-neutral form the codec decodes."""
+    """An SDK span in the source-neutral form the codec decodes.
+
+    The writer calls this for every span it takes in, so it reads each property once
+    and builds the span form positionally (keywords cost twice as much here).
+    """
     context = span.context
     assert context is not None  # an SDK span always has one
     parent = span.parent
     return _decode.SpanData(
-        trace_id=context.trace_id,
-        span_id=context.span_id,
-        parent_id=parent.span_id if parent is not None else None,
-        name=span.name,
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time,
-        attributes=attributes_of(span),
+        context.trace_id,
+        context.span_id,
+        None if parent is None else parent.span_id,
+        span.name,
+        span.start_time or 0,
+        span.end_time,
+        attributes_of(span),
         # Decision spans have no events: skip building the SDK's event tuple for them.
-        events=[
+        [
             _decode.EventData(event.name, event.timestamp, plain(event.attributes))
             for event in span.events
         ]
         if getattr(span, "_events", True)
         else (),
-        error=span.status.status_code is StatusCode.ERROR,
-        service_name=_service_name(span),
+        span.status.status_code is StatusCode.ERROR,
+        _service_name(span.resource),
     )
 
 
-def _service_name(span: ReadableSpan) -> str | None:
-    resource = span.resource
-    name = resource.attributes.get(SERVICE_NAME) if resource is not None else None
-    return name if isinstance(name, str) else None
+#: The last resource seen and its service name: a process has one or a few resources,
+#: and reading the name through the resource's attribute mapping costs more than the
+#: rest of a span's conversion. One tuple, replaced whole: safe across writer threads.
+_last_service: tuple[Resource | None, str | None] = (None, None)
+
+
+def _service_name(resource: Resource | None) -> str | None:
+    global _last_service
+    last, name = _last_service
+    if resource is last and resource is not None:
+        return name
+    value = resource.attributes.get(SERVICE_NAME) if resource is not None else None
+    name = value if isinstance(value, str) else None
+    _last_service = (resource, name)
+    return name
+
+
+class Abandoned:
+    """A run span still open that is to be stored now, with the given status and reason
+    (``stuck``: too many open runs or ``run_timeout``; ``cancelled``: shutdown), and
+    the decision spans of its run still open. Holds the SDK spans as they are."""
+
+    __slots__ = ("decisions", "end_ns", "reason", "run", "status")
+
+    def __init__(self, run: Span, decisions: Sequence[Span], status: str, reason: str) -> None:
+        self.run = run
+        self.decisions = decisions
+        self.status = status
+        self.reason = reason
+        self.end_ns = time.time_ns()
+
+
+def abandoned_spans(item: Abandoned) -> list[_decode.SpanData]:
+    """The decision spans and then the run span of an abandoned run, as the assembler
+    takes them: the run ended now with its status and reason, and not waiting for more
+    decisions; attributes copied, as spans still open may change on the agent's thread."""
+    spans = []
+    for decision in item.decisions:
+        snapshot = span_data(decision)
+        snapshot.attributes = dict(snapshot.attributes)
+        spans.append(snapshot)
+    run = span_data(item.run)
+    run.end_ns = item.end_ns
+    attributes = dict(run.attributes)
+    attributes[sc.RUN_STATUS] = item.status
+    attributes[sc.RUN_END_REASON] = item.reason
+    attributes.pop(sc.RUN_DECISION_COUNT, None)
+    run.attributes = attributes
+    spans.append(run)
+    return spans
 
 
 class OpenRun:
-    """A run span that never ended, captured with its final status (not an SDK span)."""
+    """A span already decoded to be assembled again (not journaled): a run a compat
+    storage amended after the processor had it."""
 
     __slots__ = ("data",)
 
@@ -107,20 +161,14 @@ class PassMark:
         self.store_failing = False
 
 
-class TakeOrphans:
-    """Store the decisions whose run span has not arrived as ``stuck`` runs now (the
-    ingest service shutting down: what it holds is stored)."""
-
-    __slots__ = ()
-
-
 __all__ = [
+    "Abandoned",
     "OpenRun",
     "PassMark",
     "Received",
     "Started",
-    "TakeOrphans",
     "Tokens",
+    "abandoned_spans",
     "attributes_of",
     "plain",
     "span_data",

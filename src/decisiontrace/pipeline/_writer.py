@@ -1,11 +1,28 @@
-"""The processor's writer thread: spans in, runs assembled, batches written.
+"""The processor's writer: spans in, runs assembled, batches written, on a thread of its own.
 
-Everything the agent's thread queued in ``on_start``/``on_end`` is handled here: spans
-decoded and assembled into runs (:mod:`decisiontrace.pipeline._assembly`), runs handed to the
-store in one transaction per pass, failed batches kept (bounded) and retried with
+Everything the agent's threads queue in ``on_start``/``on_end`` is handled here: spans
+decoded and assembled into runs (:mod:`decisiontrace.pipeline._assembly`), runs handed to
+the store in one transaction per pass, failed batches kept (bounded) and retried with
 backoff, runs that never end stored as ``stuck``, and journal entries written and
-recovered. :class:`WriterThread` is the half of
-:class:`~decisiontrace.pipeline.processor.RunRecordProcessor` that runs on that thread.
+recovered.
+
+:class:`Writer` is composed into
+:class:`~decisiontrace.pipeline.processor.RunRecordProcessor`, which talks to it only
+through this interface (docs/architecture.md):
+
+- on the agent's threads, never blocking: :meth:`Writer.put` (one item, refused when
+  the queue is full), :meth:`Writer.receive` (decoded spans, with a
+  :class:`~decisiontrace.pipeline._inbox.PassMark`), :meth:`Writer.take_orphans`;
+- from any thread, waiting at most their timeout: :meth:`Writer.flush`,
+  :meth:`Writer.stop` (with :meth:`Writer.cancel_open_runs` before it);
+- counters: :attr:`Writer.queue_length`, :attr:`Writer.store_failing`,
+  :attr:`Writer.written_runs`, :attr:`Writer.dropped_runs`.
+
+Two kinds of failure meet the writer, and they are told apart: the store failing (a
+full disk, a locked database, a server gone) is expected: the batch is kept and retried
+and the store's recovery is logged; a bug of ours caught by the writer's guards is an
+internal error (:func:`~decisiontrace._internal.errors.background_error`), which the
+test suite collects and fails the test on.
 """
 
 from __future__ import annotations
@@ -14,59 +31,206 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-from opentelemetry.sdk.trace import Span
 
-from decisiontrace._internal.errors import Once, warn_once
+from decisiontrace._internal.errors import Once, background_error, warn_once
 from decisiontrace.pipeline import _journal
 from decisiontrace.pipeline._assembly import PendingRun, RunAssembler
 from decisiontrace.pipeline._inbox import (
+    Abandoned,
     OpenRun,
     PassMark,
     Received,
     Started,
-    TakeOrphans,
     Tokens,
+    abandoned_spans,
     span_data,
 )
+from decisiontrace.pipeline._open_spans import OpenSpans
 from decisiontrace.spanmodel import _codec
-from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import RunStore
+from decisiontrace.stores.base import AssembledRun
 
 logger = logging.getLogger("decisiontrace")
 
+Listener = Callable[[list[_codec.Record]], None]
 
-class WriterThread:
-    """Assembles queued spans into runs and writes them, on a thread of its own."""
+#: What a store failure pauses the retries for, at most (seconds).
+_MAX_BACKOFF = 5.0
 
-    store: RunStore
-    dropped_runs: int
-    written_runs: int
-    _inbox: deque[Any]
-    _open_runs: dict[int, Span]
-    _open_decisions: dict[int, dict[int, Span]]
-    _unwritten: list[PendingRun]
-    _flush_requests: list[threading.Event]
-    _wake: threading.Event
-    _lock: threading.RLock
-    _thread: threading.Thread | None
-    _failing_since: float | None
-    _retry_at: float
-    _dropped_while_failing: int
-    _assembler: RunAssembler
-    _listeners: list[Callable[[list[_codec.Record]], None]]
-    _shutdown: bool
-    _flush_interval: float
-    _max_unwritten: int
-    _run_timeout: float
-    _journal: bool
 
-    _once: Once
-    _recovered: bool
+class _Recorded:
+    """An assembled run whose full record was built for the listeners: the store is
+    handed that record rather than decoding the spans a second time."""
+
+    __slots__ = ("_record", "_run")
+
+    def __init__(self, run: PendingRun, record: _codec.Record) -> None:
+        self._run = run
+        self._record = record
+
+    def record(self, *, light: bool = False) -> _codec.Record:
+        return self._run.record(light=True) if light else self._record
+
+    def compact(self) -> dict[str, Any]:
+        return self._run.compact()
+
+
+class Writer:
+    """Assembles queued spans into runs and writes them, on a thread of its own.
+
+    Args:
+        store: where runs are written.
+        assembler: the run assembly (shared with the processor, which tells it about
+            runs that ended with LLM spans still open).
+        open_spans: the spans still open, kept by the processor; the writer stores the
+            runs among them that outlive ``run_timeout``, or all at shutdown.
+        flush_interval: seconds between passes.
+        max_queue_size: items the queue holds at most; :meth:`put` refuses beyond it.
+        max_unwritten_runs: runs kept while the store fails; the oldest are dropped.
+        run_timeout: see ``open_spans``, and decisions whose run span never arrived.
+        journal: write the journal entries of what each pass takes in.
+        recover_journal: recover what killed processes left in the journal first.
+        once: what the processor has logged once already.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        assembler: RunAssembler,
+        open_spans: OpenSpans,
+        *,
+        flush_interval: float,
+        max_queue_size: int,
+        max_unwritten_runs: int,
+        run_timeout: float,
+        journal: bool,
+        recover_journal: bool,
+        once: Once,
+    ) -> None:
+        self.store = store
+        self.assembler = assembler
+        self.open_spans = open_spans
+        self.flush_interval = flush_interval
+        self.max_queue_size = max_queue_size
+        self.max_unwritten_runs = max_unwritten_runs
+        self.run_timeout = run_timeout
+        self.journal = journal
+        self.listeners: list[Listener] = []
+        #: Runs written, and runs dropped (unencodable, or beyond the bound while failing).
+        self.written_runs = 0
+        self.dropped_runs = 0
+        self._once = once
+        self._recover = recover_journal
+        self._inbox: deque[Any] = deque()
+        self._put_lock = threading.Lock()  # the queue's bound holds with many agents
+        # Reentrant: the SIGTERM handler runs on the main thread, maybe inside a holder.
+        self._lock = threading.RLock()
+        self._flush_requests: list[threading.Event] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._orphans_requested = False
+        self._cancel_reason: str | None = None
+        self._unwritten: list[AssembledRun] = []
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._dropped_while_failing = 0
+
+    # --- the interface ------------------------------------------------------------------
+
+    @property
+    def queue_length(self) -> int:
+        """Items waiting for the writer, plus assembled runs waiting for the store."""
+        return len(self._inbox) + len(self._unwritten)
+
+    @property
+    def store_failing(self) -> bool:
+        """The last write failed and the runs are kept for a retry."""
+        return self._failing_since is not None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The writer thread, once started."""
+        return self._thread
+
+    def put(self, item: Any) -> bool:
+        """Queue one item (an ended SDK span, or an ``_inbox`` record); False, and
+        nothing queued, when the queue holds ``max_queue_size`` items. Never blocks
+        for longer than another thread's append."""
+        with self._put_lock:
+            if len(self._inbox) >= self.max_queue_size:
+                return False
+            self._inbox.append(item)
+        if self._thread is None:
+            self.start()
+        return True
+
+    def receive(self, items: Sequence[Received | Tokens]) -> PassMark | None:
+        """Queue spans decoded elsewhere, then a mark set once a pass took them in; None
+        (nothing queued) when the queue has no room for them all or the writer stops."""
+        mark = PassMark()
+        with self._put_lock:
+            if self._stopping or len(self._inbox) + len(items) + 1 > self.max_queue_size:
+                return None
+            self._inbox.extend(items)
+            self._inbox.append(mark)
+        if self._thread is None:
+            self.start()
+        return mark
+
+    def take_orphans(self) -> None:
+        """Store decisions whose run span has not arrived as stuck runs at the next pass."""
+        self._orphans_requested = True
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the writer thread (once)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._loop, name="decisiontrace-writer", daemon=True)
+            self._thread = thread
+        thread.start()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Write every run whose span has ended; True when all are in the store in time."""
+        if self._stopping:
+            return True
+        self.start()
+        request = threading.Event()
+        with self._lock:
+            self._flush_requests.append(request)
+        self._wake.set()
+        return request.wait(timeout_s)
+
+    def cancel_open_runs(self, reason: str) -> None:
+        """At the next pass, store the runs still open as ``cancelled`` for ``reason``."""
+        self._cancel_reason = reason
+
+    def stop(self, timeout_s: float) -> int:
+        """Stop the thread once the queue is empty, waiting at most ``timeout_s``.
+
+        Returns what is still unwritten: items queued and runs kept.
+        """
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(max(0.0, timeout_s))
+        return self.queue_length
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(records)`` with each batch of assembled records, before they
+        are written; a listener that raises is logged once and does not stop the write.
+        The records are the very dicts the store is then given: listeners read them."""
+        self.listeners.append(listener)
+
+    # --- the thread ---------------------------------------------------------------------
 
     def _log_once(self, key: str, message: str, *, error: bool = True) -> None:
         """Log ``message`` the first time ``key`` happens (with the traceback if ``error``)."""
@@ -79,35 +243,22 @@ class WriterThread:
             exc_info=error,
         )
 
-    def _start_writer(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            thread = threading.Thread(
-                target=self._writer_loop, name="decisiontrace-writer", daemon=True
-            )
-            self._thread = thread
-        thread.start()
-
-    def _writer_loop(self) -> None:
+    def _loop(self) -> None:
         # Storage I/O must not trace itself (e.g. through a sqlite3 instrumentation).
         otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-        if not self._recovered:
-            self._recovered = True
-            try:
-                self._recover_journal()
-            except Exception:
-                self._log_once("recover", "could not recover runs from the journal")
+        if self._recover:
+            self._recover = False
+            self._recover_journal()
         wake = self._wake
         while True:
-            wake.wait(self._flush_interval)
+            wake.wait(self.flush_interval)
             wake.clear()
             with self._lock:
                 requests, self._flush_requests = self._flush_requests, []
             try:
-                self._pass(force=bool(requests))
-            except Exception:
-                self._log_once("writer", "writer pass failed")
+                self.run_pass(force=bool(requests))
+            except Exception as error:
+                background_error("RunRecordProcessor writer pass", error, once=self._once)
             if requests:
                 if self._unwritten:
                     with self._lock:  # not written yet: keep the callers waiting
@@ -115,71 +266,104 @@ class WriterThread:
                 else:
                     for request in requests:
                         request.set()
-            if self._shutdown and not self._inbox:
+            if self._stopping and not self._inbox:
                 return
 
-    def _pass(self, *, force: bool) -> None:
-        assembler = self._assembler
+    def run_pass(self, *, force: bool) -> None:
+        """One pass: take in what is queued, assemble, write what is ready.
+
+        The thread's loop calls it; benchmarks call it on their own thread while the
+        thread sleeps (a long ``flush_interval``), to time the writer's CPU alone.
+        """
+        assembler = self.assembler
         inbox = self._inbox
+        add = assembler.add
         now = time.monotonic()
-        journal: list[Any] | None = [] if self._journal else None
+        journal: list[Any] | None = [] if self.journal else None
         marks: list[PassMark] = []
-        orphans_now = False
         # Only what is queued now: agents that queue as fast as this drains must not
         # keep the pass from ever getting to the write.
         for _ in range(len(inbox)):
             item = inbox.popleft()
             kind = type(item)
             if kind is Received:
-                assembler.add(item.data, now)
+                add(item.data, now)
                 if journal is not None:
                     journal.append(item.data)
-            elif kind is PassMark:
-                marks.append(item)
-            elif kind is TakeOrphans:
-                orphans_now = True
             elif kind is Tokens:
                 assembler.add_tokens(item.trace_id, item.decision_span_id, item.tokens)
                 if journal is not None:
                     journal.append(item)
+            elif kind is PassMark:
+                marks.append(item)
+            elif kind is Abandoned:
+                for data in abandoned_spans(item):
+                    add(data, now)
             elif kind is OpenRun:
-                assembler.add(item.data, now)
+                add(item.data, now)
             elif kind is Started:
                 if journal is not None and item.span.end_time is None:
                     journal.append(span_data(item.span))
-            else:
+            else:  # an ended SDK span
                 data = span_data(item)
-                assembler.add(data, now)
+                add(data, now)
                 if journal is not None:
                     journal.append(data)
+        self._abandon_open_runs(now)
         runs = assembler.take_ready_runs(force=force, now=now)
-        runs.extend(assembler.take_orphan_runs(0.0 if orphans_now else self._run_timeout, now))
-        self._expire_open_runs()
+        orphans_now, self._orphans_requested = self._orphans_requested, False
+        runs.extend(assembler.take_orphan_runs(0.0 if orphans_now else self.run_timeout, now))
         if journal:
-            entries = _journal.entries_of_pass(journal, runs, assembler.pending)
-            if entries:
-                try:
-                    self.store.journal_append(entries)
-                except Exception:
-                    self._log_once("journal", "could not write to the journal")
+            self._write_journal(journal, runs)
         if runs:
-            if self._listeners:
-                self._notify_listeners(runs)
-            self._queue_for_writing(runs)
+            self._queue_for_writing(self._notify_listeners(runs) if self.listeners else runs)
         if self._unwritten and (force or now >= self._retry_at):
             self._write()
         for mark in marks:
             mark.store_failing = self._failing_since is not None
             mark.done.set()
 
-    def _queue_for_writing(self, runs: list[PendingRun]) -> None:
+    def _abandon_open_runs(self, now: float) -> None:
+        """Runs open longer than ``run_timeout`` are stored as stuck (and forgotten); at
+        shutdown every open run is stored as cancelled.
+
+        Runs are in start order, so only the oldest is examined: O(1) a pass.
+        """
+        open_spans = self.open_spans
+        reason, self._cancel_reason = self._cancel_reason, None
+        if reason is not None:
+            for trace_id in list(open_spans.runs):
+                self._abandon(trace_id, "cancelled", reason, now)
+        limit = time.time_ns() - int(self.run_timeout * 1e9)
+        while (oldest := open_spans.oldest_run()) is not None:
+            trace_id, span = oldest
+            if (span.start_time or 0) >= limit:
+                return
+            self._abandon(trace_id, "stuck", "run did not end within run_timeout", now)
+
+    def _abandon(self, trace_id: int, status: str, reason: str, now: float) -> None:
+        run, decisions = self.open_spans.take(trace_id)
+        if run is not None:
+            for data in abandoned_spans(Abandoned(run, decisions, status, reason)):
+                self.assembler.add(data, now)
+
+    def _write_journal(self, taken: list[Any], runs: list[PendingRun]) -> None:
+        entries = _journal.entries_of_pass(taken, runs, self.assembler.pending)
+        if not entries:
+            return
+        try:
+            self.store.journal_append(entries)
+        except Exception:  # the store failing: the next pass writes its own entries
+            self._log_once("journal", "could not write to the journal")
+
+    def _queue_for_writing(self, runs: Sequence[AssembledRun]) -> None:
         self._unwritten.extend(runs)
         if self._failing_since is not None:  # a healthy store takes them all this pass
             self._trim_unwritten()
 
     def _trim_unwritten(self) -> None:
         """Drop the oldest runs beyond ``max_unwritten_runs`` (the store is failing)."""
-        overflow = len(self._unwritten) - self._max_unwritten
+        overflow = len(self._unwritten) - self.max_unwritten_runs
         if overflow <= 0:
             return
         del self._unwritten[:overflow]
@@ -191,16 +375,25 @@ class WriterThread:
                 "failing and the queue of %d runs waiting to be written is full; "
                 "RunRecordProcessor.dropped_runs counts them",
                 overflow,
-                self._max_unwritten,
+                self.max_unwritten_runs,
             )
 
     # --- the journal -------------------------------------------------------------------
 
     def _recover_journal(self) -> None:
         """Store what processes killed before their runs completed left in the journal."""
-        runs, unreadable = _journal.recovered_runs(self.store.journal_take_orphans())
-        if unreadable:
-            self.store.journal_clear(unreadable)
+        try:
+            entries = self.store.journal_take_orphans()
+        except Exception:  # the store failing: what is there stays for the next start
+            self._log_once("recover", "could not recover runs from the journal")
+            return
+        try:
+            runs, unreadable = _journal.recovered_runs(entries)
+            if unreadable:
+                self.store.journal_clear(unreadable)
+        except Exception as error:
+            background_error("RunRecordProcessor journal recovery", error, once=self._once)
+            return
         if runs:
             logger.warning(
                 "decisiontrace: %d runs of a process that ended before they completed were "
@@ -208,22 +401,27 @@ class WriterThread:
                 len(runs),
                 getattr(self.store, "url", self.store),
             )
-            if self._listeners:
-                self._notify_listeners(runs)
-            self._queue_for_writing(runs)
+            self._queue_for_writing(self._notify_listeners(runs) if self.listeners else runs)
 
-    def _notify_listeners(self, runs: list[PendingRun]) -> None:
+    def _notify_listeners(self, runs: list[PendingRun]) -> list[AssembledRun]:
+        """Hand the listeners the runs' records; the runs to write, reusing those records."""
         records = []
+        assembled: list[AssembledRun] = []
         for run in runs:
             try:
-                records.append(run.record())
-            except Exception:
-                self._log_once("assemble", "could not assemble a run")
-        for listener in self._listeners:
+                record = run.record()
+            except Exception as error:
+                background_error("RunRecordProcessor run assembly", error, once=self._once)
+                assembled.append(run)
+            else:
+                records.append(record)
+                assembled.append(_Recorded(run, record))
+        for listener in self.listeners:
             try:
                 listener(records)
-            except Exception:
+            except Exception:  # the listener's own failure (a user's callback)
                 self._log_once(f"listener {listener!r}", "listener failed")
+        return assembled
 
     def _write(self) -> None:
         batch = self._unwritten
@@ -234,7 +432,7 @@ class WriterThread:
             # one and drop (and count) the ones that fail this way.
             self._write_one_by_one(batch)
             return
-        except Exception as error:
+        except Exception as error:  # the store failing: kept and retried
             now = time.monotonic()
             if self._failing_since is None:
                 self._failing_since = now
@@ -244,7 +442,8 @@ class WriterThread:
                     getattr(self.store, "url", self.store),
                     error,
                 )
-            self._retry_at = now + min(5.0, 0.1 * 2 ** min(6, int(now - self._failing_since)))
+            backoff = 0.1 * 2 ** min(6, int(now - self._failing_since))
+            self._retry_at = now + min(_MAX_BACKOFF, backoff)
             self._trim_unwritten()
             return
         self.written_runs += len(batch)
@@ -259,8 +458,8 @@ class WriterThread:
             self._dropped_while_failing = 0
             self._once.forget("dropped")
 
-    def _write_one_by_one(self, batch: list[PendingRun]) -> None:
-        kept: list[PendingRun] = []
+    def _write_one_by_one(self, batch: list[AssembledRun]) -> None:
+        kept: list[AssembledRun] = []
         dropped = 0
         for run in batch:
             try:
@@ -274,41 +473,5 @@ class WriterThread:
         self.written_runs += len(batch) - len(kept) - dropped
         self._unwritten = kept
 
-    def _expire_open_runs(self) -> None:
-        """Runs open longer than ``run_timeout`` are stored as stuck (and forgotten).
 
-        ``_open_runs`` is in start order, so only its head is examined: O(1) a pass.
-        """
-        open_runs = self._open_runs
-        limit = time.time_ns() - int(self._run_timeout * 1e9)
-        while open_runs:
-            try:
-                trace_id, span = next(iter(open_runs.items()))
-            except (StopIteration, RuntimeError):  # changed by an agent thread
-                return
-            if (span.start_time or 0) >= limit:
-                return
-            self._store_open_run(trace_id, span, "stuck", "run did not end within run_timeout")
-
-    def _cancel_open_runs(self, reason: str) -> None:
-        for trace_id, span in list(self._open_runs.items()):
-            self._store_open_run(trace_id, span, "cancelled", reason)
-
-    def _store_open_run(self, trace_id: int, span: Span, status: str, reason: str) -> None:
-        """Queue the record of a run whose span is still open, with the given status.
-
-        Its decisions still open (no outcome yet) go with it, as they are now.
-        """
-        self._open_runs.pop(trace_id, None)
-        for decision in list((self._open_decisions.pop(trace_id, None) or {}).values()):
-            snapshot = span_data(decision)
-            snapshot.attributes = dict(snapshot.attributes)  # it may still change
-            self._inbox.append(OpenRun(snapshot))
-        data = span_data(span)
-        data.end_ns = time.time_ns()
-        attributes = dict(data.attributes)
-        attributes[sc.RUN_STATUS] = status
-        attributes[sc.RUN_END_REASON] = reason
-        attributes.pop(sc.RUN_DECISION_COUNT, None)
-        data.attributes = attributes
-        self._inbox.append(OpenRun(data))
+__all__ = ["Listener", "Writer"]

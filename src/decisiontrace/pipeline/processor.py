@@ -2,9 +2,10 @@
 
 The contract of a span processor is strict: ``on_start`` and ``on_end`` run on the
 agent's thread, inside ``span.end()``, and the SDK does not catch what they raise. So
-here they only do dictionary work and append to a queue; a writer thread decodes the
-spans, assembles runs and writes them to the store in batches (one transaction each).
-Every method guards itself: an internal error is logged once and swallowed.
+here they only do dictionary work and hand the spans, undecoded, to the processor's
+:class:`~decisiontrace.pipeline._writer.Writer`, whose thread decodes them, assembles
+runs and writes them to the store in batches (one transaction each). Every method
+guards itself: an internal error is logged once and swallowed.
 
 What the processor holds is bounded: the span queue (``max_queue_size``), runs open at
 once (``max_open_runs``) and for how long (``run_timeout``), and runs waiting while the
@@ -17,27 +18,26 @@ store, for processes killed outright (see ``_journal``).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import multiprocessing.util
 import os
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from decisiontrace._internal.errors import Once, internal_error
+from decisiontrace._internal.errors import Once, internal_error, warn_once
 from decisiontrace.pipeline import _signals
-from decisiontrace.pipeline._assembly import PendingRun, RunAssembler
-from decisiontrace.pipeline._inbox import PassMark, Received, Started, TakeOrphans
+from decisiontrace.pipeline._assembly import RunAssembler
+from decisiontrace.pipeline._inbox import Abandoned, OpenRun, PassMark, Received, Started
+from decisiontrace.pipeline._open_spans import OpenSpans
 from decisiontrace.pipeline._tokens import LEDGER, TokenAttribution, Tokens
-from decisiontrace.pipeline._writer import WriterThread
-from decisiontrace.spanmodel import _codec
+from decisiontrace.pipeline._writer import Listener, Writer
+from decisiontrace.spanmodel import _codec, _decode
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import RunStore, open_store
 
@@ -54,7 +54,7 @@ _EXIT_REASON = "process exited with the run still open"
 _EXIT_TIMEOUT_MILLIS = 5_000
 
 
-class RunRecordProcessor(WriterThread, SpanProcessor):
+class RunRecordProcessor(SpanProcessor):
     """Rebuilds complete Run records from spans alone and writes them to a store.
 
     Add it to a ``TracerProvider``. It sees every recording span, including those a
@@ -115,31 +115,29 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         ):
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        self.store = store if isinstance(store, RunStore) else open_store(store)
-        if journal and not getattr(self.store, "supports_journal", False):
+        opened = store if isinstance(store, RunStore) else open_store(store)
+        if journal and not getattr(opened, "supports_journal", False):
             raise ValueError(
                 f"journal=True needs a store that keeps a journal (SQLite); "
-                f"{type(self.store).__name__} does not"
+                f"{type(opened).__name__} does not"
             )
+        self._store = opened
         self._flush_interval = float(flush_interval)
         self._max_queue_size = int(max_queue_size)
         self._max_unwritten = int(max_unwritten_runs)
         self._max_open_runs = int(max_open_runs)
         self._run_timeout = float(run_timeout)
+        self._late_span_grace = float(late_span_grace)
+        self._late_token_window = float(late_token_window)
         self._journal = bool(journal)
-        self._recovered = not self._journal  # journal orphans are recovered once
-        self._assembler = RunAssembler(
-            late_span_grace=late_span_grace, late_token_window=late_token_window
-        )
         # Traces of runs open when this process was forked: the parent's, not ours.
         self._inherited_traces: frozenset[int] = frozenset()
-        self._reset_state()
         self._shutdown = False
-        self._listeners: list[Callable[[list[_codec.Record]], None]] = []
+        self._listeners: list[Listener] = []
         self._once = Once()  # what this processor has logged once already
         self.dropped_spans = 0
-        self.dropped_runs = 0
-        self.written_runs = 0
+        # The journal's orphans are recovered once, by the first writer of the process.
+        self._new_parts(recover_journal=self._journal)
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(ref, "_after_fork_in_child"))
         # A multiprocessing child (fork) ends with os._exit: no atexit there.
@@ -148,36 +146,79 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         if handle_sigterm:
             _signals.watch(self)
         if self._journal:
-            self._start_writer()  # recovers what a killed process left in the journal
+            self._writer.start()  # recovers what a killed process left in the journal
 
-    def _reset_state(self) -> None:
-        self._inbox: deque[Any] = deque()
+    def _new_parts(self, *, recover_journal: bool) -> None:
+        """The parts this processor is composed of, fresh (at construction, after a fork)."""
+        self._assembler = RunAssembler(
+            late_span_grace=self._late_span_grace, late_token_window=self._late_token_window
+        )
         # Which LLM span's tokens count, for what (the rules live in _tokens).
         self._tokens = TokenAttribution(self._max_queue_size, self._forgot_a_span)
-        # trace id -> open run span (to store runs that never end as stuck/cancelled)
-        self._open_runs: dict[int, Span] = {}
-        # trace id -> span id -> open decision span (stored with such a run, unfinished)
-        self._open_decisions: dict[int, dict[int, Span]] = {}
-        self._unwritten: list[PendingRun] = []
-        self._flush_requests: list[threading.Event] = []
-        self._wake = threading.Event()
-        # Reentrant: the SIGTERM handler runs on the main thread, maybe inside a holder.
-        self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
-        self._failing_since: float | None = None
-        self._retry_at = 0.0
-        self._dropped_while_failing = 0
+        self._open = OpenSpans(self._max_queue_size)
+        previous: Writer | None = getattr(self, "_writer", None)
+        writer = Writer(
+            self._store,
+            self._assembler,
+            self._open,
+            flush_interval=self._flush_interval,
+            max_queue_size=self._max_queue_size,
+            max_unwritten_runs=self._max_unwritten,
+            run_timeout=self._run_timeout,
+            journal=self._journal,
+            recover_journal=recover_journal,
+            once=self._once,
+        )
+        writer.listeners = self._listeners
+        if previous is not None:  # counted since construction, across forks
+            writer.written_runs = previous.written_runs
+            writer.dropped_runs = previous.dropped_runs
+        self._writer = writer
+
+    @property
+    def store(self) -> RunStore:
+        """Where runs are written."""
+        return self._store
+
+    @store.setter
+    def store(self, store: RunStore) -> None:
+        self._store = self._writer.store = store
 
     @property
     def queue_length(self) -> int:
         """Ended spans waiting for the writer, plus assembled runs waiting for the store."""
-        return len(self._inbox) + len(self._unwritten)
+        return self._writer.queue_length
+
+    @property
+    def written_runs(self) -> int:
+        """Runs written to the store so far."""
+        return self._writer.written_runs
+
+    @property
+    def dropped_runs(self) -> int:
+        """Runs dropped: unencodable, or beyond ``max_unwritten_runs`` while the store failed."""
+        return self._writer.dropped_runs
+
+    @property
+    def store_failing(self) -> bool:
+        """The last write to the store failed; the runs are kept and retried."""
+        return self._writer.store_failing
 
     def add_listener(self, listener: Callable[[list[_codec.Record]], None]) -> None:
         """Call ``listener(records)`` on the writer thread with each batch of assembled
         run records (JSON-ready dicts), before they are written. Used for metrics; a
-        listener that raises is logged once and does not stop the write."""
+        listener that raises is logged once and does not stop the write. The records
+        are the very dicts then written: a listener reads them and changes nothing."""
         self._listeners.append(listener)
+
+    def _log_once(self, key: str, message: str) -> None:
+        warn_once(
+            key,
+            "decisiontrace: RunRecordProcessor %s",
+            message,
+            once=self._once,
+            level=logging.ERROR,
+        )
 
     # --- SpanProcessor: the agent's thread -------------------------------------------
 
@@ -193,57 +234,48 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             span_id = context.span_id
             trace_id = context.trace_id
             parent = span.parent
+            open_spans = self._open
             if kind == _DECISION:
-                open_decisions = self._open_decisions.get(trace_id)
-                if open_decisions is None:
-                    if len(self._open_decisions) >= self._max_queue_size:
-                        self._forget_oldest_open_decisions()
-                    self._open_decisions[trace_id] = {span_id: span}
-                else:
-                    open_decisions[span_id] = span
+                open_spans.decision_started(trace_id, span_id, span)
                 if self._journal:
                     self._enqueue(Started(span))
                 self._tokens.decision_started(
                     trace_id, span_id, parent.span_id if parent is not None else 0
                 )
             elif kind == _RUN:
-                open_runs = self._open_runs
+                open_runs = open_spans.runs
                 open_runs[trace_id] = span
                 if len(open_runs) > self._max_open_runs:
                     self._evict_oldest_open_run()
                 if self._journal:
                     self._enqueue(Started(span))
-                if self._thread is None:
-                    self._start_writer()  # to expire it, should nothing else ever end
-            elif parent is not None and (self._open_runs or self._tokens.notes):
+                if self._writer.thread is None:
+                    self._writer.start()  # to expire it, should nothing else ever end
+            elif parent is not None and (open_spans.runs or self._tokens.notes):
                 self._tokens.span_started(
                     trace_id,
                     span_id,
                     parent.span_id,
-                    trace_id in self._open_runs or trace_id in self._open_decisions,
+                    trace_id in open_spans.runs or trace_id in open_spans.decisions,
                 )
         except Exception as error:
             internal_error("RunRecordProcessor on_start", error, once=self._once)
 
     def _forgot_a_span(self) -> None:
-        self._log_once(
-            "subtree_full", "too many open spans under runs; the oldest is forgotten", error=False
-        )
-
-    def _forget_oldest_open_decisions(self) -> None:
-        """Bound the open decisions kept: those of runs whose span is not here leave entries."""
-        with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread
-            del self._open_decisions[next(iter(self._open_decisions))]
+        self._log_once("subtree_full", "too many open spans under runs; the oldest is forgotten")
 
     def _evict_oldest_open_run(self) -> None:
-        """Store the oldest open run as stuck: more than ``max_open_runs`` are open."""
-        try:
-            trace_id, span = next(iter(self._open_runs.items()))
-        except (StopIteration, RuntimeError):
+        """Store the oldest open run as stuck: more than ``max_open_runs`` are open.
+
+        Only taken out and handed to the writer as it is: decoding it is the writer's.
+        """
+        oldest = self._open.oldest_run()
+        if oldest is None:
             return
-        self._store_open_run(
-            trace_id, span, "stuck", f"too many open runs (max_open_runs={self._max_open_runs})"
-        )
+        run, decisions = self._open.take(oldest[0])
+        if run is not None:
+            reason = f"too many open runs (max_open_runs={self._max_open_runs})"
+            self._enqueue(Abandoned(run, decisions, "stuck", reason))
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue our spans (and LLM token counts under decisions). Never blocks or raises."""
@@ -262,18 +294,13 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             if kind is not None:
                 if kind == _DECISION:
                     self._token_bookkeeping(kind, trace_id, context.span_id)
-                    open_decisions = self._open_decisions.get(trace_id)
-                    if open_decisions is not None:
-                        open_decisions.pop(context.span_id, None)
-                        if not open_decisions:
-                            self._open_decisions.pop(trace_id, None)
+                    self._open.decision_ended(trace_id, context.span_id)
                 elif kind == _RUN:
-                    self._open_runs.pop(trace_id, None)
-                    self._open_decisions.pop(trace_id, None)
+                    self._open.run_ended(trace_id)
                     self._token_bookkeeping(kind, trace_id, context.span_id)
                 self._enqueue(span)
             elif self._tokens.notes:
-                open_decisions = self._open_decisions.get(trace_id)
+                open_decisions = self._open.decisions.get(trace_id)
                 item = self._tokens.span_ended(
                     trace_id,
                     context.span_id,
@@ -287,7 +314,7 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
                 # Counted on the spans of a decision or run still open (see _tokens).
                 decision = item.decision_span_id
                 if decision is None:
-                    if trace_id in self._open_runs:
+                    if trace_id in self._open.runs:
                         LEDGER.add(context.span_id, None, trace_id, item.tokens)
                 elif open_decisions is not None and decision in open_decisions:
                     LEDGER.add(context.span_id, decision, trace_id, item.tokens)
@@ -311,14 +338,11 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             internal_error("RunRecordProcessor token bookkeeping", error, once=self._once)
 
     def _enqueue(self, item: Any) -> None:
-        inbox = self._inbox
-        if len(inbox) >= self._max_queue_size:
+        if not self._writer.put(item):
             self.dropped_spans += 1
-            self._log_once("queue_full", "span queue full; spans are being dropped", error=False)
-            return
-        inbox.append(item)
-        if self._thread is None:
-            self._start_writer()
+            self._log_once("queue_full", "span queue full; spans are being dropped")
+
+    # --- for the ingest service and compat --------------------------------------------
 
     def receive(self, items: Sequence[Received | Tokens]) -> PassMark | None:
         """Queue spans decoded elsewhere (OTLP, for the ingest service) for assembly.
@@ -326,33 +350,26 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         Returns a :class:`~decisiontrace.pipeline._inbox.PassMark` set once the writer took them
         in, or None (nothing queued) when the queue has no room for them all.
         """
-        inbox = self._inbox
-        if self._shutdown or len(inbox) + len(items) + 1 > self._max_queue_size:
+        if self._shutdown:
             return None
-        mark = PassMark()
-        inbox.extend(items)
-        inbox.append(mark)
-        if self._thread is None:
-            self._start_writer()
-        return mark
+        return self._writer.receive(items)
+
+    def assemble_again(self, spans: Iterable[_decode.SpanData]) -> None:
+        """Queue decoded spans of a run the processor had already, amended, so that the
+        run is assembled and written again (the store replaces it by id)."""
+        for span in spans:
+            self._enqueue(OpenRun(span))
 
     def store_orphans(self) -> None:
         """Store decisions whose run span has not arrived as stuck runs, at the next pass."""
-        self._inbox.append(TakeOrphans())
-        self._wake.set()
+        self._writer.take_orphans()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write every run whose span has ended; True when all are in the store in time."""
         try:
             if self._shutdown:
                 return True
-            if self._thread is None:
-                self._start_writer()
-            request = threading.Event()
-            with self._lock:
-                self._flush_requests.append(request)
-            self._wake.set()
-            return request.wait(timeout_millis / 1000)
+            return self._writer.flush(timeout_millis / 1000)
         except Exception as error:
             internal_error("RunRecordProcessor force_flush", error, once=self._once)
             return False
@@ -369,19 +386,17 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
             return
         try:
             deadline = time.monotonic() + timeout_millis / 1000
-            self._cancel_open_runs(reason)
+            writer = self._writer
+            writer.cancel_open_runs(reason)
             self.force_flush(timeout_millis)
             self._shutdown = True
-            self._wake.set()
-            thread = self._thread
-            if thread is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            waiting = len(self._unwritten) + len(self._inbox)
+            waiting = writer.stop(deadline - time.monotonic())
             if waiting:
                 logger.error(
                     "decisiontrace: %d runs or spans could not be written before shutdown",
                     waiting,
                 )
+            thread = writer.thread
             if thread is not None and thread.is_alive():
                 # The writer is stuck in the store (a lock, a hung disk): closing the
                 # store under it could block too, and shutdown must keep its timeout.
@@ -396,13 +411,8 @@ class RunRecordProcessor(WriterThread, SpanProcessor):
         # The parent writes what it had queued and the runs it had open; the child
         # starts empty, with its own writer thread and (the store keys connections by
         # pid) its own connection, and ignores the parent's runs should they end here.
-        self._inherited_traces = self._inherited_traces | frozenset(self._open_runs)
-        self._assembler = RunAssembler(
-            late_span_grace=self._assembler.late_span_grace,
-            late_token_window=self._assembler.late_token_window,
-        )
-        self._reset_state()
-        self._recovered = True
+        self._inherited_traces = self._inherited_traces | frozenset(self._open.runs)
+        self._new_parts(recover_journal=False)
 
     def _at_exit(self) -> None:
         if not self._shutdown:
