@@ -8,17 +8,15 @@ decision spans (and the LLM spans under them) share its trace id.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.pipeline._tokens import attribute_tree
 from decisiontrace.spanmodel import _codec, _decode
 from decisiontrace.spanmodel import semconv as sc
-
-logger = logging.getLogger("decisiontrace")
 
 #: Pending runs are keyed by trace id; fragments (what another process recorded into
 #: a run, see ``decisiontrace.tracking._remote``) by trace id and the spans' fragment id.
@@ -485,6 +483,6 @@ def _records_of(runs: list[PendingRun]) -> list[_codec.Record]:
     for run in runs:
         try:
             records.append(run.record())
-        except Exception:
-            logger.exception("decisiontrace: could not assemble a run")
+        except Exception as error:
+            internal_error("run assembly", error)
     return records

@@ -25,6 +25,8 @@ import weakref
 from types import FrameType
 from typing import Any, Protocol
 
+from decisiontrace._internal.errors import background_error
+
 logger = logging.getLogger("decisiontrace")
 
 #: How long the handler waits, in all, for the processors to store what they hold.
@@ -88,8 +90,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
                     processor._shutdown_with(SIGTERM_REASON, _remaining(deadline))
                 else:
                     processor.force_flush(_remaining(deadline))
-            except Exception:
-                logger.exception("decisiontrace: storing runs on SIGTERM failed")
+            except Exception as error:  # in a signal handler: raising reaches nobody
+                background_error("storing runs on SIGTERM", error)
     finally:
         _handling = False
     if previous is signal.SIG_DFL:

@@ -353,7 +353,7 @@ class Writer:
             return
         try:
             self.store.journal_append(entries)
-        except Exception:  # the store failing: the next pass writes its own entries
+        except Exception:  # expected: the store failing; the next pass writes its own entries
             self._log_once("journal", "could not write to the journal")
 
     def _queue_for_writing(self, runs: Sequence[AssembledRun]) -> None:
@@ -384,7 +384,7 @@ class Writer:
         """Store what processes killed before their runs completed left in the journal."""
         try:
             entries = self.store.journal_take_orphans()
-        except Exception:  # the store failing: what is there stays for the next start
+        except Exception:  # expected: the store failing; what is there stays for next time
             self._log_once("recover", "could not recover runs from the journal")
             return
         try:
@@ -419,7 +419,7 @@ class Writer:
         for listener in self.listeners:
             try:
                 listener(records)
-            except Exception:  # the listener's own failure (a user's callback)
+            except Exception:  # expected: the listener's own failure (a user's callback)
                 self._log_once(f"listener {listener!r}", "listener failed")
         return assembled
 
@@ -432,7 +432,7 @@ class Writer:
             # one and drop (and count) the ones that fail this way.
             self._write_one_by_one(batch)
             return
-        except Exception as error:  # the store failing: kept and retried
+        except Exception as error:  # expected: the store failing; kept and retried
             now = time.monotonic()
             if self._failing_since is None:
                 self._failing_since = now
@@ -467,7 +467,7 @@ class Writer:
             except (TypeError, ValueError):
                 dropped += 1
                 self._log_once("unencodable", "a run could not be encoded and was dropped")
-            except Exception:
+            except Exception:  # expected: the store failing; kept for the retry
                 kept.append(run)
         self.dropped_runs += dropped
         self.written_runs += len(batch) - len(kept) - dropped

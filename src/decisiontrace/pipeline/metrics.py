@@ -148,7 +148,7 @@ class RunMetrics:
         for record in records:
             try:
                 self._record_run(record)
-            except Exception:
+            except Exception:  # expected: a malformed record (record() is public API)
                 logger.exception("decisiontrace: metrics of run %r failed", record.get("id"))
 
     def _record_run(self, record: Mapping[str, Any]) -> None:
