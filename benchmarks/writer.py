@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/writer.py                 # CPU per decision, 7 repeats
     .venv/bin/python benchmarks/writer.py --parts         # and the parts of a pass
     .venv/bin/python benchmarks/writer.py --profile       # and cProfile of a pass
+    .venv/bin/python benchmarks/writer.py --e2e           # and end to end (throughput.py)
 
 Persisting competes with the agent for the GIL, so every microsecond the writer spends
 per decision lowers the end-to-end rate (issue #16, part 2: under ~10 µs).
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--parts", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--e2e", action="store_true", help="end to end, --runs runs")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="decisiontrace-writer-"))
     calls = recorded_calls(args.runs)
@@ -237,6 +239,18 @@ def main(argv: list[str] | None = None) -> int:
         parts(workdir, calls, args.runs, args.repeats)
     if args.profile:
         profile(workdir, calls, args.runs)
+    if args.e2e:
+        from throughput import end_to_end
+
+        result = end_to_end(args.runs, args.repeats, workdir)
+        light = result["raw_light_decisions_per_s"]
+        low, high = result["persisted_min_max_per_s"]
+        print(
+            f"end to end, {args.runs} runs: {result['persisted_decisions_per_s']:,.0f} "
+            f"decisions/s persisted ({low:,.0f}–{high:,.0f}) against {light:,.0f}/s "
+            f"raw_light: {result['ratio_to_raw_light']:.2f}x "
+            f"(raw {result['ratio_to_raw']:.2f}x)"
+        )
     return 0
 
 
