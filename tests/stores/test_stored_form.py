@@ -126,6 +126,8 @@ def test_a_store_of_version_0_1_opens_and_is_rewritten_in_the_store_form(
     forms = {form for (form,) in connection.execute("SELECT schema_version FROM runs")}
     assert forms == {stored_form.CURRENT}
     assert connection.execute("SELECT count(*) FROM decisions").fetchone() == (2,)
+    assert connection.execute("SELECT sum(decisions) FROM decision_groups").fetchone() == (2,)
+    assert connection.execute("SELECT sum(decisions) FROM decision_groups").fetchone() == (2,)
     connection.close()
     assert {s.run_id for s in store.list_runs()} == {"run_text", expected["id"]}
     store.close()
@@ -157,8 +159,9 @@ def test_a_postgresql_store_of_version_0_1_is_rewritten_in_the_store_form(
     store.close()
     # Back to what 0.1 left: schema version 1, the run in compact span form (form 2).
     with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as connection:
-        connection.execute(f"DROP TABLE {s}.decisions")
-        connection.execute(f"DELETE FROM {s}.schema_version WHERE version = 2")
+        for table in ("decisions", "decision_groups", "decision_offers", "decision_calibration"):
+            connection.execute(f"DROP TABLE {s}.{table}")
+        connection.execute(f"DELETE FROM {s}.schema_version WHERE version >= 2")
         connection.execute(
             f"UPDATE {s}.runs SET record = %s, record_format = 2",
             (zlib.compress(to_json(captured[-1].compact()), 1),),
@@ -173,4 +176,10 @@ def test_a_postgresql_store_of_version_0_1_is_rewritten_in_the_store_form(
     with psycopg.connect(postgres_url.split("?")[0]) as connection:
         assert connection.execute(f"SELECT record_format FROM {s}.runs").fetchall() == [(3,)]
         assert connection.execute(f"SELECT count(*) FROM {s}.decisions").fetchone() == (1,)
+        assert connection.execute(f"SELECT sum(decisions) FROM {s}.decision_groups").fetchone() == (
+            1,
+        )
+        assert connection.execute(f"SELECT sum(decisions) FROM {s}.decision_groups").fetchone() == (
+            1,
+        )
     reopened.close()

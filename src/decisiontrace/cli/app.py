@@ -18,7 +18,6 @@ import sys
 from datetime import datetime
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from decisiontrace._version import __version__
 from decisiontrace.cli import render, views
@@ -31,15 +30,20 @@ from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_re
 from decisiontrace.cli.decisions import decisions_command
 from decisiontrace.cli.diff import diff_runs
 from decisiontrace.cli.evaluate import evaluate as evaluate_command
-from decisiontrace.cli.report import render_report
 from decisiontrace.cli.serve import serve
-from decisiontrace.cli.stats import compute_stats
+from decisiontrace.cli.stats import compute_stats, stats_of_store
 from decisiontrace.cli.tail import tail_command
-from decisiontrace.export._otlp_export import otlp_json_line
-from decisiontrace.models import RunStatus
+from decisiontrace.models import Run, RunStatus
 from decisiontrace.stores import StoreError, open_store
 
 __all__ = ["main"]
+
+
+def _otlp_json_line(run: Run) -> str:
+    """One run as an OTLP JSON line (the exporter is loaded only by ``export``)."""
+    from decisiontrace._otlp_export import otlp_json_line
+
+    return otlp_json_line(run)
 
 
 # --- output ---------------------------------------------------------------------------
@@ -172,7 +176,7 @@ def stats(
 ) -> int:
     """Per node, decision type and option: choices, success rate, tokens, latency, calibration."""
     with open_for_reading(ctx) as store:
-        result = compute_stats(load_runs(store, goal, since, limit, status=status, node=node))
+        result = stats_of_store(store, goal, since, limit, status=status, node=node)
     if as_json:
         _print_json(result)
     elif not result["runs"]:
@@ -245,7 +249,7 @@ def export(
     if output_format == "json":
         text = json.dumps(run.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     else:
-        text = otlp_json_line(run) + "\n"
+        text = _otlp_json_line(run) + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -364,10 +368,15 @@ def report(
     """
     with open_for_reading(ctx) as store:
         selected = list(load_runs(store, goal, since, limit, status=status, node=node))
+        statistics = stats_of_store(store, goal, since, limit, status=status, node=node)
         url = store.url
+    # Imported here, as the exporter and the progress bar below: reading commands such as
+    # `runs list` start faster without them.
+    from decisiontrace.cli.report import render_report
+
     page = render_report(
         selected,
-        compute_stats(selected),
+        statistics,
         store_url=url,
         generated_at=datetime.now().astimezone(),
         title=title,
@@ -414,6 +423,14 @@ def demo(ctx: click.Context, seed: int, tickets: int, threads: int, as_json: boo
     if not as_json:
         console.print(f"Running the support-ticket agent on {tickets} tickets (seed {seed})…")
     if console.is_terminal and not as_json:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),

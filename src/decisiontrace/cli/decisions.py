@@ -8,7 +8,8 @@ descriptions, the outcome's summary and error, and the judgements' explanations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +27,9 @@ from decisiontrace.evaluation.analytics import decision_verdict
 from decisiontrace.evaluation.judgement import judgements_of
 from decisiontrace.models import Decision, DecisionType, Run, RunStatus
 from decisiontrace.spanmodel._records import stated_confidence
+from decisiontrace.stores import RunStore
 
-__all__ = ["decisions_command", "find_decisions"]
+__all__ = ["decisions_command", "find_decisions", "search_store"]
 
 OUTCOMES = ("success", "failed", "none")
 
@@ -64,26 +66,87 @@ def find_decisions(
     ``better_option`` keeps decisions a judgement says a better option existed for;
     ``judged_by`` those this evaluator judged.
     """
-    needle = text.casefold() if text else None
+    wanted = _matcher(node, decision_type, chosen, outcome, text, better_option, judged_by)
     for run in runs:
         for decision in run.decisions:
-            if node is not None and decision.node_id != node:
-                continue
-            if decision_type is not None and decision.decision_type.value != decision_type:
-                continue
-            if chosen is not None and decision.chosen_option_id != chosen:
-                continue
-            if outcome is not None and _outcome(decision) != outcome:
-                continue
-            if needle is not None and needle not in _text_of(decision):
-                continue
-            if better_option or judged_by is not None:
-                verdict = decision_verdict(decision)
-                if verdict is None or (better_option and not verdict["better_option_existed"]):
-                    continue
-                if judged_by is not None and judged_by not in verdict["evaluators"]:
-                    continue
-            yield run, decision
+            if wanted(decision):
+                yield run, decision
+
+
+def _matcher(
+    node: str | None,
+    decision_type: str | None,
+    chosen: str | None,
+    outcome: str | None,
+    text: str | None,
+    better_option: bool,
+    judged_by: str | None,
+) -> Callable[[Decision], bool]:
+    """The test a decision must pass, for the filters given."""
+    needle = text.casefold() if text else None
+
+    def wanted(decision: Decision) -> bool:
+        if node is not None and decision.node_id != node:
+            return False
+        if decision_type is not None and decision.decision_type.value != decision_type:
+            return False
+        if chosen is not None and decision.chosen_option_id != chosen:
+            return False
+        if outcome is not None and _outcome(decision) != outcome:
+            return False
+        if needle is not None and needle not in _text_of(decision):
+            return False
+        if better_option or judged_by is not None:
+            verdict = decision_verdict(decision)
+            if verdict is None or (better_option and not verdict["better_option_existed"]):
+                return False
+            if judged_by is not None and judged_by not in verdict["evaluators"]:
+                return False
+        return True
+
+    return wanted
+
+
+def search_store(
+    store: RunStore,
+    *,
+    goal: str | None = None,
+    since: datetime | None = None,
+    status: str | None = None,
+    node: str | None = None,
+    decision_type: str | None = None,
+    chosen: str | None = None,
+    outcome: str | None = None,
+    text: str | None = None,
+    better_option: bool = False,
+    judged_by: str | None = None,
+) -> Generator[tuple[Run, Decision], None, None]:
+    """:func:`find_decisions` over the store's matching runs, newest first: narrowed by
+    the columns the store keeps when it keeps them (only the runs of candidate
+    decisions are read), else over every matching run."""
+    candidates = store.search_decisions(
+        goal_id=goal, status=status, since=since, node_id=node, decision_type=decision_type,
+        chosen=chosen, outcome=outcome, text=text,
+        judged=better_option or judged_by is not None,
+    )  # fmt: skip
+    if candidates is None:
+        yield from find_decisions(
+            load_runs(store, goal, since, None, status=status, node=node),
+            node=node, decision_type=decision_type, chosen=chosen, outcome=outcome, text=text,
+            better_option=better_option, judged_by=judged_by,
+        )  # fmt: skip
+        return
+    wanted = _matcher(node, decision_type, chosen, outcome, text, better_option, judged_by)
+    run: Run | None = None
+    by_id: dict[str, Decision] = {}
+    with contextlib.closing(candidates):
+        for run_id, decision_id in candidates:
+            if run is None or run.id != run_id:
+                run = store.load_run(run_id)
+                by_id = {} if run is None else {d.id: d for d in run.decisions}
+            decision = by_id.get(decision_id)
+            if run is not None and decision is not None and wanted(decision):
+                yield run, decision
 
 
 def _as_json(run: Run, decision: Decision) -> dict[str, Any]:
@@ -211,14 +274,16 @@ def decisions_command(
     """Find decisions across runs by node, type, chosen option, outcome and text."""
     found: list[tuple[Run, Decision]] = []
     with open_for_reading(ctx) as store:
-        runs = load_runs(store, goal, since, None, status=status, node=node)
-        for item in find_decisions(
-            runs, node=node, decision_type=decision_type, chosen=chosen, outcome=outcome,
-            text=text, better_option=better_option, judged_by=judged_by,
-        ):  # fmt: skip
-            found.append(item)
-            if len(found) > limit:
-                break
+        matches = search_store(
+            store, goal=goal, since=since, status=status, node=node,
+            decision_type=decision_type, chosen=chosen, outcome=outcome, text=text,
+            better_option=better_option, judged_by=judged_by,
+        )  # fmt: skip
+        with contextlib.closing(matches):
+            for item in matches:
+                found.append(item)
+                if len(found) > limit:
+                    break
     more = len(found) > limit
     found = found[:limit]
     if as_json:

@@ -24,6 +24,7 @@ first in each store's table):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from decisiontrace.spanmodel._records import stated_confidence
@@ -89,6 +90,39 @@ def decision_facts(record: Record) -> list[tuple[Any, ...]]:
     return rows
 
 
+@dataclass
+class DecisionTallies:
+    """Counts over the decisions of the runs that match some filters, as a SQL store
+    keeps or computes them (``decisiontrace.cli.stats`` turns them into statistics).
+
+    Attributes:
+        runs_by_status: matching runs per status.
+        counts: ``(node_id, decision_type, chosen_listed, chosen_option_id, outcome,
+            decisions, tokens, confidences, confidence_sum)``: decisions counted by node,
+            type, choice (``chosen_listed`` 1 when the chosen id is one of the options)
+            and outcome (-1 none, 0 failure, 1 success), with their tokens and the
+            count and sum of the stated confidences of their chosen options.
+        latencies: ``(node_id, decision_type, latency_ms, decisions)`` over decisions
+            with an outcome.
+        chosen_latencies: ``(node_id, decision_type, chosen_option_id, latency_ms,
+            decisions)`` over those whose chosen id is one of their options.
+        offered: ``(node_id, decision_type, option_ids, decisions)``: how many decisions
+            offered each list of option ids (a JSON list).
+        calibration: ``(bucket, decisions, successes, confidence_sum)`` over decisions
+            with an outcome and a stated confidence of their chosen option.
+        judged_run_ids: the matching runs, newest first, with a decision that has a
+            judgement or an evaluation (their records are read for those statistics).
+    """
+
+    runs_by_status: dict[str, int] = field(default_factory=dict)
+    counts: list[tuple[str, str, int, str, int, int, int, int, float]] = field(default_factory=list)
+    latencies: list[tuple[str, str, int, int]] = field(default_factory=list)
+    chosen_latencies: list[tuple[str, str, str, int, int]] = field(default_factory=list)
+    offered: list[tuple[str, str, str, int]] = field(default_factory=list)
+    calibration: list[tuple[int, int, int, float]] = field(default_factory=list)
+    judged_run_ids: list[str] = field(default_factory=list)
+
+
 def bucket_of(confidence: float) -> int:
     """The calibration bucket of a confidence (as ``stats`` computes it)."""
     return min(BUCKETS - 1, max(0, int(confidence * BUCKETS)))
@@ -101,4 +135,4 @@ def _int(value: Any) -> int:
         return 0
 
 
-__all__ = ["BUCKETS", "COLUMNS", "bucket_of", "decision_facts"]
+__all__ = ["BUCKETS", "COLUMNS", "DecisionTallies", "bucket_of", "decision_facts"]

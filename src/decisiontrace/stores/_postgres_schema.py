@@ -17,10 +17,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from decisiontrace.stores import _aggregates
+
 logger = logging.getLogger("decisiontrace")
 
 #: The latest migration this module knows.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DEFAULT_SCHEMA = "decisiontrace"
 
@@ -102,6 +104,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             text text,
             PRIMARY KEY (run_id, seq)
         )""",
+    ),
+    # 3: the aggregate tables ``stats`` reads (``stores._aggregates``), filled from the
+    # decisions rows; an index of the runs with judged decisions.
+    3: (
+        *(
+            table.replace("{p}", "{s}.")
+            for table in _aggregates.tables("text", "bytea", "bigint", "double precision")
+        ),
+        "CREATE INDEX decisions_judged ON {s}.decisions (run_id) WHERE judged = 1",
     ),
 }
 
@@ -219,9 +230,14 @@ def migrate(
         for version in range(stored + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version]:
                 connection.execute(statement.format(s=s))
-            if version == 2 and rewrite_rows is not None:
-                rewrite_rows(connection)
             connection.execute(f"INSERT INTO {s}.schema_version (version) VALUES (%s)", (version,))
+        # Rows of version 1 in the current form (2), then the counts of every row (3).
+        if stored < 2 and rewrite_rows is not None:
+            rewrite_rows(connection)
+        if stored < 3:
+            aggregates = _aggregates.Statements(f"{s}.", "", "CAST(trunc({number}) AS INTEGER)")
+            for statement in aggregates.rebuild():
+                connection.execute(statement)
 
 
 def _current_version(connection: Any, s: str) -> int | None:

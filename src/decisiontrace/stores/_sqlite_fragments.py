@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from decisiontrace.spanmodel import _records
-from decisiontrace.stores import _fragments
+from decisiontrace.stores import _aggregates, _fragments
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _stored_form as _form
 from decisiontrace.stores._filters import record_node_ids
@@ -68,6 +68,12 @@ CREATE TABLE IF NOT EXISTS decisions (
 ) WITHOUT ROWID
 """
 DECISIONS_DELETE = "DELETE FROM decisions WHERE run_id = ?"
+#: Runs with a decision that carries judgements (few): what ``stats`` reads in full.
+JUDGED_INDEX = "CREATE INDEX IF NOT EXISTS decisions_judged ON decisions (run_id) WHERE judged = 1"
+AGGREGATE_TABLES = _aggregates.tables("TEXT", "TEXT", "INTEGER", "REAL")
+AGGREGATES = _aggregates.Statements(
+    "", "d.run_id IN ({marks})", integer_part="CAST({number} AS INTEGER)"
+)
 DECISIONS_INSERT = "INSERT INTO decisions VALUES (" + ", ".join("?" * 14) + ")"
 
 
@@ -79,9 +85,26 @@ def decode(data: Any, version: Any) -> Record:
 def replace_decisions(
     connection: sqlite3.Connection, run_ids: Sequence[Any], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Replace the ``decisions`` rows of these runs (inside the write transaction)."""
-    connection.executemany(DECISIONS_DELETE, [(run_id,) for run_id in run_ids])
-    connection.executemany(DECISIONS_INSERT, rows)
+    """Replace the ``decisions`` rows of these runs and their counts in the aggregate
+    tables (inside the write transaction)."""
+
+    def delete_and_insert() -> None:
+        connection.executemany(DECISIONS_DELETE, [(run_id,) for run_id in run_ids])
+        connection.executemany(DECISIONS_INSERT, rows)
+
+    if not run_ids:
+        return
+    chunks = [  # within SQLite's parameter limit
+        (",".join("?" * len(run_ids[start : start + 5000])), run_ids[start : start + 5000])
+        for start in range(0, len(run_ids), 5000)
+    ]
+    _aggregates.replace(connection.execute, AGGREGATES, chunks, delete_and_insert)
+
+
+def rebuild_aggregates(connection: sqlite3.Connection) -> None:
+    """Fill the aggregate tables afresh from every ``decisions`` row."""
+    for statement in AGGREGATES.rebuild():
+        connection.execute(statement)
 
 
 def save(connection: sqlite3.Connection, roots: list[tuple[Any, ...]], parts: list[Any]) -> None:

@@ -18,8 +18,9 @@ logger = logging.getLogger("decisiontrace")
 
 #: Version of the table layout this module writes; stored in ``meta`` so a later
 #: version knows what it is opening. 5: records in the store's own form
-#: (``stores._stored_form``), and the ``decisions`` table the analytics read.
-SCHEMA_VERSION = 5
+#: (``stores._stored_form``), and the ``decisions`` table the analytics read. 6: the
+#: aggregate tables ``stats`` reads (``stores._aggregates``).
+SCHEMA_VERSION = 6
 # Every column of ``runs`` after the primary key, with its type. Opening a database
 # written by an older version adds whichever of these are missing.
 RUN_COLUMNS: dict[str, str] = {
@@ -114,7 +115,9 @@ def schema_is_current(connection: sqlite3.Connection) -> bool:
     except (sqlite3.Error, ValueError):
         return False
     expected = {
-        "journal", "journal_run_id", "evaluations", "run_fragments", "decisions", *INDEXES,
+        "journal", "journal_run_id", "evaluations", "run_fragments", "decisions",
+        "decisions_judged", "decision_groups", "decision_offers", "decision_calibration",
+        *INDEXES,
     }  # fmt: skip
     return expected <= names and set(RUN_COLUMNS) <= columns
 
@@ -138,6 +141,9 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
         connection.execute(EVALUATIONS_TABLE)
         connection.execute(_fragments.TABLE)
         connection.execute(_fragments.DECISIONS_TABLE)
+        connection.execute(_fragments.JUDGED_INDEX)
+        for table in _fragments.AGGREGATE_TABLES:
+            connection.execute(table.format(p=""))
         connection.execute("DROP INDEX IF EXISTS runs_started_at")
         connection.execute("CREATE INDEX IF NOT EXISTS journal_run_id ON journal (run_id)")
         row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -152,8 +158,10 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
                 SCHEMA_VERSION,
             )
         else:
-            if stored < SCHEMA_VERSION:
+            if stored < 5:
                 _migrate_rows(connection)
+            if stored < 6:
+                _fragments.rebuild_aggregates(connection)
             connection.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from decisiontrace.models import Run, RunStatus, RunSummary
 from decisiontrace.spanmodel import _judgements, _records
+
+if TYPE_CHECKING:  # loaded with the SQL stores' analytics
+    from decisiontrace.stores._facts import DecisionTallies
 
 Record = dict[str, Any]
 #: A journal entry: ``(run_id, trace_id, data)``, ``data`` a JSON-ready dict
@@ -147,6 +150,50 @@ class RunStore(abc.ABC):
         parts (a store that keeps no fragments returns ``[]``).
         """
         return []
+
+    # -- analytics (optional) ---------------------------------------------------------------
+
+    def decision_tallies(
+        self,
+        *,
+        goal_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        node_id: str | None = None,
+        limit: int | None = None,
+    ) -> DecisionTallies | None:
+        """Counts over the decisions of the matching runs (the filters of :meth:`list_runs`,
+        ``limit`` the newest that many), from tables kept at write time.
+
+        Returns:
+            The counts, or None when this store keeps no such tables (memory, JSON
+            files): the caller reads the runs instead.
+        """
+        return None
+
+    def search_decisions(
+        self,
+        *,
+        goal_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        node_id: str | None = None,
+        decision_type: str | None = None,
+        chosen: str | None = None,
+        outcome: str | None = None,
+        text: str | None = None,
+        judged: bool = False,
+    ) -> Generator[tuple[str, str], None, None] | None:
+        """``(run_id, decision_id)`` of the decisions that may match, newest runs first,
+        from columns kept at write time; None when this store keeps none.
+
+        Every decision that matches is among them; for ``text`` (case-folded, also
+        matching judgements' explanations) and ``judged`` (has a judgement) some that do
+        not may be too, which the caller checks on the loaded run. ``outcome`` is
+        ``"success"``, ``"failed"`` or ``"none"``; ``node_id`` is the deciding node.
+        Close the generator when done early.
+        """
+        return None
 
     def save_run(self, run: Run) -> None:
         """Store one run (insert or replace)."""

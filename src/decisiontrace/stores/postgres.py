@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from decisiontrace.spanmodel import _judgements, _records
-from decisiontrace.stores import _fragments
+from decisiontrace.stores import _aggregates, _analytics, _fragments
 from decisiontrace.stores import _postgres_schema as _schema
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _stored_form as _form
@@ -120,6 +120,16 @@ class PostgreSQLStore(RunStore):
         conninfo, url_schema = split_url(url)
         self.schema = schema or url_schema or _schema.DEFAULT_SCHEMA
         self.sql = _schema.Statements(self.schema)  # ValueError for an impossible name
+        s = self.sql.schema
+        self._dialect = _analytics.Dialect(
+            mark="%s", runs=f"{s}.runs", decisions=f"{s}.decisions",
+            evaluations=f"{s}.evaluations", has_node="r.nodes @> ARRAY[%s::bytea]",
+            contains="strpos({text}, %s) > 0",
+            aggregates=_aggregates.Statements(
+                f"{s}.", "d.run_id = ANY({marks})", "CAST(trunc({number}) AS INTEGER)"
+            ),
+            join="JOIN", key=_key, text=_text,
+        )  # fmt: skip
         self.url = redact(url)
         self.timeout = timeout
         self._conninfo = conninfo
@@ -330,12 +340,20 @@ class PostgreSQLStore(RunStore):
     def _replace_decisions(
         self, cursor: psycopg.Cursor[Any], run_ids: Sequence[bytes], rows: Sequence[_Row]
     ) -> None:
-        """Replace the analytics rows of these runs (see ``stores._facts``)."""
-        cursor.execute(self.sql.decisions_delete, (list(run_ids),))
-        if rows:
-            with cursor.copy(self.sql.decisions_copy) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        """Replace the analytics rows of these runs (see ``stores._facts``) and their
+        counts in the aggregate tables (``stores._aggregates``)."""
+
+        def delete_and_insert() -> None:
+            cursor.execute(self.sql.decisions_delete, (list(run_ids),))
+            if rows:
+                with cursor.copy(self.sql.decisions_copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+
+        _aggregates.replace(
+            cursor.execute, self._dialect.aggregates, [("%s", [list(run_ids)])],
+            delete_and_insert,
+        )  # fmt: skip
 
     def _load_merged(self, cursor: psycopg.Cursor[Any], run_id: bytes) -> tuple[Record, int] | None:
         cursor.execute(self.sql.load_fragments, (run_id,))
@@ -466,6 +484,53 @@ class PostgreSQLStore(RunStore):
             parameters.append(max(limit, 0))
         rows = self._read(lambda connection: connection.execute(query, parameters).fetchall())
         return [json.loads(summary) for (summary,) in rows]
+
+    # -- analytics -----------------------------------------------------------------------
+
+    def decision_tallies(self, **filters: Any) -> _analytics.DecisionTallies | None:
+        """Counts over the matching runs' decisions, from the ``decisions`` table (see
+        RunStore).
+
+        Raises:
+            StoreError: the database cannot be read.
+        """
+        runs = _analytics.RunFilters(**filters)
+
+        def work(connection: psycopg.Connection[Any]) -> _analytics.DecisionTallies:
+            def execute(query: str, parameters: list[Any]) -> Iterable[tuple[Any, ...]]:
+                return connection.execute(query, parameters).fetchall()
+
+            return _analytics.tallies(execute, self._dialect, runs)
+
+        tallies: _analytics.DecisionTallies = self._read(work)
+        return tallies
+
+    def search_decisions(self, **filters: Any) -> Generator[tuple[str, str], None, None] | None:
+        """Decisions that may match, from the ``decisions`` table (see RunStore)."""
+        if filters.get("text"):  # as the column keeps it (see _decision_row)
+            filters["text"] = _rows.valid_text(filters["text"]).replace("\x00", " ")
+        runs, wanted = _analytics.split_filters(filters)
+        return self._searching(runs, wanted)
+
+    def _searching(
+        self, runs: _analytics.RunFilters, wanted: _analytics.DecisionFilters
+    ) -> Generator[tuple[str, str], None, None]:
+        try:
+            with (
+                self._connection() as connection,
+                connection.transaction(),
+                # Server-side: rows come as they are read, and the search may stop early.
+                connection.cursor(name="decisiontrace_search") as cursor,
+            ):
+
+                def execute(query: str, parameters: list[Any]) -> Iterator[tuple[Any, ...]]:
+                    cursor.execute(query, parameters)
+                    while rows := cursor.fetchmany(500):
+                        yield from rows
+
+                yield from _analytics.search(execute, self._dialect, runs, wanted)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read PostgreSQL at {self.url}: {self._scrub(exc)}") from exc
 
     # -- the journal ---------------------------------------------------------------------
 

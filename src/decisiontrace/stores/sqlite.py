@@ -24,12 +24,13 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from decisiontrace.spanmodel import _judgements, _records
+from decisiontrace.stores import _analytics
 from decisiontrace.stores import _sqlite_fragments as _fragment_rows
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
@@ -54,6 +55,19 @@ logger = logging.getLogger("decisiontrace")
 _REOPEN_AFTER = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")
 
 _ConnectionKey = tuple[int, int]
+
+_DIALECT = _analytics.Dialect(
+    mark="?",
+    runs="runs",
+    decisions="decisions",
+    evaluations="evaluations",
+    has_node="EXISTS (SELECT 1 FROM json_each(r.nodes) WHERE value = ?)",
+    contains="instr({text}, ?) > 0",
+    aggregates=_fragment_rows.AGGREGATES,
+    join="CROSS JOIN",
+    key=str,
+    text=str,
+)
 
 
 def _close_own_connections(
@@ -220,11 +234,7 @@ class SQLiteStore(RunStore):
         clear_journal: bool = False,
     ) -> None:
         roots, decisions, parts = _fragment_rows.split(rows)
-        statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [
-            (_schema.UPSERT, roots),
-            (_fragment_rows.DECISIONS_DELETE, [(row[0],) for row in roots]),
-            (_fragment_rows.DECISIONS_INSERT, decisions),
-        ]
+        statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [(_schema.UPSERT, roots)]
         if clear_journal:
             # Only this process's entries, and those of dead processes it recovered: a
             # run's other fragments may still be in flight in other processes.
@@ -232,9 +242,12 @@ class SQLiteStore(RunStore):
             run_ids = dict.fromkeys(row[0] for row in roots + parts)
             journal = [(run_id, pid) for run_id in run_ids for pid in pids]
             statements.append((_schema.JOURNAL_DELETE_OF, journal))
-        self._transaction(
-            statements, then=lambda connection: _fragment_rows.save(connection, roots, parts)
-        )
+
+        def then(connection: sqlite3.Connection) -> None:
+            _fragment_rows.replace_decisions(connection, [row[0] for row in roots], decisions)
+            _fragment_rows.save(connection, roots, parts)
+
+        self._transaction(statements, then=then)
 
     def _transaction(
         self,
@@ -494,6 +507,38 @@ class SQLiteStore(RunStore):
                 record = _fragment_rows.decode(record_data, form)
                 summaries.append(_records.summary_from_record(record))
         return summaries
+
+    def decision_tallies(self, **filters: Any) -> _analytics.DecisionTallies | None:
+        """Counts over the matching runs' decisions, from the ``decisions`` table (see
+        RunStore; None for a node id with NUL, which SQLite's JSON functions cut short).
+
+        Raises:
+            StoreError: the database cannot be read.
+        """
+        if "\x00" in (filters.get("node_id") or ""):
+            return None
+        try:
+            return _analytics.tallies(self._execute, _DIALECT, _analytics.RunFilters(**filters))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
+
+    def search_decisions(self, **filters: Any) -> Generator[tuple[str, str], None, None] | None:
+        """Decisions that may match, from the ``decisions`` table (see RunStore)."""
+        if any("\x00" in value for value in filters.values() if isinstance(value, str)):
+            return None
+        runs, wanted = _analytics.split_filters(filters)
+        return self._searching(_analytics.search(self._execute, _DIALECT, runs, wanted))
+
+    def _searching(
+        self, found: Generator[tuple[str, str], None, None]
+    ) -> Generator[tuple[str, str], None, None]:
+        try:
+            yield from found
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
+
+    def _execute(self, query: str, parameters: list[Any]) -> sqlite3.Cursor:
+        return self._connection().execute(query, parameters)
 
     def close(self) -> None:
         """Close the connections this process opened; a later call reopens one."""
