@@ -41,7 +41,7 @@ __all__ = ["main"]
 
 def _otlp_json_line(run: Run) -> str:
     """One run as an OTLP JSON line (the exporter is loaded only by ``export``)."""
-    from decisiontrace._otlp_export import otlp_json_line
+    from decisiontrace.export._otlp_export import otlp_json_line
 
     return otlp_json_line(run)
 
