@@ -81,7 +81,7 @@ def drive_generator(gen: Generator[Any, Any, Any], session: Session) -> Generato
                 session.leave(tokens)
             session.closed(items)
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # expected: the consumer's, thrown into the generator
             to_throw, to_send = exc, None
 
 
@@ -126,7 +126,7 @@ async def drive_async_generator(
                 session.leave(tokens)
             session.closed(items)
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # expected: the consumer's, thrown into the generator
             to_throw, to_send = exc, None
 
 

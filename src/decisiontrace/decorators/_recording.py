@@ -44,7 +44,7 @@ def error_text(exc: BaseException) -> str:
     """The exception's message, or its type name when the message is empty."""
     try:
         text = str(exc)
-    except Exception:
+    except Exception:  # expected: the agent's exception, whose __str__ raised
         text = ""
     return text or type(exc).__qualname__
 
@@ -99,7 +99,7 @@ class Recorder:
         """A spec callable of the result; ``_FAILED`` (warned once) if it raises."""
         try:
             return fn(result)
-        except Exception:
+        except Exception:  # expected: the agent's callable raised (warned once)
             return self._spec_failed(what)
 
     # --- opening -------------------------------------------------------------------------
@@ -125,7 +125,7 @@ class Recorder:
                         call_args = (instance, *call_args)
                     try:
                         options = self.options_fn(*call_args, **(kwargs or {}))
-                    except Exception:
+                    except Exception:  # expected: the agent's callable (warned once)
                         options = self._spec_failed("options")
                     if options is _FAILED:
                         options = []

@@ -160,10 +160,8 @@ class _RunSession(Session):
             return None
         try:
             return self.output(value, items)
-        except Exception:
-            logger.exception(
-                "decisiontrace: could not record the output of run %s", self.live.run_id
-            )
+        except Exception as error:
+            internal_error("recording a generator run's output", error)
             return None
 
 
@@ -242,15 +240,15 @@ class _AgentSpec:
             call = self.call
             arguments = call.arguments(instance, args, kwargs)
             return call.description(arguments, self.goal_description), call.input_data(arguments)
-        except Exception:
-            logger.exception("decisiontrace: could not record the arguments of %s", self.goal_id)
+        except Exception as error:
+            internal_error("recording a run's arguments", error)
             return self.goal_description, None
 
     def _output(self, result: Any) -> dict[str, Any] | None:
         try:
             return self.call.output_data(result)
-        except Exception:
-            logger.exception("decisiontrace: could not record the result of %s", self.goal_id)
+        except Exception as error:
+            internal_error("recording a run's result", error)
             return None
 
     def call_sync(

@@ -77,7 +77,7 @@ def _loads(value: Any, default: Any) -> Any:
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except Exception:
+    except Exception:  # expected: a span attribute of someone else's, not a number
         return 0
 
 

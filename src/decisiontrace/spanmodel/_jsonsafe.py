@@ -79,7 +79,7 @@ def dumps(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str | No
         # call into, and writes valid JSON.
         try:
             text = to_json(value).decode()
-        except Exception:
+        except Exception:  # expected: the agent's value is not plain JSON
             text = _strict(value)
     if text is None:
         text, problem = _sanitized(value, max_chars)
@@ -139,7 +139,7 @@ def _sanitized(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, str
             _encode_fast(sanitize(value, _budget=[max_chars])),
             "value is not plain JSON; other values were recorded as descriptions",
         )
-    except Exception:  # the sanitizer itself must never take the caller down
+    except Exception:  # expected: a hostile value beat the sanitizer; never raise
         return (
             _encode_fast({TRUNCATED_KEY: True, "reason": "unencodable value"}),
             "value could not be encoded and was dropped",
@@ -222,7 +222,7 @@ def _model_fields(model: BaseModel) -> dict[str, Any]:
 def _dataclass_fields(value: Any) -> dict[str, Any] | None:
     try:
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    except Exception:
+    except Exception:  # expected: the agent's dataclass, a field that raises
         return None
 
 
@@ -245,7 +245,7 @@ def describe_without_reading(value: Any) -> str:
         if kind in _SIZED:  # exact types: a subclass may override __len__
             return f"<{name} of length {len(cast(Sized, value))}>"
         return f"<{name}>"
-    except Exception:
+    except Exception:  # expected: the agent's value, hostile
         return "<object>"
 
 
@@ -253,10 +253,10 @@ def safe_repr(value: Any) -> str:
     """``repr(value)``, cut to size, or a placeholder when repr itself raises."""
     try:
         return _cut(repr(value))
-    except Exception:
+    except Exception:  # expected: the agent's value, whose repr raised
         try:
             return f"<unrepresentable {type(value).__qualname__}>"
-        except Exception:
+        except Exception:  # expected: its type's name too
             return "<unrepresentable>"
 
 
@@ -266,7 +266,7 @@ def safe_str(value: Any) -> str:
         return _cut(value)
     try:
         return _cut(str(value))
-    except Exception:
+    except Exception:  # expected: the agent's value, whose str raised
         return safe_repr(value)
 
 

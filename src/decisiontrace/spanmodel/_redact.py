@@ -166,7 +166,7 @@ class Redactor:
                     self._remember_clean(text)
                     return text
             return to_json(self._walk(from_json(text), "")).decode()
-        except Exception:
+        except Exception:  # expected: a redaction callback failed; fails closed, logged once
             _log_failure()
             return DROPPED
 
@@ -185,7 +185,7 @@ class Redactor:
             if self.callback is not None:
                 redacted = self.callback("", redacted)
             return redacted
-        except Exception:
+        except Exception:  # expected: a redaction callback failed; fails closed, logged once
             _log_failure()
             return REDACTED
 

@@ -371,7 +371,7 @@ class SpanEngine:
         where = "record_outcome()"
         try:
             decision = live.decisions.get(decision_id)
-        except Exception:  # the agent's id: unhashable, or a __hash__/__eq__ that raises
+        except Exception:  # expected: the agent's id, unhashable or a __hash__ that raises
             decision = None
         if decision is None:
             _normalize.warn(f"{where}: run {live.run_id} has no decision {safe_repr(decision_id)}")
@@ -493,7 +493,7 @@ class SpanEngine:
         hook: Callable[..., Any] = getattr(self._outcome_aggregator, method)
         try:
             hook(**kwargs)
-        except Exception:
+        except Exception:  # expected: the user's aggregator raised; logged, not raised
             logger.exception("decisiontrace: outcome_aggregator.%s raised", method)
 
 

@@ -55,7 +55,7 @@ def integer(value: Any, what: str) -> int:
         return int(value)
     try:
         return int(value)
-    except Exception:
+    except Exception:  # expected: the agent's value is no number (warned)
         warn(f"{what} should be an int, got {safe_str(value)!r}; recorded as 0")
         return 0
 
@@ -121,7 +121,7 @@ def _option(raw: Any, index: int, where: str) -> dict[str, Any]:
         if callable(dump):
             try:
                 raw = dump()
-            except Exception:
+            except Exception:  # expected: the agent's model_dump raised (warned below)
                 raw = None
         if not isinstance(raw, Mapping):
             option_id = safe_str(raw)
@@ -261,7 +261,7 @@ def prepare_options(options: Any, where: str) -> PreparedOptions:
         if seen is not None:
             try:
                 same = seen[0] == options
-            except Exception:  # a value put into the list since, comparing oddly
+            except Exception:  # expected: the agent's value put in since, comparing oddly
                 same = False
             if same is True:
                 return seen[1]

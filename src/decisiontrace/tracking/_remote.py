@@ -110,7 +110,7 @@ def check_propagator() -> None:
     _propagator_checked = True
     try:
         fields = propagate.get_global_textmap().fields
-    except Exception:
+    except Exception:  # expected: the user's propagator, not ours to check
         return
     if "baggage" not in fields:
         logger.warning(

@@ -191,7 +191,7 @@ def _patch(target: Any, spec: Any, tracker: DecisionTracker | None) -> _Patch:
     try:
         module = importlib.import_module(module_name)
         parent, attribute, original = wrapt.resolve_path(module, path)
-    except Exception as error:
+    except Exception as error:  # expected: the user's target (bad configuration)
         raise ValueError(f"cannot resolve target {target!r}: {error}") from error
     # Built from the raw original (a classmethod object, say) so its kind is known.
     wrapper_function = decorator.wrapper_for(original)

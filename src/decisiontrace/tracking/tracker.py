@@ -412,7 +412,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
     def _lookup(self, execution_id: Any) -> LiveRun | None:
         try:
             return self._runs.get(execution_id)
-        except Exception:  # unhashable, or a __hash__/__eq__ that raises
+        except Exception:  # expected: the agent's id, unhashable or a __hash__ that raises
             return None
 
 
