@@ -616,3 +616,14 @@ def test_attributes_of_the_wrong_type_decode_as_the_defaults() -> None:
     }
     record = _decode.decision_record(attributes, START, END)
     assert record == expected_record(decision_fields(), outcome_fields())
+
+
+def test_a_run_span_without_a_status_decodes_it_from_its_span_status() -> None:
+    attributes = {sc.RUN_ID: "r"}
+    statuses = [
+        _decode.run_record(attributes, START, end, [], [], error=error)["status"]
+        for end, error in ((None, False), (END, False), (END, True))
+    ]
+    assert statuses == ["running", "completed", "failed"]
+    assert (_codec.ended_status(True), _codec.ended_status(False)) == ("completed", "failed")
+    assert _codec.is_error_status(_codec.ended_status(False))

@@ -97,7 +97,7 @@ def amended(run: SpanData, success: Any, narrative: Any, output_data: Any) -> Sp
     As in the original, the output is replaced (by ``{}`` when none is given), the
     narrative is generated again when none is given, and the run completes again now.
     """
-    status = "completed" if success else "failed"
+    status = _codec.ended_status(bool(success))
     attributes = dict(run.attributes)
     attributes[sc.RUN_STATUS] = status
     attributes.pop(sc.RUN_END_REASON, None)
@@ -121,7 +121,7 @@ def amended(run: SpanData, success: Any, narrative: Any, output_data: Any) -> Sp
         end_ns=time.time_ns(),
         attributes=attributes,
         events=run.events,
-        error=status == "failed",
+        error=_codec.is_error_status(status),
     )
 
 

@@ -108,6 +108,11 @@ def run_end_attributes(
     return attributes
 
 
+def ended_status(success: bool) -> str:
+    """The status of a run ended without one given: ``completed`` or ``failed``."""
+    return "completed" if success else "failed"
+
+
 def is_error_status(status: str) -> bool:
     """Whether a run of this status has a run span with status ERROR (failed, stuck)."""
     return status in sc.RUN_STATUSES_ERROR

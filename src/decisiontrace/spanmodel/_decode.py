@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from decisiontrace.spanmodel import _ids, _records
+from decisiontrace.spanmodel import _codec, _ids, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._codec import Record
 from decisiontrace.spanmodel._values import EMPTY_OBJECT
@@ -267,7 +267,7 @@ def run_record(
         status = get(sc.RUN_STATUS)
     if status is None:
         # The span's ERROR status is all it says (see _codec.run_span_status).
-        status = "running" if end_ns is None else ("failed" if error else "completed")
+        status = "running" if end_ns is None else _codec.ended_status(not error)
     status = str(status)
     narrative = str(get(sc.RUN_NARRATIVE, "") or "")
     if not narrative and end_ns is not None:

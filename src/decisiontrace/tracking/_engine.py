@@ -182,7 +182,7 @@ class SpanEngine:
             decision.end_ns = end_ns
             decision.span.end(end_time=end_ns)
         if status is None:
-            status_value = "completed" if success else "failed"
+            status_value = _codec.ended_status(bool(success))
         else:
             status_value = _normalize.text(status, "end_run(): status")
             if status_value not in {s.value for s in RunStatus}:
