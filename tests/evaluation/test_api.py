@@ -188,6 +188,28 @@ def test_unknown_run_or_decision_warns_once_and_records_nothing(
     assert _events(exporter) == []
 
 
+def test_a_judge_repeating_one_mistake_in_a_loop_gets_one_warning(
+    pipeline: Pipeline,
+    logs: tuple[LoggerProvider, InMemoryLogRecordExporter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider, _ = logs
+    _, run_id, decision_id = _record_run(pipeline)
+    pipeline.flush()
+    with caplog.at_level(logging.DEBUG, logger="decisiontrace"):
+        for score in (1.5, 2.5, 3.5):
+            assert dt.evaluate(run_id, decision_id, evaluator="j", score=score,
+                               store=pipeline.store, logger_provider=provider) is None  # fmt: skip
+        assert dt.evaluate(run_id, "dec_9", evaluator="j", score=1,
+                           store=pipeline.store, logger_provider=provider) is None  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings  # one per kind of mistake, not one per call
+    assert "score" in warnings[0] and "1.5" in warnings[0]
+    assert "has no decision 'dec_9'" in warnings[1]
+    repeats = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("2.5" in m for m in repeats) and any("3.5" in m for m in repeats)
+
+
 def test_tracker_evaluate_refuses_an_open_run_and_waits_for_an_ended_one(
     pipeline: Pipeline,
     logs: tuple[LoggerProvider, InMemoryLogRecordExporter],

@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import _logs, trace
 
-from decisiontrace._internal.errors import internal_error
+from decisiontrace._internal.errors import internal_error, warn_input
 from decisiontrace.evaluation import telemetry
 from decisiontrace.evaluation.judgement import Judgement, build, stored_form
 from decisiontrace.models import DecisionEvaluation
@@ -30,7 +30,8 @@ _POLL_SECONDS = 0.05
 
 
 def _warn(message: str) -> None:
-    logger.warning("decisiontrace: evaluate(): %s; nothing recorded", message)
+    """Bad input to evaluate(): one warning per kind and calling line (repeats at DEBUG)."""
+    warn_input(f"evaluate(): {message}; nothing recorded")
 
 
 def _resolve_store(store: RunStore | str | os.PathLike[str] | None) -> tuple[RunStore, bool]:
