@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import decisiontrace as dt
 from tests.conftest import Pipeline
@@ -61,3 +63,32 @@ def test_choose_outside_a_decision_warns_and_does_nothing(
     stored = pipeline.store.load_run(run.run_id)
     assert stored is not None
     assert stored.decisions[0].chosen_option_id == "action"
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "unrecorded"])
+def test_a_declared_choice_is_the_same_whether_the_run_is_recorded_or_not(
+    pipeline: Pipeline, recorded: bool
+) -> None:
+    # Sampled out, the run is not recorded, but its live view (get_run) still says what
+    # was chosen, as in a recorded run: one home for runs nobody records.
+    provider = pipeline.provider if recorded else TracerProvider(sampler=ALWAYS_OFF)
+    tracker = dt.DecisionTracker("s", tracer_provider=provider)
+
+    @dt.decision("Pick", options=["a", "b"], tracker=tracker)
+    def pick() -> str:
+        dt.choose("b")
+        return "neither"  # not an option id: the declared choice stands
+
+    @dt.decision("Pick again", options=["a", "b"], tracker=tracker)
+    def pick_and_fail() -> str:
+        dt.choose("a")
+        raise ValueError("no")
+
+    with tracker.run("g") as run:
+        pick()
+        with pytest.raises(ValueError, match="no"):
+            pick_and_fail()
+        live = run.get_run()
+    assert live is not None
+    assert [d.chosen_option_id for d in live.decisions] == ["b", "a"]
+    assert [d.outcome.success for d in live.decisions if d.outcome] == [True, False]

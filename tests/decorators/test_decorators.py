@@ -1585,7 +1585,7 @@ def test_auto_run_that_cannot_start_a_run_just_runs_the_function(
         raise RuntimeError("tracker bug")
 
     monkeypatch.delenv(RAISE_ENV)  # a bug in production: logged, never raised
-    monkeypatch.setattr(pipe.tracker, "_start", broken_start)
+    monkeypatch.setattr(pipe.tracker.registry, "start", broken_start)
 
     @decision("sync", auto_run=True)
     def sync_fn() -> int:

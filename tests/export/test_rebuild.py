@@ -54,7 +54,7 @@ def record_runs(provider: TracerProvider) -> list[str]:
         with tracer.start_as_current_span(
             "chat gpt",
             context=trace.set_span_in_context(
-                tracker._current().decisions[decision_id].span  # type: ignore[union-attr]
+                tracker.registry.current().decisions[decision_id].span  # type: ignore[union-attr]
             ),
             attributes={sc.GEN_AI_USAGE_INPUT_TOKENS: 30, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 12},
         ):

@@ -122,9 +122,9 @@ def test_a_tracker_bug_is_logged_once_and_the_agent_goes_on(
     tracker = dt.DecisionTracker("s")
 
     def broken(*args: object, **kwargs: object) -> str:
-        raise AssertionError("a bug in _decide")
+        raise AssertionError("a bug in open_decision")
 
-    monkeypatch.setattr(tracker, "_decide", broken)
+    monkeypatch.setattr(tracker.emitter, "open_decision", broken)
     with tracker.run("g"):
         for _ in range(3):
             assert tracker.decide(intent="i", options=[], chosen="", reasoning="") == ""
@@ -136,8 +136,8 @@ def test_a_tracker_bug_fails_the_test_suite(monkeypatch: pytest.MonkeyPatch) -> 
     tracker = dt.DecisionTracker("s")
 
     def broken(*args: object, **kwargs: object) -> str:
-        raise AssertionError("a bug in _decide")
+        raise AssertionError("a bug in open_decision")
 
-    monkeypatch.setattr(tracker, "_decide", broken)
-    with tracker.run("g"), pytest.raises(AssertionError, match="a bug in _decide"):
+    monkeypatch.setattr(tracker.emitter, "open_decision", broken)
+    with tracker.run("g"), pytest.raises(AssertionError, match="a bug in open_decision"):
         tracker.decide(intent="i", options=[], chosen="", reasoning="")

@@ -193,7 +193,7 @@ def test_spans_under_decisions_that_never_end_are_capped(db: Path) -> None:
     tracer = pipeline.provider.get_tracer("llm")
     with pipeline.tracker.run("g"):
         decision_id = pipeline.tracker.decide(intent="i", options=[], chosen="", reasoning="")
-        live = pipeline.tracker._current()
+        live = pipeline.tracker.registry.current()
         assert live is not None
         context = trace.set_span_in_context(live.decisions[decision_id].span)
         for _ in range(200):

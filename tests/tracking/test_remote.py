@@ -237,7 +237,7 @@ def test_fragment_compact_form_gives_back_the_same_record(agent: Process, tool: 
     keep = Keep()
     processor = tool.processor
     processor.store = keep
-    tool.tracker._close_fragment(next(iter(tool.tracker._remote_runs.values())))
+    tool.tracker.emitter.close_fragment(tool.tracker.registry.fragments()[0])
     tool.flush()
     assert seen
     for pending in seen:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import decisiontrace as dt
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.tracking import _normalize
+from decisiontrace.tracking._live import ENDED_SPAN
 from tests.conftest import Pipeline, span_dict
 
 OPTIONS = [
@@ -573,14 +574,14 @@ def test_an_ended_decision_keeps_its_ids_not_its_sdk_span(pipeline: Pipeline) ->
     second = tracker.decide(
         execution_id="e", intent="j", options=OPTIONS, chosen="howto", reasoning="r"
     )
-    live = tracker._lookup("e")
+    live = tracker.registry.lookup("e")
     assert live is not None
     ended, still_open = live.decisions[first], live.decisions[second]
     # The SDK span (events, links, attribute copy) is the processors' once it ended.
-    assert not ended.span.is_recording() and ended.options is None
+    assert ended.span is ENDED_SPAN and ended.options is None
     assert still_open.span.is_recording() and still_open.options is not None
     exported = next(s for s in pipeline.spans() if s.attributes[sc.DECISION_ID] == first)
-    assert ended.span.get_span_context() == exported.get_span_context()
+    assert ended.span_id == exported.get_span_context().span_id
     view = tracker.get_run("e")
     assert view is not None
     assert view.decisions[0].outcome is not None and view.decisions[0].outcome.tokens_used == 3
@@ -678,7 +679,7 @@ def test_a_decision_after_its_run_ended_is_refused(
     tracker = dt.DecisionTracker("s", tracer_provider=pipeline.provider)
     with tracker.run("g") as run:
         # What a decorator holds while the function runs: the live run itself.
-        live = tracker._current()
+        live = tracker.registry.current()
         assert live is not None
     assert (
         tracker.decide(
@@ -687,7 +688,7 @@ def test_a_decision_after_its_run_ended_is_refused(
         == ""
     )
     # A decorator that looked the run up before it ended, deciding after the end.
-    assert tracker._decide(live, "late too", [], "", "", None, "custom", None, None) == ""
+    assert live.open_decision("late too", [], "", "") is None
     pipeline.flush()
     stored = pipeline.store.load_run(run.run_id)
     assert stored is not None and stored.decisions == []

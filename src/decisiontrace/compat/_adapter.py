@@ -185,8 +185,9 @@ class DecisionTracker(StreamRuntimeAdapter):
         Path(storage_path).mkdir(parents=True, exist_ok=True)
         path = os.path.abspath(os.fspath(storage_path))
         # The path, not a store object: trackers of one folder share its writer.
-        stream = StreamDecisionTracker("single", path, tracer_provider=tracer_provider)
-        stream._tracker._run_id_prefix = _ids.run_id_prefix(None)
+        stream = StreamDecisionTracker(
+            "single", path, tracer_provider=tracer_provider, run_id_prefix=_ids.run_id_prefix(None)
+        )
         super().__init__(stream, "")
         sink = None if stream._external else stream._resolve_storage()
         store = sink.pipeline.store if isinstance(sink, StoreSink) else None

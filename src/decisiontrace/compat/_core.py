@@ -4,7 +4,7 @@ The original's runtime starts a run twice for one execution (the execution manag
 then the orchestrator) and ends it twice (the orchestrator, then the execution manager
 with the output). The original keeps one mutable ``Run`` per execution, so the first
 run, still empty, is simply replaced, and the second ``end_run`` updates the run it
-already handed to ``save_run``. :class:`CompatCore` gives the same results with spans:
+already handed to ``save_run``. The functions here give the same results with spans:
 
 - a second ``start_run`` for an execution whose run has no decision yet re-opens that
   run under the new id, goal and input (its span is reused: nothing is stored for the
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 from decisiontrace._internal.errors import internal_error
-from decisiontrace.models import RunStatus
 from decisiontrace.spanmodel import _codec
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._decode import SpanData
@@ -35,60 +34,57 @@ from decisiontrace.tracking.tracker import DecisionTracker
 logger = logging.getLogger("decisiontrace")
 
 
-class CompatCore(DecisionTracker):
-    """A DecisionTracker that reports each run it ends and can re-open an empty run."""
+def compat_tracker(
+    stream_id: str,
+    *,
+    tracer_provider: Any,
+    outcome_aggregator: Any,
+    run_id_prefix: str | None = None,
+) -> DecisionTracker:
+    """A tracker whose ended decisions keep their SDK spans (a run's record is
+    assembled from its spans when it ends), naming runs ``{run_id_prefix}...``."""
+    tracker = DecisionTracker(
+        stream_id, tracer_provider=tracer_provider, outcome_aggregator=outcome_aggregator
+    )
+    tracker.emitter.keep_ended_spans = True
+    if run_id_prefix is not None:
+        tracker.emitter.run_id_prefix = run_id_prefix
+    return tracker
 
-    run_ended: Callable[[LiveRun], None] | None = None
-    _keep_ended_spans = True  # a run's record is assembled from its spans when it ends
 
-    def _finish(
-        self,
-        live: LiveRun,
-        success: Any,
-        narrative: Any,
-        output_data: Any,
-        status: RunStatus | str | None,
-        *,
-        remove: bool = True,
-        end_reason: str | None = None,
-        paused: bool = False,
-    ) -> None:
-        open_before = live.end_ns is None
-        super()._finish(
-            live, success, narrative, output_data, status,
-            remove=remove, end_reason=end_reason, paused=paused,
-        )  # fmt: skip
-        callback = self.run_ended
-        if open_before and live.end_ns is not None and callback is not None:
-            try:
-                callback(live)
-            except Exception as error:
-                internal_error("compat handing over a run", error)
+def on_run_ended(tracker: DecisionTracker, callback: Callable[[LiveRun], None]) -> None:
+    """Call ``callback`` with every run ``tracker`` ends (its errors are fenced off)."""
 
-    def restart(self, live: LiveRun, goal_id: Any, goal_description: Any, input_data: Any) -> str:
-        """Re-open ``live`` (no decision yet) as a new run; "" if it no longer qualifies."""
-        start_ns = time.time_ns()
-        goal_id = _normalize.text(goal_id, "start_run(): goal_id")
-        goal_description = _normalize.text(goal_description, "start_run(): goal_description")
-        run_id = new_run_id(self._run_id_prefix, start_ns)
-        attributes = _codec.run_start_attributes(
-            run_id=run_id,
-            goal_id=goal_id,
-            goal_description=goal_description,
-            stream_id=self.stream_id,
-            execution_id=live.execution_id,
-            input_data=input_data,
-        )
-        with live.lock:
-            if live.end_ns is not None or live.decisions:
-                return ""
-            live.run_id = run_id
-            live.goal_id = goal_id
-            live.attributes = attributes
-            live.current_node = "unknown"  # the original resets the node on start_run
-            live.span.set_attributes(attributes)
-        ctx.current_run.set(live)
-        return run_id
+    def hook(live: LiveRun) -> None:
+        try:
+            callback(live)
+        except Exception as error:
+            internal_error("compat handing over a run", error)
+
+    tracker.emitter.ended_hooks.append(hook)
+
+
+def restart(
+    tracker: DecisionTracker, live: LiveRun, goal_id: Any, goal_description: Any, input_data: Any
+) -> str:
+    """Re-open ``live`` (no decision yet) as a new run; "" if it no longer qualifies."""
+    start_ns = time.time_ns()
+    goal_id = _normalize.text(goal_id, "start_run(): goal_id")
+    goal_description = _normalize.text(goal_description, "start_run(): goal_description")
+    emitter = tracker.emitter
+    run_id = new_run_id(emitter.run_id_prefix, start_ns)
+    attributes = _codec.run_start_attributes(
+        run_id=run_id,
+        goal_id=goal_id,
+        goal_description=goal_description,
+        stream_id=emitter.stream_id,
+        execution_id=live.execution_id,
+        input_data=input_data,
+    )
+    if not live.reopen(run_id, goal_id, attributes):
+        return ""
+    ctx.current_run.set(live)
+    return run_id
 
 
 def amended(run: SpanData, success: Any, narrative: Any, output_data: Any) -> SpanData:
@@ -125,4 +121,4 @@ def amended(run: SpanData, success: Any, narrative: Any, output_data: Any) -> Sp
     )
 
 
-__all__ = ["CompatCore", "amended"]
+__all__ = ["amended", "compat_tracker", "on_run_ended", "restart"]

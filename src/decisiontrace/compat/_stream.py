@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry import trace
 
 from decisiontrace._internal.errors import internal_error
-from decisiontrace.compat._core import CompatCore, amended
+from decisiontrace.compat._core import amended, compat_tracker, on_run_ended, restart
 from decisiontrace.compat._storage import Sink, assemble, resolve, with_run
 from decisiontrace.models import DecisionType, Run, RunStatus
 from decisiontrace.spanmodel._jsonsafe import safe_repr
@@ -59,6 +59,8 @@ class StreamDecisionTracker:
         outcome_aggregator: optional; its ``record_decision`` and ``record_outcome``
             are called exactly as the original calls them.
         tracer_provider: optional; see the module docstring.
+        run_id_prefix: run ids start with it (default ``run_{stream_id}_``; the
+            original's single-run tracker names runs ``run_...``).
     """
 
     def __init__(
@@ -68,14 +70,18 @@ class StreamDecisionTracker:
         outcome_aggregator: Any = None,
         *,
         tracer_provider: trace.TracerProvider | None = None,
+        run_id_prefix: str | None = None,
     ) -> None:
         self.stream_id = stream_id
         self._storage = storage
         self._sink: Sink | None = None
         self._external = tracer_provider is not None
         self._external_provider = tracer_provider
-        self._tracker = CompatCore(
-            stream_id, tracer_provider=tracer_provider, outcome_aggregator=outcome_aggregator
+        self._tracker = compat_tracker(
+            stream_id,
+            tracer_provider=tracer_provider,
+            outcome_aggregator=outcome_aggregator,
+            run_id_prefix=run_id_prefix,
         )
         self._ended: OrderedDict[str, _EndedRun] = OrderedDict()
         self._ended_lock = threading.Lock()  # runs end on the agent's threads, any of them
@@ -87,7 +93,7 @@ class StreamDecisionTracker:
                 if tracker is not None:
                     tracker._run_ended(live)
 
-            self._tracker.run_ended = run_ended
+            on_run_ended(self._tracker, run_ended)
 
     def _resolve_storage(self) -> Sink:
         sink = self._sink
@@ -101,7 +107,7 @@ class StreamDecisionTracker:
                     self.stream_id,
                     problem,
                 )
-            self._tracker._tracer = sink.tracer  # spans go where this storage is written
+            self._tracker.emitter.tracer = sink.tracer  # spans go where this storage is written
             self._sink = sink
         return sink
 
@@ -145,10 +151,10 @@ class StreamDecisionTracker:
         if not self._external:
             self._resolve_storage()
         core = self._tracker
-        live = core._lookup(execution_id)
+        live = core.registry.lookup(execution_id)
         if live is not None and live.end_ns is None and not live.decisions:
             try:
-                run_id = core.restart(live, goal_id, goal_description, input_data)
+                run_id = restart(core, live, goal_id, goal_description, input_data)
             except Exception as error:
                 internal_error("start_run", error)
                 run_id = ""
@@ -175,7 +181,7 @@ class StreamDecisionTracker:
         status, narrative and output and stores it again, as the original does.
         """
         core = self._tracker
-        if core._lookup(execution_id) is None:
+        if core.registry.lookup(execution_id) is None:
             try:
                 ended = self._ended.get(execution_id)
             except TypeError:  # an unhashable id: the core tracker warns about it
@@ -314,8 +320,8 @@ class StreamDecisionTracker:
         if self._external:
             return
         core = self._tracker
-        for live in list(core._runs.values()):
-            core._finish(live, False, "", None, RunStatus.CANCELLED, end_reason=_CLOSED_REASON)
+        for live in core.registry.active():
+            live.end(False, "", None, RunStatus.CANCELLED, end_reason=_CLOSED_REASON)
         self.flush()
 
     def flush(self, timeout_s: float = 30.0) -> bool:

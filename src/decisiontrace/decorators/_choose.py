@@ -29,15 +29,10 @@ def choose(option_id: str, reasoning: str | None = None) -> None:
         live = run_in_context(None)
         span = trace.get_current_span()
         if live is not None:
-            with live.lock:
-                # The decision made now is the open one whose span is current; scanning
-                # from the newest, that is almost always the first one looked at.
-                for decision in reversed(live.decisions.values()):
-                    if decision.span is span and decision.end_ns is None:
-                        chosen = _normalize.text(option_id, "choose(): option_id")
-                        why = None if reasoning is None else _normalize.text(reasoning, "choose()")
-                        decision.pending_choice = (chosen, why)
-                        return
+            chosen = _normalize.text(option_id, "choose(): option_id")
+            why = None if reasoning is None else _normalize.text(reasoning, "choose()")
+            if live.choose(span, chosen, why):
+                return
         _normalize.warn(f"choose({option_id!r}) called outside a decision; nothing recorded")
     except Exception as error:
         internal_error("choose()", error)

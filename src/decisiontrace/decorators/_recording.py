@@ -4,9 +4,9 @@ Every field a call needs is computed when the function is decorated. The user's 
 callables (options, chosen, reasoning, tokens) are fenced off: one that raises is logged
 once per decorated function and field, and the decision is recorded without it.
 
-A run nobody records (no SDK installed, or sampled out) gets only what its live view
-shows: the decision's id, intent, node, chosen option and success. The options and
-reasoning callables, the result capture and the token count are skipped there.
+A run nobody records (no SDK installed, or sampled out) keeps only what its live view
+shows (the span emitter's ``_unrecorded_*``): the options and reasoning callables and the
+token count are not called there; the choice is recorded as in any run.
 """
 
 from __future__ import annotations
@@ -14,30 +14,39 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from decisiontrace._internal.errors import Once, internal_error, warn_once
 from decisiontrace.decorators._kinds import doc_line, qualname
 from decisiontrace.spanmodel import semconv as sc
-from decisiontrace.spanmodel._jsonsafe import safe_str
 from decisiontrace.tracking._pauses import is_pause
 
 if TYPE_CHECKING:
-    from decisiontrace.decorators._decision import DecisionDecorator
+    from decisiontrace.models import DecisionType
     from decisiontrace.tracking._live import LiveDecision, LiveRun
+    from decisiontrace.tracking.tracker import DecisionTracker
 
 logger = logging.getLogger("decisiontrace")
 
 _FAILED: Any = object()  # a spec callable raised
-_CHOSEN_ID = sc.DECISION_CHOSEN_ID
-_SUCCESS = sc.OUTCOME_SUCCESS
-_TOKENS = sc.OUTCOME_TOKENS
-# The outcomes of decisions in runs nobody records, shared: the tracker never changes an
-# outcome once set (it copies them into records), and one dict per call costs more time
-# than the rest of the outcome.
-_SUCCEEDED: dict[str, Any] = {_SUCCESS: True, _TOKENS: 0}
-_FAILED_OUTCOME: dict[str, Any] = {_SUCCESS: False, _TOKENS: 0}
 _time_ns = time.time_ns
+
+
+class DecisionConfig(Protocol):
+    """The validated arguments of one ``decision(...)`` call (``DecisionDecorator``)."""
+
+    intent: str | None
+    options: Any
+    options_fn: Callable[..., Any] | None
+    option_ids: frozenset[str] | None
+    chosen_fn: Callable[..., Any] | None
+    reasoning_fn: Callable[..., Any] | None
+    reasoning_text: str
+    tokens_fn: Callable[..., Any] | None
+    decision_type: DecisionType
+    node_id: str | None
+    auto_run: bool
+    tracker: DecisionTracker | None
 
 
 def error_text(exc: BaseException) -> str:
@@ -63,7 +72,7 @@ class Recorder:
         "tokens_fn", "tracker", "warned",
     )  # fmt: skip
 
-    def __init__(self, config: DecisionDecorator, func: Any, kind: int) -> None:
+    def __init__(self, config: DecisionConfig, func: Any, kind: int) -> None:
         self.kind = kind
         self.qualname = qualname(func)
         self.intent = config.intent or doc_line(func) or self.qualname
@@ -114,33 +123,27 @@ class Recorder:
     ) -> LiveDecision | None:
         """Open the decision; None when it could not be (the function then just runs)."""
         try:
-            tracker = live.tracker
-            if not live.recording:
-                decision_id = tracker._decide_unrecorded(live, self.intent, "", node_id, _time_ns())
-            else:
-                options = self.options
-                if self.options_fn is not None:
-                    call_args = () if args is None else args
-                    if instance is not None:  # methods: the callable gets self/cls too
-                        call_args = (instance, *call_args)
-                    try:
-                        options = self.options_fn(*call_args, **(kwargs or {}))
-                    except Exception:  # expected: the agent's callable (warned once)
-                        options = self._spec_failed("options")
-                    if options is _FAILED:
-                        options = []
-                decision_id = tracker._decide(
-                    live,
-                    self.intent,
-                    options,
-                    "",  # chosen: not known until the function returns
-                    self.reasoning_text,
-                    node_id,
-                    self.decision_type,
-                    None,
-                    None,
-                )
-            return live.decisions[decision_id] if decision_id else None
+            if not live.recording:  # the options callable is not called for nothing
+                return live.open_decision(self.intent, (), "", "", node_id)
+            options = self.options
+            if self.options_fn is not None:
+                call_args = () if args is None else args
+                if instance is not None:  # methods: the callable gets self/cls too
+                    call_args = (instance, *call_args)
+                try:
+                    options = self.options_fn(*call_args, **(kwargs or {}))
+                except Exception:  # expected: the agent's callable (warned once)
+                    options = self._spec_failed("options")
+                if options is _FAILED:
+                    options = []
+            return live.open_decision(
+                self.intent,
+                options,
+                "",  # chosen: not known until the function returns
+                self.reasoning_text,
+                node_id,
+                self.decision_type,
+            )
         except Exception as error:
             internal_error("@decision opening a decision", error)
             return None
@@ -200,14 +203,10 @@ class Recorder:
         except Exception as error:
             internal_error("@decision recording the choice", error)
         try:
-            if not recording:
-                self._unrecorded_outcome(live, decision, True, chosen)
-                return
-            live.tracker._record_outcome(
-                live,
-                decision.decision_id,
+            live.record_outcome(
+                decision,
                 True,
-                result=result,
+                result=result if recording else None,
                 summary=summary,
                 tokens_used=tokens,
                 latency_ms=latency_ms,
@@ -225,18 +224,15 @@ class Recorder:
         control-flow exception such as LangGraph's interrupt)."""
         try:
             if is_pause(exc):
-                live.pause_decision(decision.decision_id)
+                live.pause_decision(decision)
                 return
-            if not live.recording:
-                self._unrecorded_outcome(live, decision, False, None)
-                return
-            live.tracker._record_outcome(
-                live,
-                decision.decision_id,
+            recording = live.recording
+            live.record_outcome(
+                decision,
                 False,
-                error=error_text(exc),
-                error_type=type(exc).__qualname__,
-                latency_ms=_latency_ms(decision),
+                error=error_text(exc) if recording else None,
+                error_type=type(exc).__qualname__ if recording else None,
+                latency_ms=_latency_ms(decision) if recording else 0,
                 quiet=True,
             )
         except Exception as error:
@@ -245,36 +241,12 @@ class Recorder:
     def closed(self, live: LiveRun, decision: LiveDecision, summary: str) -> None:
         """Record a success without a result (a generator closed before it finished)."""
         try:
-            if not live.recording:
-                self._unrecorded_outcome(live, decision, True, None)
-                return
-            live.tracker._record_outcome(
-                live,
-                decision.decision_id,
+            live.record_outcome(
+                decision,
                 True,
                 summary=summary,
-                latency_ms=_latency_ms(decision),
+                latency_ms=_latency_ms(decision) if live.recording else 0,
                 quiet=True,
             )
         except Exception as error:
             internal_error("@decision recording the outcome", error)
-
-    @staticmethod
-    def _unrecorded_outcome(
-        live: LiveRun, decision: LiveDecision, success: bool, chosen: Any
-    ) -> None:
-        """The live view's essentials of an outcome in a run nobody records.
-
-        What the tracker's ``_record_outcome`` keeps for such a run (success, no
-        tokens), plus the late choice, which it does not keep, under one lock.
-        """
-        end_ns = _time_ns()
-        if chosen is not None and type(chosen) is not str:
-            chosen = safe_str(chosen)
-        with live.lock:
-            if decision.outcome is not None or decision.end_ns is not None:
-                return  # the run ended first and closed the decision
-            if chosen is not None:
-                decision.attributes[_CHOSEN_ID] = chosen
-            decision.outcome = _SUCCEEDED if success else _FAILED_OUTCOME
-            decision.end_ns = end_ns

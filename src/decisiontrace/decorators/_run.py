@@ -88,7 +88,7 @@ def run_in_context(tracker: DecisionTracker | None) -> LiveRun | None:
     if value is None or (live is not None and value == live.baggage):
         return live  # the common cases: one context lookup
     try:
-        return (tracker or default_tracker())._remote_run(value) or live
+        return (tracker or default_tracker()).registry.remote_run(value) or live
     except Exception as error:
         internal_error("joining the run of the current context", error)
         return live
@@ -105,21 +105,18 @@ def start_run(
 ) -> LiveRun | None:
     """Start a run without making it current (generators make it current per resumption)."""
     try:
-        return tracker._start(None, goal_id, description, input_data)
+        return tracker.registry.start(None, goal_id, description, input_data)
     except Exception as error:
         internal_error("@agent starting a run", error)
         return None
 
 
 def end_run(
-    tracker: DecisionTracker,
-    live: LiveRun,
-    exc: BaseException | None,
-    output_data: dict[str, Any] | None = None,
+    live: LiveRun, exc: BaseException | None, output_data: dict[str, Any] | None = None
 ) -> None:
     """End a run the way ``tracker.run`` ends one when its block exits."""
     try:
-        tracker._end_scope(live, exc, output_data=output_data)
+        live.end_block(exc, output_data=output_data)
     except Exception as error:
         internal_error("@agent ending a run", error)
 
@@ -127,15 +124,11 @@ def end_run(
 class _RunSession(Session):
     """A run a decorator started for a generator: current while it runs, ended after."""
 
-    __slots__ = ("live", "output", "tracker")
+    __slots__ = ("live", "output")
 
     def __init__(
-        self,
-        tracker: DecisionTracker,
-        live: LiveRun,
-        output: Callable[[Any, int], dict[str, Any] | None] | None = None,
+        self, live: LiveRun, output: Callable[[Any, int], dict[str, Any] | None] | None = None
     ) -> None:
-        self.tracker = tracker
         self.live = live
         self.output = output
 
@@ -147,13 +140,13 @@ class _RunSession(Session):
         _reset_run(tokens[0])
 
     def returned(self, value: Any, items: int) -> None:
-        end_run(self.tracker, self.live, None, self._output(value, items))
+        end_run(self.live, None, self._output(value, items))
 
     def closed(self, items: int) -> None:
-        end_run(self.tracker, self.live, None, self._output(None, items))
+        end_run(self.live, None, self._output(None, items))
 
     def failed(self, exc: BaseException) -> None:
-        end_run(self.tracker, self.live, exc)
+        end_run(self.live, exc)
 
     def _output(self, value: Any, items: int) -> dict[str, Any] | None:
         if self.output is None:
@@ -187,12 +180,12 @@ def generator_in_new_run(
     try:
         gen = make()
     except BaseException as exc:
-        end_run(tracker, live, exc)
+        end_run(live, exc)
         raise
     finally:
         _detach(otel_token)
         _reset_run(run_token)
-    return drive(kind, gen, _RunSession(tracker, live, output))
+    return drive(kind, gen, _RunSession(live, output))
 
 
 # --- @agent --------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ class _Invocation:
             input_data = {} if resume is None else {"resume": resume}
         else:
             input_data = {} if value is None else {"input": value}
-        self.live = self.tracker._start(
+        self.live = self.tracker.registry.start(
             resumes.execution_id if resumes is not None else None,
             goal_id,
             settings.goal_description,
@@ -187,12 +187,12 @@ class _Invocation:
         try:
             live = self.live
             if closed and not paused:
-                self.tracker._finish(
-                    live, False, "", None, RunStatus.CANCELLED,
+                live.end(
+                    False, "", None, RunStatus.CANCELLED,
                     end_reason="the caller stopped reading the graph's stream",
                 )  # fmt: skip
             else:
-                self.tracker._end_scope(live, exc, paused=paused)
+                live.end_block(exc, paused=paused)
             if self.key is not None:
                 ended_paused = bool(live.end_attributes.get(sc.RUN_PAUSED))
                 _remember(

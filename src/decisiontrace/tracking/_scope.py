@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from contextvars import Token
 
     from decisiontrace.tracking._live import LiveRun
-    from decisiontrace.tracking.tracker import DecisionTracker
+    from decisiontrace.tracking._registry import RunRegistry
 
 
 class RunScope:
@@ -31,13 +31,13 @@ class RunScope:
 
     def __init__(
         self,
-        tracker: DecisionTracker,
+        registry: RunRegistry,
         goal_id: str,
         goal_description: str,
         input_data: dict[str, Any] | None,
         execution_id: str | None,
     ) -> None:
-        self._tracker = tracker
+        self._registry = registry
         self._args = (execution_id, goal_id, goal_description, input_data)
         self._live: LiveRun | None = None
         self._run_token: Token[LiveRun | None] | None = None
@@ -68,7 +68,7 @@ class RunScope:
 
     def __enter__(self) -> RunScope:
         try:
-            live = self._tracker._start(*self._args)
+            live = self._registry.start(*self._args)
         except Exception as error:
             internal_error("RunScope starting a run", error)
             return self
@@ -110,8 +110,7 @@ class RunScope:
         self.__exit__(exc_type, exc, traceback)
 
     def _end(self, live: LiveRun, exc: BaseException | None) -> None:
-        self._tracker._end_scope(
-            live,
+        live.end_block(
             exc,
             success=True if self.success is None else self.success,
             narrative=self.narrative,

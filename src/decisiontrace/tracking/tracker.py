@@ -8,21 +8,20 @@ attributes the spans carry, with the same code, so it agrees with the stored rec
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from decisiontrace._internal.errors import Once, internal_error
+from decisiontrace._internal.errors import internal_error
 from decisiontrace._version import __version__
 from decisiontrace.models import DecisionEvaluation, DecisionType, Run, RunStatus
 from decisiontrace.spanmodel import _ids
 from decisiontrace.spanmodel._jsonsafe import safe_repr, safe_str
 from decisiontrace.tracking import _context as ctx
 from decisiontrace.tracking import _normalize
-from decisiontrace.tracking._engine import SpanEngine
+from decisiontrace.tracking._emitter import SpanEmitter
 from decisiontrace.tracking._live import LiveRun
-from decisiontrace.tracking._remote_runs import RemoteRuns
+from decisiontrace.tracking._registry import RunRegistry
 from decisiontrace.tracking._scope import RunScope
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ def _describe(what: tuple[Any, ...]) -> str:
     return " ".join(safe_str(part) for part in what)
 
 
-class DecisionTracker(SpanEngine, RemoteRuns):
+class DecisionTracker:
     """Records runs and decisions of many concurrent executions as OpenTelemetry spans.
 
     The API is the original ``StreamDecisionTracker``'s, taken by keyword. Inside
@@ -65,6 +64,14 @@ class DecisionTracker(SpanEngine, RemoteRuns):
         ValueError: ``stream_id`` is empty or not a str, ``tracer_provider`` has no
             ``get_tracer``, ``outcome_aggregator`` lacks the two methods, or a limit is
             not positive.
+
+    The tracker is composed of two parts, its internal interface (see
+    ``docs/architecture.md``): :attr:`emitter`, the
+    :class:`~decisiontrace.tracking._emitter.SpanEmitter` that turns calls on a live run
+    into spans, and :attr:`registry`, the
+    :class:`~decisiontrace.tracking._registry.RunRegistry` of its live runs. Decorators,
+    ``RunScope``, compat and integrations start and find runs through the registry and
+    record through the :class:`~decisiontrace.tracking._live.LiveRun` they get.
     """
 
     def __init__(
@@ -102,20 +109,12 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             )
         self.stream_id = stream_id
         self._tracer_provider = tracer_provider
-        self._tracer = trace.get_tracer(
-            "decisiontrace", __version__, tracer_provider=tracer_provider
-        )
-        self._outcome_aggregator = outcome_aggregator
-        # Insertion-ordered, oldest run first: the limits below only ever look at the head.
-        self._runs: dict[str, LiveRun] = {}
-        self._max_active_runs = max_active_runs
-        self._run_timeout_ns = int(run_timeout * 1e9)
-        self._limit_warned = Once()  # the limits this tracker has warned about
-        # Runs of other processes recorded into here, least recently used first.
-        self._remote_runs: OrderedDict[str, LiveRun] = OrderedDict()
-        self._service: str | None = None
+        tracer = trace.get_tracer("decisiontrace", __version__, tracer_provider=tracer_provider)
         # The single-run tracker of the original framework names runs without a stream.
-        self._run_id_prefix = _ids.run_id_prefix(stream_id)
+        self.emitter = SpanEmitter(
+            stream_id, tracer, outcome_aggregator, _ids.run_id_prefix(stream_id)
+        )
+        self.registry = RunRegistry(self.emitter, max_active_runs, int(run_timeout * 1e9))
 
     # --- run lifecycle -------------------------------------------------------------
 
@@ -139,7 +138,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             The run id, ``run_{stream}_{YYYYmmdd_HHMMSS}_{8 hex}``, or "" on failure.
         """
         try:
-            live = self._start(execution_id, goal_id, goal_description, input_data)
+            live = self.registry.start(execution_id, goal_id, goal_description, input_data)
         except Exception as error:
             internal_error("start_run", error)
             return ""
@@ -158,7 +157,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
         The run is the current execution and the current span inside the block; it
         ends on exit, failed (with the exception recorded) if the block raises.
         """
-        return RunScope(self, goal_id, goal_description, input_data, execution_id)
+        return RunScope(self.registry, goal_id, goal_description, input_data, execution_id)
 
     def end_run(
         self,
@@ -186,7 +185,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
                     "only that process ends it"
                 )
             elif live is not None:
-                self._finish(live, success, narrative, output_data, status)
+                live.end(success, narrative, output_data, status)
         except Exception as error:
             internal_error("end_run", error)
 
@@ -202,7 +201,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
     def get_run(self, execution_id: str | None = None) -> Run | None:
         """The live Run of an execution with the decisions recorded so far, or None."""
         try:
-            live = self._current() if execution_id is None else self._lookup(execution_id)
+            registry = self.registry
+            live = registry.current() if execution_id is None else registry.lookup(execution_id)
             if live is None:
                 return None
             return live.view()
@@ -234,10 +234,10 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             live = self._resolve(execution_id, "decide", intent)
             if live is None:
                 return ""
-            return self._decide(
-                live, intent, options, chosen, reasoning, node_id, decision_type,
-                constraints, context,
-            )  # fmt: skip
+            decision = live.open_decision(
+                intent, options, chosen, reasoning, node_id, decision_type, constraints, context
+            )
+            return "" if decision is None else decision.decision_id
         except Exception as error:
             internal_error("decide", error)
             return ""
@@ -272,8 +272,14 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             live = self._resolve(execution_id, "record_outcome")
             if live is None:
                 return
-            self._record_outcome(
-                live, decision_id, success, result=result, error=error, summary=summary,
+            decision = live.decision(decision_id)
+            if decision is None:
+                _normalize.warn(
+                    f"record_outcome(): run {live.run_id} has no decision {safe_repr(decision_id)}"
+                )
+                return
+            live.record_outcome(
+                decision, success, result=result, error=error, summary=summary,
                 state_changes=state_changes, tokens_used=tokens_used, latency_ms=latency_ms,
                 error_type=error_type, input_tokens=input_tokens, output_tokens=output_tokens,
                 chosen=chosen, reasoning=reasoning,
@@ -296,8 +302,8 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             live = self._resolve(execution_id, "report_problem", severity, description)
             if live is None:
                 return ""
-            return self._report_problem(
-                live, severity, description, decision_id, root_cause, suggested_fix
+            return live.report_problem(
+                severity, description, decision_id, root_cause, suggested_fix
             )
         except Exception as error:
             internal_error("report_problem", error)
@@ -349,7 +355,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             from decisiontrace.evaluation import api  # the evaluation layer sits above
 
             if any(
-                live.run_id == run_id and live.end_ns is None for live in list(self._runs.values())
+                live.run_id == run_id and live.end_ns is None for live in self.registry.active()
             ):
                 _normalize.warn(
                     f"evaluate(): run {safe_repr(run_id)} is still open; judge its "
@@ -359,7 +365,7 @@ class DecisionTracker(SpanEngine, RemoteRuns):
             return api.record_evaluation(
                 run_id, decision_id, evaluator, evaluation, score, label, explanation, store,
                 wait, logger_provider, self._tracer_provider,
-                poll=isinstance(run_id, str) and run_id.startswith(self._run_id_prefix),
+                poll=isinstance(run_id, str) and run_id.startswith(self.emitter.run_id_prefix),
             )  # fmt: skip
         except Exception as error:
             internal_error("evaluate", error)
@@ -369,11 +375,11 @@ class DecisionTracker(SpanEngine, RemoteRuns):
 
     def get_active_executions(self) -> list[str]:
         """Execution ids with a run in progress."""
-        return list(self._runs)
+        return self.registry.execution_ids()
 
     def get_stats(self) -> dict[str, Any]:
         """``stream_id``, ``active_executions`` and ``execution_ids``."""
-        execution_ids = list(self._runs)
+        execution_ids = self.registry.execution_ids()
         return {
             "stream_id": self.stream_id,
             "active_executions": len(execution_ids),
@@ -382,12 +388,6 @@ class DecisionTracker(SpanEngine, RemoteRuns):
 
     # --- internals ---------------------------------------------------------------------
 
-    def _current(self) -> LiveRun | None:
-        live = ctx.current_run.get()
-        if live is not None and live.tracker is self and live.end_ns is None:
-            return live
-        return None
-
     def _resolve(self, execution_id: Any, method: str, *what: Any) -> LiveRun | None:
         """The run a call is for; None (with a warning) if there is none.
 
@@ -395,25 +395,19 @@ class DecisionTracker(SpanEngine, RemoteRuns):
         and safely: it is whatever the agent passed.
         """
         if execution_id is None:
-            live = self._in_context(self._current())
+            live = self.registry.in_context(self.registry.current())
             if live is None:
                 _normalize.warn(
                     f"{method} called outside a run and without execution_id {_describe(what)}"
                 )
             return live
-        live = self._lookup(execution_id)
+        live = self.registry.lookup(execution_id)
         if live is None:
             _normalize.warn(
                 f"{method} called but no run for execution {safe_repr(execution_id)} "
                 f"{_describe(what)}"
             )
         return live
-
-    def _lookup(self, execution_id: Any) -> LiveRun | None:
-        try:
-            return self._runs.get(execution_id)
-        except Exception:  # expected: the agent's id, unhashable or a __hash__ that raises
-            return None
 
 
 __all__ = ["DecisionTracker"]
