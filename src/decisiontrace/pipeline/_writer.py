@@ -59,6 +59,8 @@ logger = logging.getLogger("decisiontrace")
 
 Listener = Callable[[list[_codec.Record]], None]
 
+#: Items short of the queue's bound from which :meth:`Writer.put` takes its lock.
+_LOCK_MARGIN = 64
 #: What a store failure pauses the retries for, at most (seconds).
 _MAX_BACKOFF = 5.0
 
@@ -128,6 +130,7 @@ class Writer:
         self._recover = recover_journal
         self._inbox: deque[Any] = deque()
         self._put_lock = threading.Lock()  # the queue's bound holds with many agents
+        self._unlocked_below = max(0, max_queue_size - _LOCK_MARGIN)
         # Reentrant: the SIGTERM handler runs on the main thread, maybe inside a holder.
         self._lock = threading.RLock()
         self._flush_requests: list[threading.Event] = []
@@ -162,10 +165,17 @@ class Writer:
         """Queue one item (an ended SDK span, or an ``_inbox`` record); False, and
         nothing queued, when the queue holds ``max_queue_size`` items. Never blocks
         for longer than another thread's append."""
-        with self._put_lock:
-            if len(self._inbox) >= self.max_queue_size:
-                return False
-            self._inbox.append(item)
+        inbox = self._inbox
+        if len(inbox) < self._unlocked_below:
+            # Far from the bound: no lock (it cost as much as the rest of on_end). Only an
+            # append preempted between this check and itself while others filled the
+            # last _LOCK_MARGIN places (or a batch from receive did) could overshoot.
+            inbox.append(item)
+        else:
+            with self._put_lock:
+                if len(inbox) >= self.max_queue_size:
+                    return False
+                inbox.append(item)
         if self._thread is None:
             self.start()
         return True
