@@ -17,6 +17,7 @@ from decisiontrace.pipeline import _assembly
 from decisiontrace.spanmodel import _decode
 from decisiontrace.stores import SQLiteStore
 from decisiontrace.stores import _stored_form as stored_form
+from decisiontrace.stores._aggregates import TABLES as aggregate_tables
 
 from .conftest import StoreUnderTest
 
@@ -126,8 +127,8 @@ def test_a_store_of_version_0_1_opens_and_is_rewritten_in_the_store_form(
     forms = {form for (form,) in connection.execute("SELECT schema_version FROM runs")}
     assert forms == {stored_form.CURRENT}
     assert connection.execute("SELECT count(*) FROM decisions").fetchone() == (2,)
-    assert connection.execute("SELECT sum(decisions) FROM decision_groups").fetchone() == (2,)
-    assert connection.execute("SELECT sum(decisions) FROM decision_groups").fetchone() == (2,)
+    assert connection.execute("SELECT sum(decisions) FROM decision_counts").fetchone() == (2,)
+    assert connection.execute("SELECT sum(decisions) FROM decision_counts").fetchone() == (2,)
     connection.close()
     assert {s.run_id for s in store.list_runs()} == {"run_text", expected["id"]}
     store.close()
@@ -159,7 +160,7 @@ def test_a_postgresql_store_of_version_0_1_is_rewritten_in_the_store_form(
     store.close()
     # Back to what 0.1 left: schema version 1, the run in compact span form (form 2).
     with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as connection:
-        for table in ("decisions", "decision_groups", "decision_offers", "decision_calibration"):
+        for table in ("decisions", *aggregate_tables):
             connection.execute(f"DROP TABLE {s}.{table}")
         connection.execute(f"DELETE FROM {s}.schema_version WHERE version >= 2")
         connection.execute(
@@ -176,10 +177,10 @@ def test_a_postgresql_store_of_version_0_1_is_rewritten_in_the_store_form(
     with psycopg.connect(postgres_url.split("?")[0]) as connection:
         assert connection.execute(f"SELECT record_format FROM {s}.runs").fetchall() == [(3,)]
         assert connection.execute(f"SELECT count(*) FROM {s}.decisions").fetchone() == (1,)
-        assert connection.execute(f"SELECT sum(decisions) FROM {s}.decision_groups").fetchone() == (
+        assert connection.execute(f"SELECT sum(decisions) FROM {s}.decision_counts").fetchone() == (
             1,
         )
-        assert connection.execute(f"SELECT sum(decisions) FROM {s}.decision_groups").fetchone() == (
+        assert connection.execute(f"SELECT sum(decisions) FROM {s}.decision_counts").fetchone() == (
             1,
         )
     reopened.close()

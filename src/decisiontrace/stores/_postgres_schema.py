@@ -22,7 +22,7 @@ from decisiontrace.stores import _aggregates
 logger = logging.getLogger("decisiontrace")
 
 #: The latest migration this module knows.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DEFAULT_SCHEMA = "decisiontrace"
 
@@ -113,6 +113,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             for table in _aggregates.tables("text", "bytea", "bigint", "double precision")
         ),
         "CREATE INDEX decisions_judged ON {s}.decisions (run_id) WHERE judged = 1",
+    ),
+    # 4: the aggregate tables keyed so that each is read in key order.
+    4: (
+        "DROP TABLE IF EXISTS {s}.decision_groups",
+        *(
+            table.replace("{p}", "{s}.")
+            for table in _aggregates.tables("text", "bytea", "bigint", "double precision")
+        ),
     ),
 }
 
@@ -231,10 +239,10 @@ def migrate(
             for statement in MIGRATIONS[version]:
                 connection.execute(statement.format(s=s))
             connection.execute(f"INSERT INTO {s}.schema_version (version) VALUES (%s)", (version,))
-        # Rows of version 1 in the current form (2), then the counts of every row (3).
+        # Rows of version 1 in the current form (2), then the counts of every row (3, 4).
         if stored < 2 and rewrite_rows is not None:
             rewrite_rows(connection)
-        if stored < 3:
+        if stored < 4:
             aggregates = _aggregates.Statements(f"{s}.", "", "CAST(trunc({number}) AS INTEGER)")
             for statement in aggregates.rebuild():
                 connection.execute(statement)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from decisiontrace.stores import _aggregates
 from decisiontrace.stores import _sqlite_fragments as _fragments
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _stored_form as _form
@@ -19,8 +20,9 @@ logger = logging.getLogger("decisiontrace")
 #: Version of the table layout this module writes; stored in ``meta`` so a later
 #: version knows what it is opening. 5: records in the store's own form
 #: (``stores._stored_form``), and the ``decisions`` table the analytics read. 6: the
-#: aggregate tables ``stats`` reads (``stores._aggregates``).
-SCHEMA_VERSION = 6
+#: aggregate tables ``stats`` reads (``stores._aggregates``); 7: those tables keyed so
+#: that each is read in key order.
+SCHEMA_VERSION = 7
 # Every column of ``runs`` after the primary key, with its type. Opening a database
 # written by an older version adds whichever of these are missing.
 RUN_COLUMNS: dict[str, str] = {
@@ -116,7 +118,7 @@ def schema_is_current(connection: sqlite3.Connection) -> bool:
         return False
     expected = {
         "journal", "journal_run_id", "evaluations", "run_fragments", "decisions",
-        "decisions_judged", "decision_groups", "decision_offers", "decision_calibration",
+        "decisions_judged", *_aggregates.TABLES,
         *INDEXES,
     }  # fmt: skip
     return expected <= names and set(RUN_COLUMNS) <= columns
@@ -160,7 +162,8 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
         else:
             if stored < 5:
                 _migrate_rows(connection)
-            if stored < 6:
+            if stored < 7:
+                connection.execute("DROP TABLE IF EXISTS decision_groups")  # schema 6
                 _fragments.rebuild_aggregates(connection)
             connection.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
