@@ -70,17 +70,29 @@ def assembled_part(run: AssembledRun) -> tuple[str, tuple[Any, ...], list[tuple[
     return record_part(run.record())
 
 
-def _holds_surrogate(value: Any) -> bool:
-    """A string in ``value`` (spans as JSON-ready data) has a lone surrogate."""
-    if isinstance(value, str):
-        return _form.has_surrogate(value)
-    if isinstance(value, dict):
-        return any(_holds_surrogate(item) for item in value.values()) or any(
-            _holds_surrogate(key) for key in value
-        )
-    if isinstance(value, list | tuple):
-        return any(_holds_surrogate(item) for item in value)
-    return False
+def _holds_surrogate(spans: dict[str, Any]) -> bool:
+    """A string the spans hold (``PendingRun.compact()``) has a lone surrogate: every
+    attribute value's text joined, then tested once."""
+    maps: list[dict[str, Any]] = []
+    texts: list[str] = [str(spans.get("status") or ""), str(spans.get("reason") or "")]
+    run = spans.get("run")
+    if run:
+        maps.append(run[2])
+        maps.extend(event[2] for event in run[3])
+    maps.extend(decision[2] for decision in spans.get("decisions") or ())
+    fragment = spans.get("fragment")
+    if fragment:
+        texts.append(str(fragment[0]))
+        maps.append(fragment[1])
+        maps.extend(event[2] for event in fragment[2])
+    for attributes in maps:
+        for value in attributes.values():
+            if type(value) is str:
+                texts.append(value)
+            elif type(value) is tuple or type(value) is list:
+                texts.extend(item for item in value if type(item) is str)
+    joined = "".join(texts)
+    return not joined.isascii() and _form.has_surrogate(joined)
 
 
 __all__ = [

@@ -522,6 +522,8 @@ class PostgreSQLStore(RunStore):
                 # Server-side: rows come as they are read, and the search may stop early.
                 connection.cursor(name="decisiontrace_search") as cursor,
             ):
+                # The caller stops after a page of matches: plan for the first rows.
+                connection.execute("SET LOCAL cursor_tuple_fraction = 0.001")
 
                 def execute(query: str, parameters: list[Any]) -> Iterator[tuple[Any, ...]]:
                     cursor.execute(query, parameters)
