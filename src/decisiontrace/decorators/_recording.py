@@ -203,10 +203,13 @@ class Recorder:
         except Exception as error:
             internal_error("@decision recording the choice", error)
         try:
+            if not recording:  # the live essentials only: nothing else was computed
+                live.record_outcome(decision, True, chosen=chosen)
+                return
             live.record_outcome(
                 decision,
                 True,
-                result=result if recording else None,
+                result=result,
                 summary=summary,
                 tokens_used=tokens,
                 latency_ms=latency_ms,

@@ -28,6 +28,7 @@ _set_run = ctx.current_run.set
 _reset_run = ctx.current_run.reset
 _attach = otel_context.attach
 _detach = otel_context.detach
+_get_current = otel_context.get_current
 _get_value = _remote.current_value
 
 
@@ -82,8 +83,11 @@ def run_in_context(tracker: DecisionTracker | None) -> LiveRun | None:
     ``tracker`` (default: the default tracker) records into that run as a fragment.
     """
     live = _get_run()
-    if live is not None and live.end_ns is not None:
-        live = None
+    if live is not None:
+        if live.end_ns is not None:
+            live = None
+        elif _get_current() is live.context:
+            return live  # inside the run's own block: nothing else can be named
     value = _get_value()
     if value is None or (live is not None and value == live.baggage):
         return live  # the common cases: one context lookup

@@ -152,8 +152,8 @@ def decision_attributes(
     ``options_json`` and ``option_ids`` when they were prepared beforehand)."""
     if option_ids is None:
         option_ids = [option["id"] for option in options]
-    if options_json is None:
-        options_json = json_attr(options, f"{where}: options", EMPTY_LIST)
+    # What the agent did not give is left out (the decoder reads a missing attribute as
+    # the field's default): each attribute costs the SDK a validation pass per span.
     attributes: Attributes = {
         sc.SPAN_KIND: sc.KIND_DECISION,
         sc.RUN_ID: run_id,
@@ -161,22 +161,29 @@ def decision_attributes(
         sc.DECISION_INTENT: intent,
         sc.DECISION_TYPE: decision_type,
         sc.NODE_ID: node_id,
-        sc.DECISION_CHOSEN_ID: chosen,
-        sc.DECISION_REASONING: redact_text(reasoning) if reasoning else reasoning,
-        sc.DECISION_CONSTRAINTS: constraints,
-        sc.DECISION_INPUT_CONTEXT: json_object_attr(context, f"{where}: context"),
-        sc.DECISION_OPTIONS: options_json,
-        sc.DECISION_OPTION_IDS: option_ids,
-        sc.DECISION_OPTION_COUNT: len(options),
     }
-    if options and chosen and chosen not in option_ids:
-        # "" means "not decided yet" (decorators set the choice with the outcome).
-        warn(f"{where}: chosen option {chosen!r} is not among the options {option_ids}")
-    for option in options:
-        if option["id"] == chosen:
-            if not option.get(CONFIDENCE_DEFAULTED):  # only a confidence the agent gave
-                attributes[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
-            break
+    if chosen:
+        attributes[sc.DECISION_CHOSEN_ID] = chosen
+    if reasoning:
+        attributes[sc.DECISION_REASONING] = redact_text(reasoning)
+    if constraints:
+        attributes[sc.DECISION_CONSTRAINTS] = constraints
+    if context is not None and not (type(context) is dict and not context):
+        attributes[sc.DECISION_INPUT_CONTEXT] = json_object_attr(context, f"{where}: context")
+    if options:
+        if options_json is None:
+            options_json = json_attr(options, f"{where}: options", EMPTY_LIST)
+        attributes[sc.DECISION_OPTIONS] = options_json
+        attributes[sc.DECISION_OPTION_IDS] = option_ids
+        attributes[sc.DECISION_OPTION_COUNT] = len(options)
+        if chosen:
+            if chosen not in option_ids:
+                # "" means "not decided yet" (decorators set the choice with the outcome).
+                warn(f"{where}: chosen option {chosen!r} is not among the options {option_ids}")
+            else:
+                option = options[option_ids.index(chosen)]
+                if not option.get(CONFIDENCE_DEFAULTED):  # only a confidence the agent gave
+                    attributes[sc.DECISION_CHOSEN_CONFIDENCE] = option["confidence"]
     return attributes
 
 
@@ -228,12 +235,14 @@ def outcome_attributes(
     ``quiet``: don't warn when the result had to be converted or truncated (it was
     captured from a decorated function, not handed over).
     """
-    attributes: Attributes = {
-        sc.OUTCOME_SUCCESS: success,
-        sc.OUTCOME_SUMMARY: redact_text(summary) if summary else summary,
-        sc.OUTCOME_TOKENS: tokens_used,
-        sc.OUTCOME_LATENCY_MS: latency_ms,
-    }
+    attributes: Attributes = {sc.OUTCOME_SUCCESS: success}
+    # Zero and empty values are left out: the decoder reads them as the defaults.
+    if summary:
+        attributes[sc.OUTCOME_SUMMARY] = redact_text(summary)
+    if tokens_used:
+        attributes[sc.OUTCOME_TOKENS] = tokens_used
+    if latency_ms:
+        attributes[sc.OUTCOME_LATENCY_MS] = latency_ms
     if result is not None:
         attributes[sc.OUTCOME_RESULT] = json_attr(result, f"{where}: result", "null", quiet=quiet)
     if error is not None:

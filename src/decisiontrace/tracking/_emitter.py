@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
@@ -52,6 +53,7 @@ logger = logging.getLogger("decisiontrace")
 _time_ns = time.time_ns
 _get_node = ctx.current_node.get
 _get_current_span = trace.get_current_span
+_get_current_context = otel_context.get_current
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 _COMPLETED_TEXT = "Run completed successfully."
 # The outcomes of decisions in runs nobody records, shared: an outcome is never changed
@@ -307,8 +309,13 @@ class SpanEmitter:
             attributes[sc.FRAGMENT_ID] = live.fragment_id
             attributes[sc.FRAGMENT_SERVICE] = live.service or ""
             attributes[sc.GOAL_ID] = live.goal_id
-        current = _get_current_span().get_span_context()
-        parent = None if current.trace_id == live.trace_id else live.context
+        # The parent: the current span when it is in the run's trace (a decision made
+        # inside a user's span nests under it), else the run span.
+        parent = _get_current_context()
+        if parent is not live.context:  # live.context: the run span is current
+            current = _get_current_span(parent).get_span_context()
+            if current.trace_id != live.trace_id:
+                parent = live.context
         # Under the lock: the id and the decision's place in the run, nothing else.
         with live.lock:
             if live.end_ns is not None:
@@ -350,7 +357,6 @@ class SpanEmitter:
         live: LiveRun,
         decision: LiveDecision,
         success: Any,
-        *,
         result: Any = None,
         error: Any = None,
         summary: Any = "",
@@ -408,7 +414,9 @@ class SpanEmitter:
                         and sc.DECISION_CHOSEN_CONFIDENCE not in choice
                     ):
                         updated.pop(sc.DECISION_CHOSEN_CONFIDENCE, None)
-                decision.outcome = attributes
+                merged = decision.attributes
+                merged.update(attributes)
+                decision.outcome = merged
                 decision.end_ns = end_ns
         if ended:
             _normalize.warn(

@@ -68,7 +68,6 @@ class SpanWriter(Protocol):
         live: LiveRun,
         decision: LiveDecision,
         success: Any,
-        *,
         result: Any = None,
         error: Any = None,
         summary: Any = "",
@@ -153,6 +152,8 @@ class LiveDecision:
         self.start_ns = start_ns
         self.options = options  # normalized, so a late choice needs no JSON decoding
         self.end_ns: int | None = None
+        # The outcome's attributes; for a recorded decision, once ended, merged into
+        # ``attributes`` (one dict held per decision, not two).
         self.outcome: _codec.Attributes | None = None
         # (chosen, reasoning) declared with decisiontrace.choose() before the outcome
         self.pending_choice: tuple[str, str | None] | None = None
@@ -161,7 +162,7 @@ class LiveDecision:
         """The decision as a stored-form dict."""
         attributes = self.attributes
         outcome = self.outcome
-        if outcome is not None:
+        if outcome is not None and outcome is not attributes:
             attributes = {**attributes, **outcome}
         span = self.span
         span_id = self.span_id if span is ENDED_SPAN else span.get_span_context().span_id
@@ -299,14 +300,34 @@ class LiveRun:
         except Exception:  # expected: the agent's id, unhashable or a __hash__ that raises
             return None
 
-    def record_outcome(self, decision: LiveDecision, success: Any, **outcome: Any) -> None:
+    def record_outcome(
+        self,
+        decision: LiveDecision,
+        success: Any,
+        *,
+        result: Any = None,
+        error: Any = None,
+        summary: Any = "",
+        state_changes: Any = None,
+        tokens_used: Any = 0,
+        latency_ms: Any = 0,
+        error_type: Any = None,
+        input_tokens: Any = None,
+        output_tokens: Any = None,
+        chosen: Any = None,
+        reasoning: Any = None,
+        quiet: bool = False,
+    ) -> None:
         """Record a decision's outcome (and a late choice) and end its span.
 
         Keywords as ``DecisionTracker.record_outcome``'s, plus ``quiet``: the result was
         captured, not handed over (decorators), so converting it is not warned about.
         A choice declared with :meth:`choose` applies unless one is given here.
         """
-        self.writer.record_outcome(self, decision, success, **outcome)
+        self.writer.record_outcome(
+            self, decision, success, result, error, summary, state_changes, tokens_used,
+            latency_ms, error_type, input_tokens, output_tokens, chosen, reasoning, quiet,
+        )  # fmt: skip
 
     def choose(self, span: Span, chosen: str, reasoning: str | None) -> bool:
         """Declare the choice of the open decision whose span is ``span``; False if none."""

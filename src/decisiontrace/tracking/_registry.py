@@ -36,6 +36,7 @@ from decisiontrace.tracking._emitter import SpanEmitter
 from decisiontrace.tracking._live import LiveRun
 
 _get_current_span = trace.get_current_span
+_get_current_context = otel_context.get_current
 _get_value = _remote.current_value
 _get_run = ctx.current_run.get
 
@@ -163,6 +164,8 @@ class RunRegistry:
     def in_context(self, live: LiveRun | None) -> LiveRun | None:
         """The run to record into: ``live`` (this process's current run, or None) unless
         the current context names another run, then that one (see :meth:`remote_run`)."""
+        if live is not None and _get_current_context() is live.context:
+            return live  # inside the run's own block: nothing else can be named
         value = _get_value()
         if value is None or (live is not None and value == live.baggage):
             return live
