@@ -123,6 +123,21 @@ def test_arguments_can_be_left_out(store: MemoryStore) -> None:
     assert (second_run.input_data, second_run.output_data) == ({}, {})
 
 
+def test_a_lone_surrogate_beside_a_key_to_convert_is_recorded(store: MemoryStore) -> None:
+    # Found by tests/reliability/test_fuzz.py: a sanitized value (the None key becomes
+    # "None") whose text holds a lone surrogate, which pydantic-core cannot read back.
+    @dt.agent(goal_id="support")
+    def handle(payload: Any) -> str:
+        return "done"
+
+    payload = {"": "\ud800", None: {}}
+    assert handle(payload) == "done"
+    run = only_run(store)
+    assert run.status == "completed"
+    assert run.input_data["payload"]["None"] == {}
+    assert set(run.input_data["payload"]) == {"", "None"}
+
+
 def test_secrets_in_arguments_are_redacted(store: MemoryStore) -> None:
     @dt.agent()
     def login(user: str, password: str) -> str:

@@ -124,22 +124,30 @@ def serve(
             max_concurrency=max_concurrency,
             max_queue_spans=max_queue_spans,
         )
-        service.start()
     except BaseException:
         store.close()
         raise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    listening = []
-    if service.grpc_port is not None:
-        listening.append(f"OTLP/gRPC on {grpc_address.rpartition(':')[0]}:{service.grpc_port}")
-    if service.http_port is not None:
-        listening.append(f"OTLP/HTTP on {http_address.rpartition(':')[0]}:{service.http_port}")
-    click.echo(
-        f"decisiontrace ingest: {', '.join(listening)}; storing runs in "
-        f"{getattr(store, 'url', url)}{'; bearer token required' if token else ''}",
-        err=True,
-    )
-    service.serve_until_signal()
+
+    def started() -> None:
+        listening = []
+        if service.grpc_port is not None:
+            host = grpc_address.rpartition(":")[0]
+            listening.append(f"OTLP/gRPC on {host}:{service.grpc_port}")
+        if service.http_port is not None:
+            host = http_address.rpartition(":")[0]
+            listening.append(f"OTLP/HTTP on {host}:{service.http_port}")
+        click.echo(
+            f"decisiontrace ingest: {', '.join(listening)}; storing runs in "
+            f"{getattr(store, 'url', url)}{'; bearer token required' if token else ''}",
+            err=True,
+        )
+
+    try:
+        service.serve_until_signal(on_started=started)
+    except OSError:
+        store.close()
+        raise
     health = service.receiver.health()
     click.echo(
         f"decisiontrace ingest: stopped; {health['runs_written']} runs written, "

@@ -13,9 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pydantic_core import from_json
-
-from decisiontrace.spanmodel._jsonsafe import TRUNCATED_KEY, dumps
+from decisiontrace.spanmodel._jsonsafe import TRUNCATED_KEY, dumps, loads
 
 #: Longest JSON text kept for one argument or return value (a larger one is replaced by
 #: a truncation marker with a preview); the run's whole input stays within the 64 KiB
@@ -37,7 +35,9 @@ def recordable(value: Any) -> Any:
     """``value`` itself when it is plain data within the size bound, else what records
     it: the bounded, sanitized JSON form (non-plain values as a description)."""
     text, problem = dumps(value, MAX_VALUE_CHARS)
-    return value if problem is None else from_json(text)
+    if problem is None:
+        return value
+    return loads(text)
 
 
 class CallRecorder:

@@ -8,6 +8,7 @@ import os
 import signal
 import ssl
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -151,8 +152,13 @@ class IngestService:
             self._http.server_close()
         self.receiver.shutdown(timeout)
 
-    def serve_until_signal(self) -> None:
-        """Serve until SIGTERM or SIGINT (main thread only), then :meth:`stop`.
+    def serve_until_signal(self, on_started: Callable[[], None] | None = None) -> None:
+        """Start, serve until SIGTERM or SIGINT (main thread only), then :meth:`stop`.
+
+        The signal handlers are in place before the listeners bind, so a signal that comes
+        as soon as the service answers still stores what it holds (the default SIGTERM
+        would kill the process). ``on_started`` runs once the listeners are bound. Raises
+        OSError, as :meth:`start`, if an address cannot be bound.
 
         This is the process's main loop (``decisiontrace serve``), so it also sets the
         process's garbage collector for a server (see :func:`tune_garbage_collector`).
@@ -166,12 +172,17 @@ class IngestService:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            while not wake.wait(1.0):
-                pass
+            self.start()
+            try:
+                if on_started is not None:
+                    on_started()
+                while not wake.wait(1.0):
+                    pass
+            finally:
+                self.stop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        self.stop()
 
 
 #: Allocations between young-generation collections in the service (CPython's default

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import from_json
-
 from decisiontrace.spanmodel import _codec, _ids, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._codec import Record
+from decisiontrace.spanmodel._jsonsafe import loads
 from decisiontrace.spanmodel._values import EMPTY_OBJECT
 
 logger = logging.getLogger("decisiontrace")
@@ -67,10 +66,9 @@ def _loads(value: Any, default: Any) -> Any:
     if value == EMPTY_OBJECT:  # the common empty context / state changes
         return {}
     try:
-        # pydantic-core's parser: the same values as json.loads, about twice as fast,
-        # and this runs for every structured attribute of every stored decision.
-        return from_json(value)
-    except (ValueError, TypeError):
+        # This runs for every structured attribute of every stored decision.
+        return loads(value)
+    except ValueError:
         return value
 
 
