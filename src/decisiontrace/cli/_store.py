@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 import click
 
@@ -38,6 +37,9 @@ def _local_path(url: str) -> str | None:
     if scheme.lower() == "sqlite" and rest.startswith("/") and len(rest) > 1:
         return rest[1:]
     if scheme.lower() == "file":
+        # Imported here: urllib.request pulls in http.client, email and ssl (~20 ms).
+        from urllib.request import url2pathname
+
         return url2pathname(urlsplit(url).path) or None
     return None
 
