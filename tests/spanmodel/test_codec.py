@@ -627,3 +627,34 @@ def test_a_run_span_without_a_status_decodes_it_from_its_span_status() -> None:
     assert statuses == ["running", "completed", "failed"]
     assert (_codec.ended_status(True), _codec.ended_status(False)) == ("completed", "failed")
     assert _codec.is_error_status(_codec.ended_status(False))
+
+
+def test_the_generated_narrative_names_failed_and_unfinished_decisions_not_paused_ones() -> None:
+    cases = [
+        ("ok", outcome_fields(success=True), False),
+        ("broke", outcome_fields(success=False, error="x"), False),
+        ("left open", None, False),
+        ("waits for the user", None, True),
+    ]
+    decisions = []
+    for number, (intent, outcome, paused) in enumerate(cases):
+        attributes = encode(decision_fields(decision_id=f"dec_{number}", intent=intent), outcome)
+        if paused:
+            attributes[sc.DECISION_PAUSED] = True
+        decisions.append(_decode.decision_record(attributes, START, END))
+    problem = _codec.problem_attributes(
+        problem_id="prob_0", severity="critical", description="db down", decision_id=None,
+        root_cause=None, suggested_fix=None,
+    )  # fmt: skip
+    record = _decode.run_record(
+        {sc.RUN_ID: "r", sc.RUN_STATUS: "failed"},
+        START,
+        END,
+        decisions,
+        [_decode.problem_record(problem, START)],
+    )
+    assert record["narrative"] == (
+        "Run failed. Made 4 decisions: 1 succeeded, 1 failed. Critical issues: db down "
+        "Failed on: broke, left open"
+    )
+    assert _records.failed_on([("a", False, True), ("b", None, True), ("c", True, False)]) == ["a"]

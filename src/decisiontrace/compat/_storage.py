@@ -129,7 +129,10 @@ def _ending_fields(run: SpanData, handed: Run) -> dict[str, Any]:
         handed.metrics.successful_decisions,
         handed.metrics.failed_decisions,
         [(p.severity, p.description) for p in handed.problems],
-        [d.intent for d in handed.decisions if not d.was_successful],
+        _records.failed_on(
+            (d.intent, None if d.outcome is None else d.outcome.success, False)
+            for d in handed.decisions
+        ),
     )
     try:
         output = json.loads(str(attributes.get(sc.RUN_OUTPUT) or "{}"))

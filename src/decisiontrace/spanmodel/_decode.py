@@ -275,7 +275,14 @@ def run_record(
             totals.successful,
             totals.failed,
             [(p["severity"], p["description"]) for p in problems],
-            [d["intent"] for d in decisions if not d["was_successful"] and not d.get("paused")],
+            _records.failed_on(
+                (
+                    d["intent"],
+                    None if d["outcome"] is None else d["outcome"]["success"],
+                    d.get("paused") is True,
+                )
+                for d in decisions
+            ),
         )
     input_data = _loads(get(sc.RUN_INPUT), {})
     output_data = _loads(get(sc.RUN_OUTPUT), {})

@@ -138,6 +138,19 @@ def was_good_decision(was_successful: bool, evaluation: Any) -> bool:
     return aligned and quality > 0.5
 
 
+def named_as_failed(success: bool | None, paused: bool) -> bool:
+    """Whether a generated narrative's "Failed on" names a decision (``success`` None:
+    no outcome): its outcome failed, or it was left without one and not paused (a
+    paused decision runs again on resume)."""
+    return success is False or (success is None and not paused)
+
+
+def failed_on(decisions: Iterable[tuple[str, bool | None, bool]]) -> list[str]:
+    """The intents a narrative's "Failed on" names, from ``(intent, success, paused)``
+    of each decision, in order (see :func:`named_as_failed`)."""
+    return [intent for intent, success, paused in decisions if named_as_failed(success, paused)]
+
+
 def narrative(
     status: str,
     total_decisions: int,

@@ -187,14 +187,15 @@ class SpanEmitter:
         for decision in decisions:
             outcome = decision.outcome
             if outcome is None:
+                success_ = None
                 totals.add(None)
-                if not decision.attributes.get(sc.DECISION_PAUSED):
-                    intents_failed.append(str(decision.attributes[sc.DECISION_INTENT]))
             else:
-                success_ = outcome[sc.OUTCOME_SUCCESS]
+                success_ = bool(outcome[sc.OUTCOME_SUCCESS])
                 totals.add(success_, outcome.get(sc.OUTCOME_TOKENS, 0))
-                if not success_:
-                    intents_failed.append(str(decision.attributes[sc.DECISION_INTENT]))
+            if _records.named_as_failed(
+                success_, bool(decision.attributes.get(sc.DECISION_PAUSED))
+            ):
+                intents_failed.append(str(decision.attributes[sc.DECISION_INTENT]))
         narrative = redact_text(
             _normalize.text(narrative, "end_run(): narrative")
         ) or _records.narrative(
