@@ -86,3 +86,12 @@ def test_dict_level_narrative_counts_critical_and_warnings() -> None:
         "Run failed. Made 3 decisions: 1 succeeded, 2 failed. Critical issues: db down "
         "Warnings: slow Failed on: a, b, c"
     )
+
+
+def test_problems_added_to_a_model_are_numbered_as_the_tracker_numbers_them() -> None:
+    run = Run(id="r", goal_id="g")
+    assert [run.add_problem("minor", "a"), run.add_problem("warning", "b", "dec_0")] == [
+        "prob_0",
+        "prob_1",
+    ]
+    assert [p.id for p in run.problems] == ["prob_0", "prob_1"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from decisiontrace.spanmodel import _records
+from decisiontrace.spanmodel import _ids, _records
 
 
 def _without(computed: tuple[str, ...], data: Any) -> Any:
@@ -236,7 +236,7 @@ class Run(BaseModel):
         suggested_fix: str | None = None,
     ) -> str:
         """Append a problem; returns its id (``prob_N``)."""
-        problem_id = f"prob_{len(self.problems)}"
+        problem_id = _ids.problem_id(len(self.problems))
         self.problems.append(
             Problem(
                 id=problem_id,
