@@ -108,27 +108,42 @@ def decision_record(
     Every attribute may be missing and decodes as the record field's default (see
     ``docs/span-model.md``), so an encoder may leave out what the agent did not give.
     """
+    # The writer decodes every decision it stores: absent attributes skip _loads, the
+    # options are dicts, and exact ints are taken as they are (same results, less work).
     get = attributes.get
     chosen_id = str(get(sc.DECISION_CHOSEN_ID, ""))
     options = decoded_options(attributes)
+    chosen = None
+    for option in options:
+        if option.get("id") == chosen_id:
+            chosen = option
+            break
     outcome: Record | None = None
     success = get(sc.OUTCOME_SUCCESS)
     if success is not None:
-        state_changes = _loads(get(sc.OUTCOME_STATE_CHANGES), {})
+        value = get(sc.OUTCOME_STATE_CHANGES)
+        state_changes = {} if value is None or value == EMPTY_OBJECT else _loads(value, {})
+        result = get(sc.OUTCOME_RESULT)
+        tokens = get(sc.OUTCOME_TOKENS, 0)
+        latency = get(sc.OUTCOME_LATENCY_MS, 0)
         outcome = {
             "success": bool(success),
-            "result": _loads(get(sc.OUTCOME_RESULT), None),
+            "result": None if result is None else _loads(result, None),
             "error": _opt_str(get(sc.OUTCOME_ERROR)),
             "state_changes": state_changes if isinstance(state_changes, dict) else {},
-            "tokens_used": _int(get(sc.OUTCOME_TOKENS, 0)) + extra_tokens,
-            "latency_ms": _int(get(sc.OUTCOME_LATENCY_MS, 0)),
+            "tokens_used": (tokens if type(tokens) is int else _int(tokens)) + extra_tokens,
+            "latency_ms": latency if type(latency) is int else _int(latency),
             "summary": str(get(sc.OUTCOME_SUMMARY, "")),
             "timestamp": _records.ns_to_iso(end_ns if end_ns is not None else start_ns),
         }
-    evaluation = _loads(get(sc.DECISION_EVALUATION), None)
-    if not isinstance(evaluation, dict):
-        evaluation = None
-    input_context = _loads(get(sc.DECISION_INPUT_CONTEXT), {})
+    evaluation = get(sc.DECISION_EVALUATION)
+    if evaluation is not None:
+        evaluation = _loads(evaluation, None)
+        if not isinstance(evaluation, dict):
+            evaluation = None
+    value = get(sc.DECISION_INPUT_CONTEXT)
+    input_context = {} if value is None or value == EMPTY_OBJECT else _loads(value, {})
+    constraints = get(sc.DECISION_CONSTRAINTS, ())
     was_successful = outcome is not None and outcome["success"]
     record: Record = {
         "id": str(get(sc.DECISION_ID, "")),
@@ -139,13 +154,17 @@ def decision_record(
         "options": options,
         "chosen_option_id": chosen_id,
         "reasoning": str(get(sc.DECISION_REASONING, "")),
-        "active_constraints": [str(c) for c in get(sc.DECISION_CONSTRAINTS, ())],
+        "active_constraints": [] if constraints == () else [str(c) for c in constraints],
         "input_context": input_context if isinstance(input_context, dict) else {},
         "outcome": outcome,
         "evaluation": evaluation,
-        "chosen_option": _records.chosen_option(options, chosen_id),
+        "chosen_option": chosen,
         "was_successful": was_successful,
-        "was_good_decision": _records.was_good_decision(was_successful, evaluation),
+        "was_good_decision": (
+            was_successful
+            if evaluation is None
+            else _records.was_good_decision(was_successful, evaluation)
+        ),
     }
     service = get(sc.FRAGMENT_SERVICE)
     if service is not None:  # made in another process than the run's root

@@ -53,37 +53,50 @@ BUCKETS = 10
 
 def decision_facts(record: Record) -> list[tuple[Any, ...]]:
     """``(seq, *COLUMNS)`` of each decision of a run record, in the record's order."""
+    # Runs for every stored decision on the writer thread: each key is read once.
     rows: list[tuple[Any, ...]] = []
     for seq, decision in enumerate(record.get("decisions") or ()):
         if not isinstance(decision, dict):
             continue
-        chosen_id = str(decision.get("chosen_option_id") or "")
-        options = [o for o in decision.get("options") or () if isinstance(o, dict)]
-        chosen = next((o for o in options if o.get("id") == chosen_id), None)
-        outcome = decision.get("outcome")
-        words = [str(decision.get("intent") or ""), str(decision.get("reasoning") or "")]
-        for option in options:
-            words += [str(option.get("id", "")), str(option.get("description") or "")]
+        get = decision.get
+        chosen_id = str(get("chosen_option_id") or "")
+        chosen = None
+        ids: list[str] = []
+        words = [str(get("intent") or ""), str(get("reasoning") or "")]
+        for option in get("options") or ():
+            if not isinstance(option, dict):
+                continue
+            option_id = option.get("id", "")
+            if chosen is None and option_id == chosen_id and "id" in option:
+                chosen = option
+            id_text = str(option_id)
+            ids.append(id_text)
+            words.append(id_text)
+            words.append(str(option.get("description") or ""))
+        outcome = get("outcome")
         if isinstance(outcome, dict):
-            words += [str(outcome.get("summary") or ""), str(outcome.get("error") or "")]
+            words.append(str(outcome.get("summary") or ""))
+            words.append(str(outcome.get("error") or ""))
             result: int | None = 1 if outcome.get("success") else 0
-            tokens, latency = _int(outcome.get("tokens_used")), _int(outcome.get("latency_ms"))
+            tokens, latency = outcome.get("tokens_used"), outcome.get("latency_ms")
+            tokens = tokens if type(tokens) is int else _int(tokens)
+            latency = latency if type(latency) is int else _int(latency)
         else:
             result, tokens, latency = None, 0, 0
         rows.append(
             (
                 seq,
-                str(decision.get("id", "")),
-                str(decision.get("node_id", "unknown")),
-                str(decision.get("decision_type", "custom")),
+                str(get("id", "")),
+                str(get("node_id", "unknown")),
+                str(get("decision_type", "custom")),
                 chosen_id,
                 0 if chosen is None else 1,
                 None if chosen is None else stated_confidence(chosen),
-                dumps([str(o.get("id", "")) for o in options]),
+                dumps(ids),
                 result,
                 tokens,
                 latency,
-                1 if decision.get("evaluations") or decision.get("evaluation") else 0,
+                1 if get("evaluations") or get("evaluation") else 0,
                 "\n".join(words).casefold(),
             )
         )
