@@ -8,16 +8,15 @@ per thread avoids serializing readers behind the writer.
 The store's lock is renewed in a forked child: a lock another thread held at the
 moment of ``fork()`` would otherwise stay held forever there.
 
-The optional journal (``RunRecordProcessor(journal=True)``) is the ``journal`` table:
-zlib-compressed JSON entries with the writing process's pid, deleted in the transaction
-that saves their run.
+The optional journal (``RunRecordProcessor(journal=True)``) is the ``journal`` table,
+kept by :mod:`decisiontrace.stores._sqlite_journal`; its entries are deleted in the
+transaction that saves their run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -35,8 +34,8 @@ from decisiontrace.stores import _sqlite_fragments as _fragment_rows
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._filters import since_text
-from decisiontrace.stores._journal_rows import decode_entries, encode_data
-from decisiontrace.stores._locks import ForkSafeLock, process_alive
+from decisiontrace.stores._locks import ForkSafeLock
+from decisiontrace.stores._sqlite_journal import SQLiteJournal
 from decisiontrace.stores._sqlite_schema import SCHEMA_VERSION
 from decisiontrace.stores.base import (
     AssembledRun,
@@ -45,9 +44,6 @@ from decisiontrace.stores.base import (
     RunStore,
     StoreError,
 )
-
-logger = logging.getLogger("decisiontrace")
-
 
 #: Errors after which this thread's connection is reopened on the next use: it was
 #: opened read-only or without access, and keeping it would keep the fault forever
@@ -123,9 +119,7 @@ class SQLiteStore(RunStore):
         self._lock_box = ForkSafeLock()
         self._connections: dict[_ConnectionKey, sqlite3.Connection] = {}
         self._schema_ready_in: int | None = None
-        self._journal_in_use = False
-        # Pids of dead processes whose journal entries this process took to recover.
-        self._recovered_pids: set[int] = set()
+        self._journal = SQLiteJournal(given)
         # Close this process's connections when the store is garbage collected.
         self._finalizer = weakref.finalize(
             self, _close_own_connections, self._connections, self._lock_box
@@ -236,12 +230,7 @@ class SQLiteStore(RunStore):
         roots, decisions, parts = _fragment_rows.split(rows)
         statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [(_schema.UPSERT, roots)]
         if clear_journal:
-            # Only this process's entries, and those of dead processes it recovered: a
-            # run's other fragments may still be in flight in other processes.
-            pids = {os.getpid(), *self._recovered_pids}
-            run_ids = dict.fromkeys(row[0] for row in roots + parts)
-            journal = [(run_id, pid) for run_id in run_ids for pid in pids]
-            statements.append((_schema.JOURNAL_DELETE_OF, journal))
+            statements.append(self._journal.clearing(row[0] for row in roots + parts))
 
         def then(connection: sqlite3.Connection) -> None:
             _fragment_rows.replace_decisions(connection, [row[0] for row in roots], decisions)
@@ -291,7 +280,7 @@ class SQLiteStore(RunStore):
         """
         if runs:
             self._write(
-                [_rows.assembled_part(run) for run in runs], clear_journal=self._journal_in_use
+                [_rows.assembled_part(run) for run in runs], clear_journal=self._journal.in_use
             )
 
     # -- the journal ---------------------------------------------------------------------
@@ -305,18 +294,7 @@ class SQLiteStore(RunStore):
             TypeError: an entry's data is not JSON-ready (nothing is appended).
             sqlite3.Error: the write failed (nothing is appended).
         """
-        self._journal_in_use = True
-        if not entries:
-            return
-        pid = os.getpid()
-        rows = []
-        for run_id, trace_id, data in entries:
-            try:
-                run = _rows.checked_text(run_id)
-            except ValueError:  # lone surrogates: see _stored_form.encode
-                run = _rows.valid_text(run_id)
-            rows.append((run, trace_id, pid, encode_data(data)))
-        self._transaction([(_schema.JOURNAL_INSERT, rows)])
+        self._journal.append(entries, self._transaction)
 
     def journal_take_orphans(self) -> list[JournalEntry]:
         """Entries, oldest first, of unsaved runs whose writing process is gone.
@@ -327,35 +305,11 @@ class SQLiteStore(RunStore):
         Raises:
             sqlite3.Error: the journal could not be read.
         """
-        self._journal_in_use = True
-        connection = self._connection()
-        self._transaction([(_schema.JOURNAL_DELETE_SAVED, [()])])
-        pids = [pid for (pid,) in connection.execute("SELECT DISTINCT pid FROM journal")]
-        gone = [pid for pid in pids if not process_alive(pid)]
-        if not gone:
-            return []
-        self._recovered_pids.update(gone)
-        rows = connection.execute(
-            f"SELECT seq, run_id, trace_id, data FROM journal "
-            f"WHERE pid IN ({','.join('?' * len(gone))}) ORDER BY seq",
-            gone,
-        ).fetchall()
-        entries, unreadable = decode_entries(
-            (seq, str(run_id), trace_id, data) for seq, run_id, trace_id, data in rows
-        )
-        if unreadable:
-            logger.warning(
-                "decisiontrace: %d unreadable journal entries in %s were deleted",
-                len(unreadable),
-                self.path,
-            )
-            self._transaction([("DELETE FROM journal WHERE seq = ?", [(s,) for s in unreadable])])
-        return entries
+        return self._journal.take_orphans(self._connection(), self._transaction)
 
     def journal_clear(self, run_ids: Sequence[str]) -> None:
         """Delete the journal entries of these runs, in one transaction."""
-        if run_ids:
-            self._transaction([(_schema.JOURNAL_DELETE, [(run_id,) for run_id in run_ids])])
+        self._journal.clear(run_ids, self._transaction)
 
     def load_record(self, run_id: str) -> Record | None:
         """The stored record of ``run_id`` with its judgements, or None.
