@@ -304,6 +304,26 @@ def test_fragments_merge_into_one_run(store_under_test: StoreUnderTest) -> None:
     assert store.list_runs(since=T0 - timedelta(milliseconds=500)) == []
 
 
+def test_a_fragment_decision_without_outcome_counts_as_neither_success_nor_failure(
+    store_under_test: StoreUnderTest,
+) -> None:
+    # The span model's rule (spanmodel/_records.Totals): only decisions with an outcome
+    # count as successful or failed; the merge of fragments counts by it too.
+    store = store_under_test.open()
+    root = root_record("run_open")
+    open_part = fragment("run_open", "w:3:ee", "worker", at=T0, tokens=0, node="w")
+    del open_part["decisions"][0]["outcome"]
+    store.save_records([root, open_part])
+    run = store.load_run("run_open")
+    assert run is not None
+    before = root["metrics"]
+    assert run.metrics.total_decisions == before["total_decisions"] + 1
+    assert (run.metrics.successful_decisions, run.metrics.failed_decisions) == (
+        before["successful_decisions"],
+        before["failed_decisions"],
+    )
+
+
 def test_a_late_fragment_updates_the_run_and_a_resaved_one_replaces_itself(
     store_under_test: StoreUnderTest,
 ) -> None:

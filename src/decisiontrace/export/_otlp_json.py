@@ -29,8 +29,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from decisiontrace.spanmodel import _decode
 
 #: Status code of an ERROR span in OTLP (``STATUS_CODE_ERROR``).
-_STATUS_ERROR = 2
-_STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+#: OTLP's ``Status.code`` of a failed span (``STATUS_CODE_ERROR``), in both encodings.
+STATUS_CODE_ERROR = 2
+_STATUS_NAMES = {
+    "STATUS_CODE_UNSET": 0,
+    "STATUS_CODE_OK": 1,
+    "STATUS_CODE_ERROR": STATUS_CODE_ERROR,
+}
 
 # Top-level keys that hold the list of ResourceSpans: the request's own field, and the
 # name Tempo's trace-by-id API has used for it ("batches").
@@ -199,11 +204,11 @@ def _status_is_error(status: Any, path: str) -> bool:
     code = status.get("code", 0)
     if isinstance(code, str):
         if code in _STATUS_NAMES:
-            return _STATUS_NAMES[code] == _STATUS_ERROR
+            return _STATUS_NAMES[code] == STATUS_CODE_ERROR
         if code.isdigit():
-            return int(code) == _STATUS_ERROR
+            return int(code) == STATUS_CODE_ERROR
     elif isinstance(code, int) and not isinstance(code, bool):
-        return code == _STATUS_ERROR
+        return code == STATUS_CODE_ERROR
     raise FieldError(f"{path}.code", f"unknown status code {_short(code)}")
 
 

@@ -27,7 +27,6 @@ from decisiontrace.spanmodel import _decode
 from decisiontrace.spanmodel import semconv as sc
 
 _KIND = sc.SPAN_KIND
-_STATUS_ERROR = 2
 #: Attribute keys that make a span worth keeping: ours, and LLM token counts.
 _WANTED = _wire.TOKEN_KEYS | {_KIND}
 _TOKEN_KEYS = _wire.TOKEN_KEYS
@@ -126,7 +125,7 @@ def _span(span: Any, service_name: str | None) -> _decode.SpanData:
         ]
         if events
         else (),
-        span.status.code == _STATUS_ERROR,
+        span.status.code == _otlp_json.STATUS_CODE_ERROR,
         service_name,
     )
 

@@ -149,27 +149,25 @@ def _merged_metrics(parts: Sequence[Record], decisions: Sequence[Record]) -> Rec
             nodes.setdefault(node, None)
         for edge in metrics.get("edges_traversed") or ():
             edges.setdefault(edge, None)
-    successful = failed = 0
+    # Counted by the span model's rule; tokens and latency are the parts' sums above
+    # (they hold LLM tokens that count for the run but none of its decisions).
+    counted = _records.Totals()
     for decision in decisions:
         node = decision.get("node_id")
         if isinstance(node, str):
             nodes.setdefault(node, None)
         outcome = decision.get("outcome")
-        if isinstance(outcome, dict):
-            if outcome.get("success"):
-                successful += 1
-            else:
-                failed += 1
+        counted.add(bool(outcome.get("success")) if isinstance(outcome, dict) else None)
     metrics = dict(extras)
     metrics.update(
-        total_decisions=len(decisions),
-        successful_decisions=successful,
-        failed_decisions=failed,
+        total_decisions=counted.decisions,
+        successful_decisions=counted.successful,
+        failed_decisions=counted.failed,
         total_tokens=tokens,
         total_latency_ms=latency,
         nodes_executed=list(nodes),
         edges_traversed=list(edges),
-        success_rate=_records.success_rate(len(decisions), successful),
+        success_rate=_records.success_rate(counted.decisions, counted.successful),
     )
     return metrics
 
