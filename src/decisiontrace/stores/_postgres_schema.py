@@ -27,6 +27,16 @@ SCHEMA_VERSION = 4
 DEFAULT_SCHEMA = "decisiontrace"
 
 
+def key(value: Any) -> bytes:
+    """An id as stored: its UTF-8 bytes, lone surrogates passed through unchanged."""
+    return str(value).encode("utf-8", "surrogatepass")
+
+
+def text(value: bytes) -> str:
+    """A stored id as the ``str`` it was given."""
+    return bytes(value).decode("utf-8", "surrogatepass")
+
+
 def quote_identifier(name: str) -> str:
     """``name`` as a quoted SQL identifier; ValueError if PostgreSQL cannot hold it."""
     if not name or "\x00" in name or len(name.encode("utf-8", "surrogatepass")) > 63:

@@ -1,36 +1,30 @@
 """Runs in PostgreSQL, shared by the processes of many hosts.
 
 Needs the ``postgres`` extra (``pip install 'decisiontrace[postgres]'``: psycopg 3 and
-psycopg_pool). Connections come from a bounded pool that checks each connection before
-lending it, so a server restart or a killed backend costs one failed write, which the
-processor keeps and retries (see ``RunRecordProcessor``'s ``max_unwritten_runs``).
+psycopg_pool). Connections come from a bounded pool per process
+(:mod:`decisiontrace.stores._postgres_pool`, which the store composes), so a server
+restart or a killed backend costs one failed write, which the processor keeps and
+retries (see ``RunRecordProcessor``'s ``max_unwritten_runs``).
 
 Fragments of a run (see :mod:`decisiontrace.stores._fragments`) written by processes on
 different hosts are merged as on SQLite: each transaction that writes a fragment locks
 the run's row first, so two hosts writing fragments of one run at once serialize and
 the second sees the first.
 
-The journal (``RunRecordProcessor(journal=True)``) tags entries with the host name and
-pid; a process recovers only the entries of dead processes of its own host, as it cannot
-tell whether a process elsewhere is alive.
+The journal (``RunRecordProcessor(journal=True)``) is kept by
+:mod:`decisiontrace.stores._postgres_journal`, which the store composes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import threading
 import zlib
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from decisiontrace.spanmodel import _judgements, _records
 from decisiontrace.stores import _aggregates, _analytics, _fragments
@@ -38,47 +32,16 @@ from decisiontrace.stores import _postgres_schema as _schema
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _stored_form as _form
 from decisiontrace.stores._filters import record_node_ids, since_text
-from decisiontrace.stores._journal_rows import decode_entries, encode_data
-from decisiontrace.stores._locks import process_alive
+from decisiontrace.stores._postgres_journal import PostgreSQLJournal
+from decisiontrace.stores._postgres_pool import PostgreSQLConnections, redact, split_url
+from decisiontrace.stores._postgres_schema import key as _key
+from decisiontrace.stores._postgres_schema import text as _text
 from decisiontrace.stores._sqlite_fragments import decode
 from decisiontrace.stores.base import AssembledRun, JournalEntry, Record, RunStore, StoreError
 
 logger = logging.getLogger("decisiontrace")
 
 _Row = tuple[Any, ...]
-
-
-def _key(value: Any) -> bytes:
-    """An id as stored: its UTF-8 bytes, lone surrogates passed through unchanged."""
-    return str(value).encode("utf-8", "surrogatepass")
-
-
-def _text(value: bytes) -> str:
-    return bytes(value).decode("utf-8", "surrogatepass")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (for messages and ``store.url``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = (f"{parts.username}@" if parts.username else "") + host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def split_url(url: str) -> tuple[str, str | None]:
-    """The libpq URL without the ``schema`` parameter, and that parameter."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((value for name, value in query if name == "schema"), None)
-    rest = urlencode([(name, value) for name, value in query if name != "schema"])
-    scheme = "postgresql" if parts.scheme.lower() in ("postgres", "postgresql") else parts.scheme
-    return urlunsplit(parts._replace(scheme=scheme, query=rest)), schema
 
 
 class PostgreSQLStore(RunStore):
@@ -132,81 +95,23 @@ class PostgreSQLStore(RunStore):
         )  # fmt: skip
         self.url = redact(url)
         self.timeout = timeout
-        self._conninfo = conninfo
-        self._connect_timeout = connect_timeout
-        self._max_connections = max_connections
-        self._host = socket.gethostname()
-        self._recovered_pids: set[int] = set()
-        self._journal_in_use = False
-        self._pool_lock = threading.Lock()
-        self._pool: ConnectionPool | None = None
-        self._pool_pid = 0
+        self._connections = PostgreSQLConnections(
+            conninfo, self.url, f"decisiontrace:{self.schema}",
+            max_connections=max_connections, timeout=timeout, connect_timeout=connect_timeout,
+        )  # fmt: skip
+        self._connection = self._connections.connection
+        self._read = self._connections.read
+        self._scrub = self._connections.scrub
+        self._journal = PostgreSQLJournal(self.sql, self.url)
         # Connect now: a wrong URL or password is reported at construction, once.
         try:
-            with psycopg.connect(
-                conninfo, autocommit=True, connect_timeout=max(1, round(connect_timeout))
-            ) as connection:
+            with self._connections.connect_once() as connection:
                 _schema.migrate(connection, self.schema, self.url, self._rewrite_rows)
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot use PostgreSQL at {self.url}: {self._scrub(exc)}; check that the "
                 "server is running and the user, password and database are right"
             ) from exc
-
-    def _scrub(self, error: BaseException) -> str:
-        """An error's message on one line, without the URL's password."""
-        message = " ".join(str(error).split())
-        password = urlsplit(self._conninfo).password
-        return message.replace(password, "***") if password else message
-
-    # -- connections ---------------------------------------------------------------------
-
-    def _pool_here(self) -> ConnectionPool:
-        """This process's pool; a forked child opens its own (sockets are not shared)."""
-        pid = os.getpid()
-        pool = self._pool
-        if pool is not None and self._pool_pid == pid:
-            return pool
-        with self._pool_lock:
-            if self._pool is None or self._pool_pid != pid:
-                # An inherited pool is abandoned, not closed: closing would end the
-                # parent's sessions on the sockets the child shares with it.
-                self._pool = ConnectionPool(
-                    self._conninfo,
-                    min_size=1,
-                    max_size=self._max_connections,
-                    kwargs={
-                        "autocommit": True,
-                        "connect_timeout": max(1, round(self._connect_timeout)),
-                    },
-                    check=ConnectionPool.check_connection,
-                    timeout=self.timeout,
-                    # Keep trying for a day: the server may come back after a long outage.
-                    reconnect_timeout=86_400.0,
-                    open=False,
-                    name=f"decisiontrace:{self.schema}",
-                )
-                self._pool.open(wait=False)
-                self._pool_pid = pid
-            return self._pool
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._pool_here().connection() as connection:
-                yield connection
-        except PoolTimeout as exc:
-            raise StoreError(
-                f"no connection to PostgreSQL at {self.url} within {self.timeout} s"
-            ) from exc
-
-    def _read(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
-        """Run a read; StoreError naming the store if the database cannot be read."""
-        try:
-            with self._connection() as connection:
-                return work(connection)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot read PostgreSQL at {self.url}: {self._scrub(exc)}") from exc
 
     def _rewrite_rows(self, connection: psycopg.Connection[Any]) -> None:
         """Rows of version 1 in the store's own form, with their analytics rows
@@ -260,7 +165,7 @@ class PostgreSQLStore(RunStore):
         """Insert or replace runs assembled from spans, kept in compact span form."""
         if runs:
             self._write(
-                [_rows.assembled_part(run) for run in runs], clear_journal=self._journal_in_use
+                [_rows.assembled_part(run) for run in runs], clear_journal=self._journal.in_use
             )
 
     def _write(
@@ -300,11 +205,7 @@ class PostgreSQLStore(RunStore):
                     cursor, ordered, [row for key in ordered for row in decisions[key]]
                 )
             if clear_journal:
-                pids = {os.getpid(), *self._recovered_pids}
-                cursor.executemany(
-                    self.sql.journal_delete_of,
-                    [(run_id, self._host, pid) for run_id in run_ids for pid in pids],
-                )
+                cursor.executemany(*self._journal.clearing(run_ids))
             touched = {run_id for run_id, _ in parts}
             if roots:
                 cursor.execute(self.sql.with_fragments, (list(roots),))
@@ -540,53 +441,19 @@ class PostgreSQLStore(RunStore):
 
     def journal_append(self, entries: Sequence[JournalEntry]) -> None:
         """Append journal entries in one transaction, tagged with this host and pid."""
-        self._journal_in_use = True
-        if not entries:
-            return
-        pid = os.getpid()
-        rows = []
-        for run_id, trace_id, data in entries:
-            rows.append((_key(run_id), trace_id, self._host, pid, encode_data(data)))
-        with self._connection() as connection, connection.transaction():
-            connection.cursor().executemany(self.sql.journal_insert, rows)
+        self._journal.append(entries, self._connection)
 
     def journal_take_orphans(self) -> list[JournalEntry]:
         """Entries, oldest first, of unsaved runs whose process (on this host) is gone."""
-        self._journal_in_use = True
-        with self._connection() as connection:
-            connection.execute(self.sql.journal_delete_saved)
-            pids = [pid for (pid,) in connection.execute(self.sql.journal_pids, (self._host,))]
-            gone = [pid for pid in pids if not process_alive(pid)]
-            if not gone:
-                return []
-            self._recovered_pids.update(gone)
-            rows = connection.execute(self.sql.journal_orphans, (self._host, gone)).fetchall()
-            entries, unreadable = decode_entries(
-                (seq, _text(run_id), trace_id, bytes(data)) for seq, run_id, trace_id, data in rows
-            )
-            if unreadable:
-                logger.warning(
-                    "decisiontrace: %d unreadable journal entries in %s were deleted",
-                    len(unreadable),
-                    self.url,
-                )
-                connection.execute(self.sql.journal_delete_seq, (unreadable,))
-        return entries
+        return self._journal.take_orphans(self._connection)
 
     def journal_clear(self, run_ids: Sequence[str]) -> None:
         """Delete the journal entries of these runs, in one transaction."""
-        if run_ids:
-            with self._connection() as connection, connection.transaction():
-                connection.cursor().executemany(
-                    self.sql.journal_delete, [(_key(run_id),) for run_id in run_ids]
-                )
+        self._journal.clear(run_ids, self._connection)
 
     def close(self) -> None:
         """Close this process's pool; a later use opens a new one."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None and self._pool_pid == os.getpid():
-            pool.close()
+        self._connections.close()
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"
@@ -609,4 +476,4 @@ def _stored_record(row: _Row) -> tuple[bytes, int]:
     return (data.encode("utf-8") if isinstance(data, str) else bytes(data)), row[8]
 
 
-__all__ = ["PostgreSQLStore"]
+__all__ = ["PostgreSQLStore", "redact", "split_url"]
