@@ -5,7 +5,7 @@ callables (options, chosen, reasoning, tokens) are fenced off: one that raises i
 once per decorated function and field, and the decision is recorded without it.
 
 A run nobody records (no SDK installed, or sampled out) keeps only what its live view
-shows (the span emitter's ``_unrecorded_*``): the options and reasoning callables and the
+shows (``tracking/_unrecorded.py``): the options and reasoning callables and the
 token count are not called there; the choice is recorded as in any run.
 """
 

@@ -14,7 +14,8 @@ span start (processors' ``on_start``) happens under it.
 
 A run nobody records (no SDK installed, or sampled out) takes the same calls and keeps
 only what its live view shows: each decision's id, intent, node, chosen option and
-success (``_unrecorded_*`` below, the one home of that behaviour).
+success (:mod:`decisiontrace.tracking._unrecorded`, the one home of that behaviour).
+Problems are events or spans of their own (:mod:`decisiontrace.tracking._problems`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ from decisiontrace.spanmodel import _codec, _decode, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._jsonsafe import safe_str
 from decisiontrace.spanmodel._redact import redact_text
-from decisiontrace.tracking import _arguments, _no_provider, _normalize, _remote
+from decisiontrace.tracking import (
+    _arguments,
+    _no_provider,
+    _normalize,
+    _problems,
+    _remote,
+    _unrecorded,
+)
 from decisiontrace.tracking import _context as ctx
 from decisiontrace.tracking._live import (
     ENDED_SPAN,
@@ -56,10 +64,6 @@ _get_current_span = trace.get_current_span
 _get_current_context = otel_context.get_current
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 _COMPLETED_TEXT = "Run completed successfully."
-# The outcomes of decisions in runs nobody records, shared: an outcome is never changed
-# once set (records copy it), and one dict per call costs more than the rest of it.
-_UNRECORDED_SUCCESS: _codec.Attributes = {sc.OUTCOME_SUCCESS: True, sc.OUTCOME_TOKENS: 0}
-_UNRECORDED_FAILURE: _codec.Attributes = {sc.OUTCOME_SUCCESS: False, sc.OUTCOME_TOKENS: 0}
 
 
 class SpanEmitter:
@@ -299,7 +303,7 @@ class SpanEmitter:
         if node_id is None:
             node_id = _get_node() or live.current_node
         if not live.recording:
-            return self._unrecorded_decision(live, intent, chosen, node_id, start_ns)
+            return _unrecorded.decision(live, intent, chosen, node_id, start_ns)
         attributes, normalized = _arguments.decision_attributes(
             live.run_id, intent, options, chosen, reasoning, node_id, decision_type,
             constraints, context, where,
@@ -384,7 +388,7 @@ class SpanEmitter:
             if reasoning is None:
                 reasoning = pending[1]
         if not live.recording:
-            self._unrecorded_outcome(live, decision, success, tokens_used, chosen, end_ns)
+            _unrecorded.outcome(live, decision, success, tokens_used, chosen, end_ns)
             return
         span = decision.span
         if decision.end_ns is not None or span is PENDING_SPAN or span is ENDED_SPAN:
@@ -459,58 +463,6 @@ class SpanEmitter:
             span.set_attribute(sc.DECISION_PAUSED, True)
             span.end(end_time=end_ns)
 
-    # --- runs nobody records ------------------------------------------------------------------
-
-    def _unrecorded_decision(
-        self, live: LiveRun, intent: str, chosen: Any, node_id: Any, start_ns: int
-    ) -> LiveDecision | None:
-        """A decision in a run nobody records: an id and the live essentials only.
-
-        Its "span" is the run's own non-recording span, so code that makes it current
-        (decorators) keeps propagating the run's trace context.
-        """
-        node = node_id if type(node_id) is str else safe_str(node_id)
-        attributes: _codec.Attributes = {
-            sc.DECISION_INTENT: intent,
-            sc.NODE_ID: node,
-            sc.DECISION_CHOSEN_ID: chosen if type(chosen) is str else safe_str(chosen),
-        }
-        with live.lock:
-            if live.end_ns is not None:
-                return None
-            decision_id = live.next_decision_id()
-            attributes[sc.DECISION_ID] = decision_id
-            decision = LiveDecision(decision_id, live.span, attributes, start_ns)
-            live.decisions[decision_id] = decision
-            if node not in live.nodes:
-                live.nodes.append(node)
-        return decision
-
-    @staticmethod
-    def _unrecorded_outcome(
-        live: LiveRun,
-        decision: LiveDecision,
-        success: bool,
-        tokens_used: Any,
-        chosen: Any,
-        end_ns: int,
-    ) -> None:
-        """The live essentials of an outcome in a run nobody records: success, tokens
-        and the chosen option (given now, or declared earlier with ``choose()``)."""
-        if chosen is not None and type(chosen) is not str:
-            chosen = _normalize.text(chosen, "record_outcome(): chosen")
-        if type(tokens_used) is int and tokens_used:
-            outcome = {sc.OUTCOME_SUCCESS: success, sc.OUTCOME_TOKENS: tokens_used}
-        else:
-            outcome = _UNRECORDED_SUCCESS if success else _UNRECORDED_FAILURE
-        with live.lock:
-            if decision.outcome is not None or decision.end_ns is not None:
-                return  # the run ended first and closed the decision
-            if chosen is not None:
-                decision.attributes[sc.DECISION_CHOSEN_ID] = chosen
-            decision.outcome = outcome
-            decision.end_ns = end_ns
-
     # --- problems ------------------------------------------------------------------------------
 
     def report_problem(
@@ -523,48 +475,9 @@ class SpanEmitter:
         suggested_fix: Any,
     ) -> str:
         """Record a problem: an event on the run span (a span of its own in a fragment)."""
-        time_ns = _time_ns()
-        where = "report_problem()"
-        with live.lock:
-            problem_id = "" if live.end_ns is not None else live.next_problem_id()
-        if not problem_id:
-            _normalize.warn(f"{where} called for run {live.run_id} after it ended")
-            return ""
-        attributes = _arguments.problem_attributes(
-            problem_id, severity, description, decision_id, root_cause, suggested_fix, where
+        return _problems.report(
+            self.tracer, live, severity, description, decision_id, root_cause, suggested_fix
         )
-        fragment = live.fragment_id is not None
-        with live.lock:
-            ended = live.end_ns is not None
-            if not ended:
-                live.problems.append((attributes, time_ns))
-                if not fragment:  # an event on the run span (no processor runs for it)
-                    live.span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
-        if ended:
-            _normalize.warn(f"{where} called for run {live.run_id} after it ended")
-            return ""
-        if fragment:  # no run span here: the problem travels on a span of its own
-            self._problem_span(live, attributes, time_ns)
-        return problem_id
-
-    def _problem_span(self, live: LiveRun, attributes: _codec.Attributes, time_ns: int) -> None:
-        """A problem of a fragment: a zero-length span carrying the problem event."""
-        live.last_used_ns = time_ns
-        current = _get_current_span().get_span_context()
-        span = self.tracer.start_span(
-            f"{sc.PROBLEM_SPAN_NAME_PREFIX} {attributes[sc.PROBLEM_SEVERITY]}",
-            context=None if current.trace_id == live.trace_id else live.context,
-            attributes={
-                sc.SPAN_KIND: sc.KIND_PROBLEM,
-                sc.RUN_ID: live.run_id,
-                sc.GOAL_ID: live.goal_id,
-                sc.FRAGMENT_ID: live.fragment_id or "",
-                sc.FRAGMENT_SERVICE: live.service or "",
-            },
-            start_time=time_ns,
-        )
-        span.add_event(sc.PROBLEM_EVENT, attributes, timestamp=time_ns)
-        span.end(end_time=time_ns)
 
     def _notify(self, method: str, **kwargs: Any) -> None:
         """Call the outcome aggregator, fenced off: its errors are logged, not raised."""

@@ -1,0 +1,72 @@
+"""Runs nobody records (no SDK installed, or sampled out): the live essentials only.
+
+Such a run takes the same calls as any other and keeps only what its live view shows:
+each decision's id, intent, node, chosen option and success. This module is the one
+home of that behaviour; the span emitter hands it the calls of a non-recording run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from decisiontrace.spanmodel import _codec
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.spanmodel._jsonsafe import safe_str
+from decisiontrace.tracking import _normalize
+from decisiontrace.tracking._live import LiveDecision, LiveRun
+
+# The outcomes of decisions in runs nobody records, shared: an outcome is never changed
+# once set (records copy it), and one dict per call costs more than the rest of it.
+_SUCCESS: _codec.Attributes = {sc.OUTCOME_SUCCESS: True, sc.OUTCOME_TOKENS: 0}
+_FAILURE: _codec.Attributes = {sc.OUTCOME_SUCCESS: False, sc.OUTCOME_TOKENS: 0}
+
+
+def decision(
+    live: LiveRun, intent: str, chosen: Any, node_id: Any, start_ns: int
+) -> LiveDecision | None:
+    """A decision in a run nobody records: an id and the live essentials only.
+
+    Its "span" is the run's own non-recording span, so code that makes it current
+    (decorators) keeps propagating the run's trace context.
+    """
+    node = node_id if type(node_id) is str else safe_str(node_id)
+    attributes: _codec.Attributes = {
+        sc.DECISION_INTENT: intent,
+        sc.NODE_ID: node,
+        sc.DECISION_CHOSEN_ID: chosen if type(chosen) is str else safe_str(chosen),
+    }
+    with live.lock:
+        if live.end_ns is not None:
+            return None
+        decision_id = live.next_decision_id()
+        attributes[sc.DECISION_ID] = decision_id
+        recorded = LiveDecision(decision_id, live.span, attributes, start_ns)
+        live.decisions[decision_id] = recorded
+        if node not in live.nodes:
+            live.nodes.append(node)
+    return recorded
+
+
+def outcome(
+    live: LiveRun,
+    decision: LiveDecision,
+    success: bool,
+    tokens_used: Any,
+    chosen: Any,
+    end_ns: int,
+) -> None:
+    """The live essentials of an outcome in a run nobody records: success, tokens
+    and the chosen option (given now, or declared earlier with ``choose()``)."""
+    if chosen is not None and type(chosen) is not str:
+        chosen = _normalize.text(chosen, "record_outcome(): chosen")
+    if type(tokens_used) is int and tokens_used:
+        kept = {sc.OUTCOME_SUCCESS: success, sc.OUTCOME_TOKENS: tokens_used}
+    else:
+        kept = _SUCCESS if success else _FAILURE
+    with live.lock:
+        if decision.outcome is not None or decision.end_ns is not None:
+            return  # the run ended first and closed the decision
+        if chosen is not None:
+            decision.attributes[sc.DECISION_CHOSEN_ID] = chosen
+        decision.outcome = kept
+        decision.end_ns = end_ns
