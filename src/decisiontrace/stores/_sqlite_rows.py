@@ -59,40 +59,9 @@ def record_part(record: Record) -> tuple[str, tuple[Any, ...], list[tuple[Any, .
 
 
 def assembled_part(run: AssembledRun) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:
-    """``(fragment_id, runs row, decisions rows)`` of a run the processor assembled."""
-    spans = run.compact()
-    if _holds_surrogate(spans):
-        # Decoding would drop a JSON value holding one (the input, a result): decode
-        # the spans with U+FFFD in its place instead.
-        from decisiontrace.pipeline._assembly import record_from_compact
-
-        return record_part(record_from_compact(valid_text(spans)))
+    """``(fragment_id, runs row, decisions rows)`` of a run the processor assembled
+    (text UTF-8 cannot hold is stored as U+FFFD: see :func:`record_part`)."""
     return record_part(run.record())
-
-
-def _holds_surrogate(spans: dict[str, Any]) -> bool:
-    """A string the spans hold (``PendingRun.compact()``) has a lone surrogate: every
-    attribute value's text joined, then tested once."""
-    maps: list[dict[str, Any]] = []
-    texts: list[str] = [str(spans.get("status") or ""), str(spans.get("reason") or "")]
-    run = spans.get("run")
-    if run:
-        maps.append(run[2])
-        maps.extend(event[2] for event in run[3])
-    maps.extend(decision[2] for decision in spans.get("decisions") or ())
-    fragment = spans.get("fragment")
-    if fragment:
-        texts.append(str(fragment[0]))
-        maps.append(fragment[1])
-        maps.extend(event[2] for event in fragment[2])
-    for attributes in maps:
-        for value in attributes.values():
-            if type(value) is str:
-                texts.append(value)
-            elif type(value) is tuple or type(value) is list:
-                texts.extend(item for item in value if type(item) is str)
-    joined = "".join(texts)
-    return not joined.isascii() and _form.has_surrogate(joined)
 
 
 __all__ = [
