@@ -180,7 +180,7 @@ def test_a_store_lock_held_by_another_thread_at_fork_time_does_not_deadlock_the_
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
-        with store._lock:
+        with store._connections.lock:
             holding.set()
             release.wait(10)
 

@@ -135,7 +135,7 @@ def test_a_failing_store_is_retried_without_a_flush(
 
 def limit_pages(store: SQLiteStore, pages: int | None) -> None:
     """SQLite's own size cap on every connection of the store: the disk is 'full'."""
-    for connection in list(store._connections.values()):
+    for connection in store._connections.in_this_process():
         if pages is None:
             connection.execute("PRAGMA max_page_count = 1073741823")
         else:

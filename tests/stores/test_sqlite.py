@@ -286,7 +286,7 @@ def test_connections_of_ended_threads_are_closed(store: SQLiteStore) -> None:
         thread.start()
         thread.join()
     # The main thread's connection plus at most the last ended thread's.
-    assert len(store._connections) <= 2
+    assert len(store._connections.in_this_process()) <= 2
 
 
 def _write_in_child(path: str, prefix: str, count: int, start: Barrier) -> None:
@@ -327,16 +327,16 @@ def test_processes_write_concurrently(tmp_path: Path) -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_writes_with_its_own_connection(store: SQLiteStore) -> None:
     store.save_records([make_record("run_parent")])
-    parent_connection = store._connection()
+    parent_connection = store._connections.here()
 
     pid = os.fork()
     if pid == 0:  # child: never return into pytest
         code = 1
         try:
             store.save_records([make_record("run_child")])
-            child_connection = store._connection()
-            own = [key for key in store._connections if key[0] == os.getpid()]
-            if child_connection is not parent_connection and len(own) == 1:
+            child_connection = store._connections.here()
+            own = store._connections.in_this_process()
+            if child_connection is not parent_connection and own == [child_connection]:
                 code = 0
         finally:
             os._exit(code)
@@ -346,7 +346,7 @@ def test_forked_child_writes_with_its_own_connection(store: SQLiteStore) -> None
     assert store.load_record("run_child") == make_record("run_child")
     # The parent's connection still works after the child exited.
     store.save_records([make_record("run_parent_after")])
-    assert store._connection() is parent_connection
+    assert store._connections.here() is parent_connection
     # Equal start times: ties are broken by run id, descending.
     assert ids(store.list_runs()) == ["run_parent_after", "run_parent", "run_child"]
 
@@ -397,7 +397,7 @@ def test_url_keeps_the_path_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_close_then_use_reopens(store: SQLiteStore) -> None:
     store.save_records([make_record("run_a")])
     store.close()
-    assert store._connections == {}
+    assert store._connections.in_this_process() == []
     assert store.load_record("run_a") == make_record("run_a")
 
 
@@ -405,8 +405,8 @@ def test_context_manager_closes(db_path: Path) -> None:
     with SQLiteStore(db_path) as opened:
         opened.save_records([make_record("run_a")])
         assert isinstance(opened, SQLiteStore)
-        assert len(opened._connections) == 1
-    assert opened._connections == {}
+        assert len(opened._connections.in_this_process()) == 1
+    assert opened._connections.in_this_process() == []
 
 
 def test_opens_a_database_of_an_older_schema(tmp_path: Path) -> None:

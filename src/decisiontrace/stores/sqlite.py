@@ -2,11 +2,7 @@
 
 The database runs in WAL mode, so readers (the CLI, a dashboard) never block the
 writer thread and the writer never blocks them. Each (process, thread) pair gets its
-own connection: SQLite connections must not cross a ``fork()``, and one connection
-per thread avoids serializing readers behind the writer.
-
-The store's lock is renewed in a forked child: a lock another thread held at the
-moment of ``fork()`` would otherwise stay held forever there.
+own connection, kept by :mod:`decisiontrace.stores._sqlite_connections` (fork-safe).
 
 The optional journal (``RunRecordProcessor(journal=True)``) is the ``journal`` table,
 kept by :mod:`decisiontrace.stores._sqlite_journal`; its entries are deleted in the
@@ -15,18 +11,13 @@ transaction that saves their run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-import threading
-import time
-import weakref
 import zlib
 from collections.abc import Callable, Generator, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from decisiontrace.spanmodel import _judgements, _records
 from decisiontrace.stores import _analytics
@@ -34,7 +25,7 @@ from decisiontrace.stores import _sqlite_fragments as _fragment_rows
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._filters import since_text
-from decisiontrace.stores._locks import ForkSafeLock
+from decisiontrace.stores._sqlite_connections import SQLiteConnections
 from decisiontrace.stores._sqlite_journal import SQLiteJournal
 from decisiontrace.stores._sqlite_schema import SCHEMA_VERSION
 from decisiontrace.stores.base import (
@@ -44,13 +35,6 @@ from decisiontrace.stores.base import (
     RunStore,
     StoreError,
 )
-
-#: Errors after which this thread's connection is reopened on the next use: it was
-#: opened read-only or without access, and keeping it would keep the fault forever
-#: (SQLite falls back to a read-only connection when the file is not writable).
-_REOPEN_AFTER = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")
-
-_ConnectionKey = tuple[int, int]
 
 _DIALECT = _analytics.Dialect(
     mark="?",
@@ -64,17 +48,6 @@ _DIALECT = _analytics.Dialect(
     key=str,
     text=str,
 )
-
-
-def _close_own_connections(
-    connections: dict[_ConnectionKey, sqlite3.Connection], box: ForkSafeLock
-) -> None:
-    """Close the connections this process opened; never those inherited through fork."""
-    pid = os.getpid()
-    with box.lock:
-        own = [key for key in connections if key[0] == pid]
-        for key in own:
-            connections.pop(key).close()
 
 
 class SQLiteStore(RunStore):
@@ -115,18 +88,15 @@ class SQLiteStore(RunStore):
         self.read_only = read_only
         # Connections are opened by absolute path so a later chdir() cannot point a
         # new thread's connection at a different file.
-        self._file = os.path.abspath(given)
-        self._lock_box = ForkSafeLock()
-        self._connections: dict[_ConnectionKey, sqlite3.Connection] = {}
-        self._schema_ready_in: int | None = None
-        self._journal = SQLiteJournal(given)
-        # Close this process's connections when the store is garbage collected.
-        self._finalizer = weakref.finalize(
-            self, _close_own_connections, self._connections, self._lock_box
+        file = os.path.abspath(given)
+        self._connections = SQLiteConnections(
+            file, shown=given, timeout=timeout, read_only=read_only
         )
+        self._connection = self._connections.here
+        self._journal = SQLiteJournal(given)
         try:
             if not read_only:
-                os.makedirs(os.path.dirname(self._file), exist_ok=True)
+                os.makedirs(os.path.dirname(file), exist_ok=True)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the directory of {given}: {exc.strerror or exc}; "
@@ -134,78 +104,6 @@ class SQLiteStore(RunStore):
             ) from exc
         # Open now so that a bad file is reported at construction, not by the writer thread.
         self._connection()
-
-    # -- connections -------------------------------------------------------------------
-
-    @property
-    def _lock(self) -> threading.Lock:
-        return self._lock_box.lock
-
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection in this process, opened on first use."""
-        key = (os.getpid(), threading.get_ident())
-        connection = self._connections.get(key)
-        if connection is not None:
-            return connection
-        connection = self._open()
-        with self._lock:
-            self._prune_dead_threads(key[0])
-            self._connections[key] = connection
-        return connection
-
-    def _prune_dead_threads(self, pid: int) -> None:
-        """Close this process's connections whose thread has ended (lock held)."""
-        alive = {thread.ident for thread in threading.enumerate()}
-        for key in [key for key in self._connections if key[0] == pid and key[1] not in alive]:
-            self._connections.pop(key).close()
-
-    def _open(self) -> sqlite3.Connection:
-        """A new configured connection; StoreError if the file is not a usable database."""
-        # Registers a thread started outside ``threading`` so pruning sees it alive.
-        threading.current_thread()
-        try:
-            # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE),
-            # check_same_thread=False: close() and pruning may run on another thread.
-            connection = sqlite3.connect(
-                f"file:{quote(self._file)}?mode=ro" if self.read_only else self._file,
-                timeout=self.timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                uri=self.read_only,
-            )
-        except sqlite3.Error as exc:
-            raise self._open_error(exc) from exc
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                self._configure(connection)
-                return connection
-            except sqlite3.OperationalError as exc:
-                # Switching to WAL while other processes open the same new file can report
-                # "locked" at once, without SQLite's busy handler waiting: retry until the
-                # timeout, as the busy handler would have.
-                if "locked" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                connection.close()
-                raise self._open_error(exc) from exc
-            except sqlite3.Error as exc:
-                connection.close()
-                raise self._open_error(exc) from exc
-
-    def _configure(self, connection: sqlite3.Connection) -> None:
-        check = not self.read_only and self._schema_ready_in != os.getpid()
-        _schema.prepare_connection(
-            connection, self.timeout, read_only=self.read_only, path=str(self.path), check=check
-        )
-        if check:
-            self._schema_ready_in = os.getpid()
-
-    def _open_error(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(
-            f"cannot use {self.path} as a run database ({exc}); if it is not a SQLite "
-            "file, move it away or point DECISIONTRACE_STORE at another path"
-        )
 
     # -- RunStore ------------------------------------------------------------------------
 
@@ -259,18 +157,8 @@ class SQLiteStore(RunStore):
                     connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            if str(getattr(exc, "sqlite_errorname", "")).startswith(_REOPEN_AFTER):
-                self._discard_connection(connection)
+            self._connections.after_error(connection, exc)
             raise
-
-    def _discard_connection(self, connection: sqlite3.Connection) -> None:
-        """Forget this thread's connection, so the next use opens a fresh one."""
-        key = (os.getpid(), threading.get_ident())
-        with self._lock:
-            if self._connections.get(key) is connection:
-                del self._connections[key]
-        with contextlib.suppress(sqlite3.Error):
-            connection.close()
 
     def save_assembled(self, runs: Sequence[AssembledRun]) -> None:
         """Insert or replace runs assembled from spans, kept as their records.
@@ -496,7 +384,7 @@ class SQLiteStore(RunStore):
 
     def close(self) -> None:
         """Close the connections this process opened; a later call reopens one."""
-        _close_own_connections(self._connections, self._lock_box)
+        self._connections.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
