@@ -218,3 +218,38 @@ def test_a_failing_store_is_retried_and_is_not_an_internal_error(
     assert any("could not write 1 runs" in m for m in messages)
     assert any("writable again" in m for m in messages)
     provider.shutdown()
+
+
+class PickyStore(MemoryStore):
+    """A real in-memory store that cannot encode runs of the goal "bad"."""
+
+    def __init__(self, error: type[Exception]) -> None:
+        super().__init__()
+        self.error = error
+
+    def save_assembled(self, runs: Sequence[AssembledRun]) -> None:
+        if any(run.record()["goal_id"] == "bad" for run in runs):
+            raise self.error("cannot encode this run")
+        super().save_assembled(runs)
+
+
+@pytest.mark.parametrize("error", [TypeError, ValueError, OverflowError])
+def test_a_run_the_store_cannot_encode_is_dropped_and_the_others_are_written(
+    error: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Retrying such a run would fail for ever, and keep every flush waiting behind it.
+    store = PickyStore(error)
+    processor = dt.RunRecordProcessor(store, flush_interval=60, handle_sigterm=False)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracker = dt.DecisionTracker("s", tracer_provider=provider)
+    goals = ["good", "bad", "good"]
+    runs = []
+    for goal in goals:
+        with tracker.run(goal) as run:
+            runs.append(run.run_id)
+    assert processor.force_flush(10_000)
+    assert [store.load_run(run_id) is not None for run_id in runs] == [True, False, True]
+    assert (processor.dropped_runs, processor.store_failing) == (1, False)
+    assert any("could not be encoded" in r.getMessage() for r in caplog.records)
+    provider.shutdown()

@@ -92,6 +92,24 @@ def test_a_batch_with_a_record_json_cannot_hold_saves_nothing(store: RunStore) -
     assert store.list_runs() == []
 
 
+def test_a_count_beyond_64_bits_is_kept_in_the_record_and_bounded_in_the_analytics(
+    store: RunStore,
+) -> None:
+    # A run recorded elsewhere (ingest, rebuild) may carry any integer: the SQL stores'
+    # analytics columns cannot hold it, and the run must still be saved, not retried
+    # for ever.
+    record = make_record("run_big")
+    record["decisions"][0]["outcome"]["tokens_used"] = 2**80
+    record["decisions"][0]["outcome"]["latency_ms"] = -(2**70)
+    store.save_records([record, make_record("run_small")])
+    assert store.load_record("run_big") == record
+    tallies = store.decision_tallies()
+    if tallies is not None:  # the SQL stores keep analytics columns
+        others = record["decisions"][1:] + make_record("run_small")["decisions"]
+        known = sum((d.get("outcome") or {}).get("tokens_used", 0) for d in others)
+        assert sum(row[6] for row in tallies.counts) == 2**40 + known
+
+
 def test_a_reopened_store_holds_the_same_runs(store_under_test: StoreUnderTest) -> None:
     first = store_under_test.open()
     first.save_records([make_record("run_kept")])

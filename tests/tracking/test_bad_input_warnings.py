@@ -147,3 +147,39 @@ def test_a_tracker_limit_is_said_once_per_tracker(
             tracker.start_run(goal_id="g", execution_id=f"e{index}")
     stuck = [m for m in warnings(caplog) if "ended as stuck" in m]
     assert len(stuck) == 2  # two trackers, each ending two runs as stuck: once each
+
+
+def test_a_count_beyond_2_53_is_recorded_as_the_bound_and_the_spans_still_export(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An int beyond int64 is an attribute the OTLP encoder drops (logging an error).
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    tracker = dt.DecisionTracker("svc", tracer_provider=pipeline.provider)
+    with tracker.run("g") as run:
+        decision_id = decide(tracker)
+        tracker.record_outcome(
+            decision_id=decision_id,
+            success=True,
+            tokens_used=2**80,
+            latency_ms=-(2**70),
+            input_tokens=float(2**70),
+        )
+    pipeline.flush()
+    bound = 2**53 - 1
+    beyond = "decisiontrace: record_outcome(): {} is beyond ±2**53 - 1; recorded as {}"
+    assert warnings(caplog) == [
+        beyond.format("input_tokens", bound),
+        beyond.format("tokens_used", bound),
+        beyond.format("latency_ms", -bound),
+    ]
+    stored = pipeline.store.load_run(run.run_id)
+    assert stored is not None
+    outcome = stored.decisions[0].outcome
+    assert outcome is not None
+    assert (outcome.tokens_used, outcome.latency_ms) == (bound, -bound)
+    spans = pipeline.spans()
+    encoded = encode_spans(spans).resource_spans[0].scope_spans[0].spans
+    assert [len(span.attributes) for span in encoded] == [
+        len(span.attributes or {}) for span in spans
+    ]

@@ -63,6 +63,9 @@ Listener = Callable[[list[_codec.Record]], None]
 _LOCK_MARGIN = 64
 #: What a store failure pauses the retries for, at most (seconds).
 _MAX_BACKOFF = 5.0
+#: What a store raises for a run it cannot encode (text UTF-8 cannot hold, an integer
+#: its columns cannot): the same run fails every retry, so it is dropped and counted.
+_UNENCODABLE = (TypeError, ValueError, OverflowError)
 
 
 class _Recorded:
@@ -437,7 +440,7 @@ class Writer:
         batch = self._unwritten
         try:
             self.store.save_assembled(batch)
-        except (TypeError, ValueError):
+        except _UNENCODABLE:
             # Some run cannot be encoded: no retry will fix it. Write the others one by
             # one and drop (and count) the ones that fail this way.
             self._write_one_by_one(batch)
@@ -474,7 +477,7 @@ class Writer:
         for run in batch:
             try:
                 self.store.save_assembled([run])
-            except (TypeError, ValueError):
+            except _UNENCODABLE:
                 dropped += 1
                 self._log_once("unencodable", "a run could not be encoded and was dropped")
             except Exception:  # expected: the store failing; kept for the retry

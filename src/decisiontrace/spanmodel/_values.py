@@ -23,6 +23,10 @@ EMPTY_LIST = "[]"
 DEFAULT_CONFIDENCE = 0.5
 #: Extra option field marking a confidence the agent did not give.
 CONFIDENCE_DEFAULTED = "confidence_defaulted"
+#: The largest count (tokens, milliseconds) recorded as given, either sign: 2**53 - 1,
+#: which JSON readers keep exactly, OTLP's int64 holds, and sums of counts cannot
+#: overflow. Larger counts are recorded as this bound, with a warning.
+MAX_COUNT = 2**53 - 1
 
 
 def warn(message: str) -> None:

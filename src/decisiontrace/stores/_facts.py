@@ -49,6 +49,10 @@ COLUMNS = (
 
 #: Calibration buckets over [0, 1] (the last includes 1.0), as ``stats`` defines them.
 BUCKETS = 10
+#: The largest ``tokens`` and ``latency_ms`` a row holds, either sign (larger ones are
+#: held as this bound): the SQL sums over millions of decisions must fit in int64, and
+#: a run recorded elsewhere (ingest, ``rebuild``) may carry any integer.
+COLUMN_MAX = 2**40
 
 
 def decision_facts(record: Record) -> list[tuple[Any, ...]]:
@@ -79,8 +83,10 @@ def decision_facts(record: Record) -> list[tuple[Any, ...]]:
             words.append(str(outcome.get("error") or ""))
             result: int | None = 1 if outcome.get("success") else 0
             tokens, latency = outcome.get("tokens_used"), outcome.get("latency_ms")
-            tokens = tokens if type(tokens) is int else _int(tokens)
-            latency = latency if type(latency) is int else _int(latency)
+            if type(tokens) is not int or not -COLUMN_MAX <= tokens <= COLUMN_MAX:
+                tokens = _int(tokens)
+            if type(latency) is not int or not -COLUMN_MAX <= latency <= COLUMN_MAX:
+                latency = _int(latency)
         else:
             result, tokens, latency = None, 0, 0
         rows.append(
@@ -142,10 +148,12 @@ def bucket_of(confidence: float) -> int:
 
 
 def _int(value: Any) -> int:
+    """A recorded count as a column value: 0 when it is no number, bounded by COLUMN_MAX."""
     try:
-        return int(value or 0)
-    except (TypeError, ValueError):
+        number = int(value or 0)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float("inf")
         return 0
+    return max(-COLUMN_MAX, min(COLUMN_MAX, number))
 
 
 __all__ = ["BUCKETS", "COLUMNS", "DecisionTallies", "bucket_of", "decision_facts"]

@@ -24,6 +24,7 @@ from decisiontrace.spanmodel._values import CONFIDENCE_DEFAULTED as CONFIDENCE_D
 from decisiontrace.spanmodel._values import DEFAULT_CONFIDENCE as DEFAULT_CONFIDENCE
 from decisiontrace.spanmodel._values import EMPTY_LIST as EMPTY_LIST
 from decisiontrace.spanmodel._values import EMPTY_OBJECT as EMPTY_OBJECT
+from decisiontrace.spanmodel._values import MAX_COUNT as MAX_COUNT
 from decisiontrace.spanmodel._values import json_attr as json_attr
 from decisiontrace.spanmodel._values import json_object_attr as json_object_attr
 from decisiontrace.spanmodel._values import text as text
@@ -46,18 +47,21 @@ _DECISION_TYPES = frozenset(
 
 
 def integer(value: Any, what: str) -> int:
-    """An int field: ints pass, numbers are truncated, anything else becomes 0 (warned)."""
-    if type(value) is int:
+    """An int field: ints pass, numbers are truncated, anything else becomes 0 (warned);
+    a count beyond ``±MAX_COUNT`` is recorded as that bound (warned)."""
+    if type(value) is int and -MAX_COUNT <= value <= MAX_COUNT:
         return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    if isinstance(value, bool):
-        return int(value)
     try:
-        return int(value)
+        number = int(value)
     except Exception:  # expected: the agent's value is no number (warned)
         warn(f"{what} should be an int, got {safe_str(value)!r}; recorded as 0")
         return 0
+    if -MAX_COUNT <= number <= MAX_COUNT:
+        return number
+    bound = MAX_COUNT if number > 0 else -MAX_COUNT
+    # Not the value itself: a huge int may be too long to even print.
+    warn(f"{what} is beyond ±2**53 - 1; recorded as {bound}")
+    return bound
 
 
 def string_list(values: Any, what: str) -> list[str]:
