@@ -23,6 +23,9 @@ from typing import Any
 
 import jsonschema
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from decisiontrace.compat.hive import DecisionTracker, StreamDecisionTracker, StreamRuntimeAdapter
 from decisiontrace.models import Decision, DecisionType, Option, Outcome, Run, RunStatus
@@ -1143,6 +1146,27 @@ def test_single_run_decide_and_execute_records_failure_and_reraises(tmp_path: Pa
     assert decision.outcome.result is None
     assert run.metrics.failed_decisions == 1
     assert run.narrative.endswith("Failed on: Call tool")
+
+
+def test_single_run_decide_and_execute_names_the_exception_class_on_the_span(
+    tmp_path: Path,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracker = DecisionTracker(tmp_path / "s", tracer_provider=provider)
+    tracker.start_run("goal")
+
+    def executor() -> None:
+        raise ExecutorError("the tool exploded")
+
+    with pytest.raises(ExecutorError):
+        tracker.decide_and_execute("Call tool", [{"id": "t"}], "t", "only one", executor)
+    tracker.end_run(False)
+
+    failed = [span for span in exporter.get_finished_spans() if "error.type" in span.attributes]
+    assert [span.attributes["error.type"] for span in failed] == ["ExecutorError"]
+    provider.shutdown()
 
 
 def test_single_run_calls_without_a_run_warn_and_return_empty(

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from decisiontrace.compat._storage import StoreSink
 from decisiontrace.compat._stream import StreamDecisionTracker
 from decisiontrace.models import DecisionType, Run
 from decisiontrace.spanmodel import _ids
@@ -36,7 +35,7 @@ class StreamRuntimeAdapter:
     @property
     def storage(self) -> Any:
         """The tracker's storage, as it was given."""
-        return self._runtime._storage
+        return self._runtime.storage
 
     @property
     def execution_id(self) -> str:
@@ -189,8 +188,7 @@ class DecisionTracker(StreamRuntimeAdapter):
             "single", path, tracer_provider=tracer_provider, run_id_prefix=_ids.run_id_prefix(None)
         )
         super().__init__(stream, "")
-        sink = None if stream._external else stream._resolve_storage()
-        store = sink.pipeline.store if isinstance(sink, StoreSink) else None
+        store = stream.run_store()
         self._store = store if isinstance(store, JSONFilesStore) else JSONFilesStore(path)
 
     @property
@@ -207,7 +205,7 @@ class DecisionTracker(StreamRuntimeAdapter):
         """End the run and write it to ``storage_path/runs/{run_id}.json`` before returning."""
         super().end_run(success, narrative, output_data)
         runtime = self._runtime
-        if not runtime._external and not runtime.flush(_END_RUN_FLUSH_MS / 1000):
+        if runtime.owns_provider and not runtime.flush(_END_RUN_FLUSH_MS / 1000):
             logger.error(
                 "decisiontrace: run not yet written to %s; it stays queued and is retried",
                 self.storage.url,
@@ -236,7 +234,7 @@ class DecisionTracker(StreamRuntimeAdapter):
         try:
             result = executor()
         except Exception as error:
-            self._runtime._tracker.record_outcome(
+            self._runtime.record_outcome(
                 execution_id=self.execution_id,
                 decision_id=decision_id,
                 success=False,

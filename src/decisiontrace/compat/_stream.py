@@ -12,9 +12,10 @@ from opentelemetry import trace
 
 from decisiontrace._internal.errors import internal_error
 from decisiontrace.compat._core import amended, compat_tracker, on_run_ended, restart
-from decisiontrace.compat._storage import Sink, assemble, resolve, with_run
+from decisiontrace.compat._storage import Sink, StoreSink, assemble, resolve, with_run
 from decisiontrace.models import DecisionType, Run, RunStatus
 from decisiontrace.spanmodel._jsonsafe import safe_repr
+from decisiontrace.stores.base import RunStore
 from decisiontrace.tracking._live import LiveRun
 
 logger = logging.getLogger("decisiontrace")
@@ -61,6 +62,10 @@ class StreamDecisionTracker:
         tracer_provider: optional; see the module docstring.
         run_id_prefix: run ids start with it (default ``run_{stream_id}_``; the
             original's single-run tracker names runs ``run_...``).
+
+    Besides the original's methods, the single-run API (``compat/_adapter.py``) uses
+    :attr:`storage`, :attr:`owns_provider`, :meth:`run_store`, :meth:`flush` and
+    ``record_outcome(..., error_type=...)``.
     """
 
     def __init__(
@@ -94,6 +99,26 @@ class StreamDecisionTracker:
                     tracker._run_ended(live)
 
             on_run_ended(self._tracker, run_ended)
+
+    @property
+    def storage(self) -> Storage:
+        """The storage as it was given."""
+        return self._storage
+
+    @property
+    def owns_provider(self) -> bool:
+        """False when a ``tracer_provider`` was given: its owner stores, flushes and
+        shuts down; True when this tracker writes its runs through its own pipeline."""
+        return not self._external
+
+    def run_store(self) -> RunStore | None:
+        """The decisiontrace store this tracker's runs are written to, or None (with a
+        ``tracer_provider``, or a storage that is not a store, e.g. a ``save_run``
+        object). Looks at the storage now if no run has started yet."""
+        if self._external:
+            return None
+        sink = self._resolve_storage()
+        return sink.pipeline.store if isinstance(sink, StoreSink) else None
 
     def _resolve_storage(self) -> Sink:
         sink = self._sink
@@ -245,8 +270,11 @@ class StreamDecisionTracker:
         state_changes: dict[str, Any] | None = None,
         tokens_used: int = 0,
         latency_ms: int = 0,
+        *,
+        error_type: str | None = None,
     ) -> None:
-        """Record the outcome of a decision."""
+        """Record the outcome of a decision; ``error_type`` (an addition, e.g. an
+        exception's class name) becomes the outcome's ``error.type``."""
         self._tracker.record_outcome(
             execution_id=execution_id,
             decision_id=decision_id,
@@ -257,6 +285,7 @@ class StreamDecisionTracker:
             state_changes=state_changes,
             tokens_used=tokens_used,
             latency_ms=latency_ms,
+            error_type=error_type,
         )
 
     # === PROBLEM RECORDING ===
