@@ -24,8 +24,9 @@ Two measures, each a median over repeats with its min–max:
 ``--parts`` times the stages of a pass one by one on the same spans (each its own
 ``time.thread_time`` measure, median and min–max over repeats): the pipeline's
 (decoding SDK spans, assembly) and the SQLite store's ``save_assembled`` (which
-decodes the record, encodes the row and writes the transaction), with the store's
-own stages read through its private helpers (``stores/_sqlite_rows.py``).
+decodes the record, makes the rows and writes the transaction), with the store's
+own stages read through its private helpers (``stores/_sqlite_rows.py``), 100 runs
+at a time as a pass makes them.
 """
 
 from __future__ import annotations
@@ -81,10 +82,15 @@ def run_pass(processor: dt.RunRecordProcessor) -> Callable[[], None]:
     return lambda: writer.run_pass(force=True)
 
 
-def pass_us(workdir: Path, calls: list[tuple[bool, Any]], runs: int, name: str) -> float:
-    """Writer CPU µs per decision, its passes run on this thread (see the docstring)."""
-    processor = dt.RunRecordProcessor(
-        SQLiteStore(workdir / f"{name}.db"), flush_interval=3600, handle_sigterm=False
+def pass_us(
+    workdir: Path, calls: list[tuple[bool, Any]], runs: int, name: str, package: Any = dt
+) -> float:
+    """Writer CPU µs per decision, its passes run on this thread (see the docstring);
+    ``package``: the ``decisiontrace`` package to run (``writer_ab.py`` loads another)."""
+    processor = package.RunRecordProcessor(
+        package.stores.SQLiteStore(workdir / f"{name}.db"),
+        flush_interval=3600,
+        handle_sigterm=False,
     )
     one_pass = run_pass(processor)
     per_pass = len(calls) * RUNS_PER_PASS // runs
@@ -154,28 +160,51 @@ def profile(workdir: Path, calls: list[tuple[bool, Any]], runs: int) -> None:
 
 
 def parts(workdir: Path, calls: list[tuple[bool, Any]], runs: int, repeats: int) -> None:
-    """The stages of a pass, each timed alone (µs per decision, median and min–max)."""
+    """The stages of a pass, each timed alone (µs per decision, median and min–max).
+
+    The store's stages run on the records of one pass (100 runs) at a time, as
+    ``save_assembled`` makes them, with the collector on; ``SQL`` is the transaction
+    of rows made beforehand (``SQLiteStore._write``).
+    """
+    import zlib
+
     from decisiontrace.pipeline._assembly import RunAssembler
     from decisiontrace.pipeline._inbox import span_data
+    from decisiontrace.spanmodel import _records
     from decisiontrace.stores import _sqlite_rows as rows
     from decisiontrace.stores import _stored_form as form
+    from decisiontrace.stores._facts import decision_facts
+    from decisiontrace.stores._filters import record_node_ids
 
     ended = [span for started, span in calls if not started]
     decisions = runs * DECISIONS_PER_RUN
     samples: dict[str, list[float]] = {}
 
     def timed(label: str, fn: Callable[[], Any]) -> Any:
-        gc.collect()
         before = time.thread_time()
         result = fn()
-        samples.setdefault(label, []).append((time.thread_time() - before) / decisions * 1e6)
+        spent = (time.thread_time() - before) / decisions * 1e6
+        samples.setdefault(label, []).append(spent)
         return result
 
+    def one_batch(batch: list[Any], store: SQLiteStore, sql_store: SQLiteStore) -> None:
+        timed("store: save_assembled, all of it", lambda: store.save_assembled(batch))
+        made = timed("  run.record(): the span model's decode",
+                     lambda: [run.record() for run in batch])  # fmt: skip
+        timed("  record_part: the rows", lambda: [rows.record_part(r) for r in made])
+        encoded = timed("    stored form: JSON", lambda: [form.json_bytes(r) for r in made])
+        timed("    stored form: zlib", lambda: [zlib.compress(e, 1) for e in encoded])
+        timed("    summary and nodes columns",
+              lambda: [(form.dumps(_records.summary_from_record(r)),
+                        form.dumps(record_node_ids(r))) for r in made])  # fmt: skip
+        timed("    analytics facts (decision_facts)", lambda: [decision_facts(r) for r in made])
+        prepared = [rows.record_part(record) for record in made]
+        timed("  SQL: the transaction of those rows", lambda: sql_store._write(prepared))
+
     def one_repeat(repeat: int) -> None:
-        spans = timed(
-            "pipeline: SDK spans to span data (_inbox.span_data)",
-            lambda: [span_data(span) for span in ended],
-        )
+        gc.collect()
+        spans = timed("pipeline: SDK spans to span data (_inbox.span_data)",
+                      lambda: [span_data(span) for span in ended])  # fmt: skip
 
         def assemble() -> list[Any]:
             assembler = RunAssembler()
@@ -185,28 +214,20 @@ def parts(workdir: Path, calls: list[tuple[bool, Any]], runs: int, repeats: int)
 
         ready = timed("pipeline: assembly (add, take_ready_runs)", assemble)
         store = SQLiteStore(workdir / f"parts-{repeat}.db")
-        store.save_assembled(ready[:5])  # opens the connection
-        timed("store: save_assembled, all of it", lambda: store.save_assembled(ready))
+        sql_store = SQLiteStore(workdir / f"parts-sql-{repeat}.db")
+        gc.collect()
+        for first in range(0, len(ready), RUNS_PER_PASS):
+            one_batch(ready[first : first + RUNS_PER_PASS], store, sql_store)
         store.close()
-        compact = timed("  store: run.compact()", lambda: [run.compact() for run in ready])
-        timed(
-            "  store: lone-surrogate scan of it",
-            lambda: [rows._holds_surrogate(spans) for spans in compact],
-        )
-        records = timed(
-            "  store: run.record() (span model decode)", lambda: [run.record() for run in ready]
-        )
-        timed(
-            "  store: record_part (row, summary, facts)",
-            lambda: [rows.record_part(record) for record in records],
-        )
-        timed(
-            "    of which the stored form (JSON, zlib)",
-            lambda: [form.encode(record) for record in records],
-        )
+        sql_store.close()
 
     for repeat in range(repeats):
         one_repeat(repeat)
+    # Each repeat's batches add up to one sample per label.
+    batches = -(-runs // RUNS_PER_PASS)
+    for label, values in samples.items():
+        if len(values) > repeats:
+            samples[label] = [sum(values[i : i + batches]) for i in range(0, len(values), batches)]
     width = max(len(label) for label in samples)
     for label, values in samples.items():
         print(f"  {label:{width}s} {spread(values)}")

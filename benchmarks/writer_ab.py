@@ -1,49 +1,96 @@
-"""The writer's decode and analytics facts against those of another commit, in one process.
+"""The writer's pass and its parts against another commit's, in one process.
 
     .venv/bin/python benchmarks/writer_ab.py main            # 1,000 runs of 10, 7 repeats
     .venv/bin/python benchmarks/writer_ab.py HEAD~1 --runs 300 --repeats 3
 
-``spanmodel/_decode.py``, ``spanmodel/_records.py`` and ``stores/_facts.py`` of the given
-git revision are loaded beside the installed ones, and the two sets are swapped in turn
-(the module attributes the writer calls), alternating which goes first. First the
-records and analytics rows of both are checked to be identical on the workload; then,
-each repeat, µs per decision of ``run.record()`` (the decode) and of ``decision_facts`` on
-those records, 100 runs at a time as a pass takes them and with the garbage collector
-off (its share depends on the heap, not on this code), and of a whole writer pass
-(``writer.pass_us``, collector on). Median (min–max).
+The whole ``decisiontrace`` package of the given git revision is loaded beside the
+installed one, renamed ``decisiontrace_ab`` (its imports and module paths rewritten; the
+span attribute names stay as they are), so each side runs its own span decoding,
+assembly, stored form, analytics facts and SQLite writes. Both decode the same recorded
+SDK spans (the workload of ``run.py``: runs of 10 decisions with 3 options), alternating
+which goes first each repeat.
+
+First the stored rows of both are compared on the workload: what ``load_record`` reads
+back, the analytics rows and the listing columns must be equal (the bytes of the
+stored form may differ when the form changed).
+Then, each repeat, µs per decision of:
+
+- ``decode``: ``run.record()``, 100 runs at a time as a pass takes them, collector off
+  (its share depends on the heap, not on this code);
+- ``rows``: the store's rows of those records (stored form, summary, analytics facts),
+  collector off;
+- ``writer pass``: a whole writer pass (``writer.pass_us``, collector on), SQLite
+  transaction included. Median (min–max).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
+import io
 import json
+import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-import types
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import writer
 from workload import DECISIONS_PER_RUN
 
-from decisiontrace.pipeline._assembly import RunAssembler
-from decisiontrace.pipeline._inbox import span_data
-from decisiontrace.spanmodel import _decode
-from decisiontrace.stores import _facts
-from decisiontrace.stores import _sqlite_rows as rows
+import decisiontrace
+
+#: The span attribute namespaces, which must not be renamed.
+_ATTRIBUTE_NAMESPACES = (
+    "decision", "execution", "fragment", "goal", "node", "outcome", "problem", "run",
+    "span_kind", "stream",
+)  # fmt: skip
 
 
-def module_at(revision: str, path: str, name: str, **replace: Any) -> types.ModuleType:
-    source = subprocess.check_output(["git", "show", f"{revision}:{path}"], text=True)
-    module = types.ModuleType(name)
-    sys.modules[name] = module  # dataclasses look their module up
-    exec(compile(source, path, "exec"), module.__dict__)
-    for key, value in replace.items():
-        setattr(module, key, value)
-    return module
+def package_at(revision: str) -> ModuleType:
+    """``decisiontrace`` at ``revision``, importable as ``decisiontrace_ab``."""
+    archive = subprocess.check_output(
+        ["git", "archive", revision, "src/decisiontrace"],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    root = Path(tempfile.mkdtemp(prefix="decisiontrace-ab-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    source = root / "src" / "decisiontrace"
+    target = root / "decisiontrace_ab"
+    source.rename(target)
+    namespaces = "|".join(_ATTRIBUTE_NAMESPACES)
+    rename = re.compile(rf"\bdecisiontrace(?=(\.(?!(?:{namespaces})\b)\w|\s+import|\b(?![.\w])))")
+    for path in target.rglob("*.py"):
+        text = path.read_text("utf-8")
+        lines = []
+        for line in text.splitlines(keepends=True):
+            stripped = line.lstrip()
+            if stripped.startswith(("from decisiontrace", "import decisiontrace")) or re.search(
+                r"[\"']decisiontrace\.(?!(?:" + namespaces + r")\b)\w", line
+            ):
+                line = rename.sub("decisiontrace_ab", line)
+            lines.append(line)
+        path.write_text("".join(lines), "utf-8")
+    sys.path.insert(0, str(root))
+    return importlib.import_module("decisiontrace_ab")
+
+
+def side(package: ModuleType) -> dict[str, Any]:
+    name = package.__name__
+    importlib.import_module(f"{name}.pipeline.processor")
+    return {
+        "package": package,
+        "assembly": importlib.import_module(f"{name}.pipeline._assembly"),
+        "inbox": importlib.import_module(f"{name}.pipeline._inbox"),
+        "rows": importlib.import_module(f"{name}.stores._sqlite_rows"),
+        "stores": importlib.import_module(f"{name}.stores"),
+    }
 
 
 def main() -> int:
@@ -52,45 +99,48 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    src = "src/decisiontrace/"
-    records = module_at(args.revision, src + "spanmodel/_records.py", "ab_records")
-    decode = module_at(args.revision, src + "spanmodel/_decode.py", "ab_decode", _records=records)
-    facts = module_at(
-        args.revision, src + "stores/_facts.py", "ab_facts",
-        stated_confidence=records.stated_confidence,
-    )  # fmt: skip
-    sets = {
-        args.revision: (decode.decision_record, decode.run_record, facts.decision_facts),
-        "this tree": (_decode.decision_record, _decode.run_record, _facts.decision_facts),
-    }
-
-    def use(name: str) -> None:
-        _decode.decision_record, _decode.run_record, rows.decision_facts = sets[name]
-
+    sides = {args.revision: side(package_at(args.revision)), "this tree": side(decisiontrace)}
     calls = writer.recorded_calls(args.runs)
     ended = [span for started, span in calls if not started]
     decisions = args.runs * DECISIONS_PER_RUN
+    workdir = Path(tempfile.mkdtemp(prefix="decisiontrace-writer-ab-"))
 
-    def ready() -> list[Any]:
-        assembler = RunAssembler()
-        for data in [span_data(span) for span in ended]:
+    def ready(parts: dict[str, Any]) -> list[Any]:
+        assembler = parts["assembly"].RunAssembler()
+        for data in [parts["inbox"].span_data(span) for span in ended]:
             assembler.add(data, 0.0)
         return assembler.take_ready_runs(force=True, now=0.0)
 
-    outputs = []
-    for name in sets:
-        use(name)
-        made = [run.record() for run in ready()]
-        outputs.append((json.dumps(made), repr([rows.decision_facts(r) for r in made])))
-    assert outputs[0] == outputs[1], "records or facts differ"
-    print("records and facts identical")
-    workdir = Path(tempfile.mkdtemp(prefix="decisiontrace-writer-ab-"))
+    loaded = []
+    for parts in sides.values():
+        store = parts["stores"].SQLiteStore(workdir / f"check-{len(loaded)}.db")
+        runs = ready(parts)
+        store.save_assembled(runs)
+        ids = sorted(run.record()["id"] for run in runs)
+        connection = store._connection()
+        loaded.append(
+            (
+                json.dumps([store.load_record(run_id) for run_id in ids]),
+                [
+                    connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                    for table in ("decisions", "decision_counts", "decision_offers")
+                ],
+                connection.execute(
+                    "SELECT run_id, goal_id, status, started_at, completed_at, nodes, summary "
+                    "FROM runs ORDER BY run_id"
+                ).fetchall(),
+            )
+        )
+        store.close()
+    assert loaded[0] == loaded[1], "the stored records, analytics rows or listings differ"
+    print("stored records read back, analytics rows and listing columns identical")
+
     samples: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
-        for name in list(sets)[:: 1 if repeat % 2 == 0 else -1]:
-            use(name)
-            assembled = ready()
-            decode_s = facts_s = 0.0
+        for name in list(sides)[:: 1 if repeat % 2 == 0 else -1]:
+            parts = sides[name]
+            assembled = ready(parts)
+            decode_s = rows_s = 0.0
             gc.collect()
             gc.disable()  # the code's own CPU: the collector's share depends on the heap
             for first in range(0, len(assembled), writer.RUNS_PER_PASS):  # as a pass
@@ -98,15 +148,16 @@ def main() -> int:
                 made = [run.record() for run in assembled[first : first + writer.RUNS_PER_PASS]]
                 middle = time.thread_time()
                 for record in made:
-                    rows.decision_facts(record)
+                    parts["rows"].record_part(record)
                 decode_s += middle - before
-                facts_s += time.thread_time() - middle
+                rows_s += time.thread_time() - middle
             gc.enable()
             samples.setdefault(f"decode, {name}", []).append(decode_s / decisions * 1e6)
-            samples.setdefault(f"facts, {name}", []).append(facts_s / decisions * 1e6)
-            pass_us = writer.pass_us(workdir, calls, args.runs, f"{name}-{repeat}")
+            samples.setdefault(f"rows, {name}", []).append(rows_s / decisions * 1e6)
+            pass_us = writer.pass_us(
+                workdir, calls, args.runs, f"{len(samples)}-{repeat}", parts["package"]
+            )
             samples.setdefault(f"writer pass, {name}", []).append(pass_us)
-    use("this tree")
     print(f"µs per decision, {args.runs} runs of {DECISIONS_PER_RUN}, {args.repeats} repeats:")
     width = max(len(label) for label in samples)
     for label in sorted(samples):

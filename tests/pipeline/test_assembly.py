@@ -261,3 +261,48 @@ def test_the_light_record_projects_each_decision() -> None:
         assert projected == _decode.light_decision_record(
             {k: v for k, v in decision.items() if k != "span_id"}
         )
+
+
+def _offering(number: int, options: list[dict[str, Any]], chosen: str) -> _decode.SpanData:
+    span = decision_span(number)
+    span.attributes.update(
+        _codec.decision_attributes(
+            run_id=RUN_ID, decision_id=_ids.decision_id(number, None), intent=f"step {number}",
+            options=options, chosen=chosen, reasoning="", node_id="n", decision_type="custom",
+            constraints=[], context={}, where="test",
+        )
+    )  # fmt: skip
+    return span
+
+
+def test_decisions_offering_the_same_options_share_their_decoding_and_decode_the_same() -> None:
+    same = [{"id": "a", "description": "first", "confidence": 0.7}, {"id": "b", "confidence": 0.2}]
+    spans = [
+        _offering(0, same, "a"),
+        _offering(1, same, "b"),
+        _offering(2, [{"id": "c", "confidence": 0.5}], "c"),
+        run_span(3),
+    ]
+    [record] = assembled(spans)
+    first, second, third = record["decisions"]
+    assert first["options"] is second["options"]  # decoded once
+    assert third["options"] is not first["options"]
+    assert first["chosen_option"]["id"] == "a" and second["chosen_option"]["id"] == "b"
+    # The very records each span decodes to alone.
+    alone = [
+        _decode.decision_record(s.attributes, s.start_ns, s.end_ns, span_id=s.span_id)
+        for s in spans[:3]
+    ]
+    assert record["decisions"] == alone
+
+
+def test_the_options_cache_stays_bounded() -> None:
+    cache = _decode.OptionsCache()
+    for number in range(cache.MAX * 3):
+        attributes = {sc.DECISION_OPTIONS: f'[{{"id": "o{number}"}}]'}
+        assert _decode.decoded_options(attributes, cache) == [{"id": f"o{number}"}]
+        assert len(cache) <= cache.MAX
+    # Not JSON text, not a list, no list of objects: decoded as without the cache.
+    for value in ("[1, {", "{}", "[1, 2]", '[{"id": 1}, 2]'):
+        attributes = {sc.DECISION_OPTIONS: value}
+        assert _decode.decoded_options(attributes, cache) == _decode.decoded_options(attributes)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic_core import to_json
 
@@ -184,3 +186,45 @@ def test_a_postgresql_store_of_version_0_1_is_rewritten_in_the_store_form(
             1,
         )
     reopened.close()
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+_json_ready = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**80), max_value=2**80),  # beyond 64 bits too
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=12),
+        st.text(max_size=4).map(_Text),
+        st.integers(min_value=-5, max_value=5).map(_Number),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.tuples(children, children),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), children, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_ready)
+def test_the_stores_json_is_pydantic_cores_whichever_encoder_writes_it(value: Any) -> None:
+    """orjson writes what it can, pydantic-core the rest (subclasses, ints beyond 64
+    bits, non-text keys): the bytes are the same either way."""
+    assert stored_form.json_bytes(value) == to_json(value)
+
+
+def test_text_json_cannot_hold_is_refused_with_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        stored_form.json_bytes({"text": "\ud800"})
+    with pytest.raises(TypeError):
+        stored_form.json_bytes({"x": object()})

@@ -38,10 +38,11 @@ class PendingRun:
 
     __slots__ = (
         "decisions", "first_seen", "fragment", "fragment_attributes", "last_added",
-        "problems", "reason", "run", "run_seen", "run_tokens", "status", "tokens",
+        "options_cache", "problems", "reason", "run", "run_seen", "run_tokens", "status",
+        "tokens",
     )  # fmt: skip
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, options_cache: _decode.OptionsCache | None = None) -> None:
         self.run: _decode.SpanData | None = None
         self.decisions: dict[int, _decode.SpanData] = {}
         # LLM tokens by the decision span they count for, and for the run only
@@ -56,6 +57,8 @@ class PendingRun:
         self.fragment_attributes: dict[str, Any] = {}
         self.problems: list[_decode.EventData] = []  # a fragment's problem events
         self.last_added = now
+        # The assembler's: decisions offering the same options share their decoding.
+        self.options_cache = options_cache
 
     def complete(self) -> bool:
         """The run span has ended and every decision it counted has arrived."""
@@ -78,6 +81,7 @@ class PendingRun:
         """The run record from what has arrived (see :func:`_decode.decision_record`)."""
         decisions = []
         run_tokens = self.run_tokens
+        cache = self.options_cache
         for key, d in self.decisions.items():
             extra = self._extra_tokens(key, d)
             if extra and sc.OUTCOME_SUCCESS not in d.attributes:
@@ -85,7 +89,13 @@ class PendingRun:
                 extra = 0
             decisions.append(
                 _decode.decision_record(
-                    d.attributes, d.start_ns, d.end_ns, extra, light=light, span_id=d.span_id
+                    d.attributes,
+                    d.start_ns,
+                    d.end_ns,
+                    extra,
+                    light=light,
+                    span_id=d.span_id,
+                    options_cache=cache,
                 )
             )
         if self.fragment is not None:
@@ -287,6 +297,7 @@ class RunAssembler:
         self._late: OrderedDict[int, tuple[float, PendingRun]] = OrderedDict()
         # Traces whose run ended with spans still open: set by the agent's thread.
         self._expect_late: dict[int, None] = {}
+        self._options = _decode.OptionsCache()
 
     def expect_late_tokens(self, trace_id: int) -> None:
         """The run of this trace ended with LLM spans still open: keep it once written."""
@@ -300,7 +311,7 @@ class RunAssembler:
         pending = self.pending.get(trace_id)
         if pending is None:
             recent = self._recent.pop(trace_id, None) or self._late.pop(trace_id, None)
-            pending = recent[1] if recent is not None else PendingRun(now)
+            pending = recent[1] if recent is not None else PendingRun(now, self._options)
             self.pending[trace_id] = pending
         return pending
 
@@ -312,7 +323,7 @@ class RunAssembler:
                 pending = recent[1]
                 pending.first_seen = now
             else:
-                pending = PendingRun(now)
+                pending = PendingRun(now, self._options)
                 # The store's key: unique even if this assembler forgot the fragment
                 # (or restarted) and meets later spans of it, so no copy replaces another.
                 pending.fragment = f"{key[1]}/{span.span_id:016x}"

@@ -83,10 +83,41 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def decoded_options(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The option dicts a decision span carries."""
-    options = _loads(attributes.get(sc.DECISION_OPTIONS), [])
-    return [o for o in options if isinstance(o, dict)] if isinstance(options, list) else []
+def decoded_options(
+    attributes: Mapping[str, Any], cache: OptionsCache | None = None
+) -> list[dict[str, Any]]:
+    """The option dicts a decision span carries (from ``cache`` when it has them)."""
+    value = attributes.get(sc.DECISION_OPTIONS)
+    if cache is not None and type(value) is str:
+        options = cache.get(value)
+        if options is None:
+            options = cache.keep(value, _options_of(_loads(value, [])))
+        return options
+    return _options_of(_loads(value, []))
+
+
+def _options_of(value: Any) -> list[dict[str, Any]]:
+    return [o for o in value if isinstance(o, dict)] if isinstance(value, list) else []
+
+
+class OptionsCache(dict[str, list[dict[str, Any]]]):
+    """Decoded option lists by the JSON text of the span attribute that carried them.
+
+    Agents offer the same options again and again (a node's choices), and parsing their
+    text is a third of a decision's decode. A writer decoding many runs keeps one of
+    these, so decisions whose spans carry the same text get *the same* list: records
+    built with it are read-only (the stores and listeners read them). It holds at most
+    ``MAX`` lists and is emptied when full. One thread at a time.
+    """
+
+    MAX = 128
+
+    def keep(self, text: str, options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Remember ``options`` as the decoding of ``text``; returns them."""
+        if len(self) >= self.MAX:
+            self.clear()
+        self[text] = options
+        return options
 
 
 def decision_record(
@@ -97,11 +128,13 @@ def decision_record(
     *,
     light: bool = False,
     span_id: int | None = None,
+    options_cache: OptionsCache | None = None,
 ) -> Record:
     """The stored Decision dict of one decision span.
 
     ``span_id``, when known, is kept as the extra field ``span_id`` (16 hex digits), so
-    a decision leads to its span in a trace viewer.
+    a decision leads to its span in a trace viewer. With ``options_cache``, the options
+    (and the chosen option) may be shared with other records: see :class:`OptionsCache`.
 
     With ``light``, the light form: :func:`light_decision_record` of the record.
 
@@ -112,7 +145,7 @@ def decision_record(
     # options are dicts, and exact ints are taken as they are (same results, less work).
     get = attributes.get
     chosen_id = str(get(sc.DECISION_CHOSEN_ID, ""))
-    options = decoded_options(attributes)
+    options = decoded_options(attributes, options_cache)
     chosen = None
     for option in options:
         if option.get("id") == chosen_id:

@@ -57,26 +57,24 @@ COLUMN_MAX = 2**40
 
 def decision_facts(record: Record) -> list[tuple[Any, ...]]:
     """``(seq, *COLUMNS)`` of each decision of a run record, in the record's order."""
-    # Runs for every stored decision on the writer thread: each key is read once.
+    # Runs for every stored decision on the writer thread: each key is read once, and
+    # what a decision's options give is worked out once per options list of the record
+    # (the writer's records share one list between decisions offering the same options).
     rows: list[tuple[Any, ...]] = []
+    offers: dict[tuple[int, str], _Offer] = {}
     for seq, decision in enumerate(record.get("decisions") or ()):
         if not isinstance(decision, dict):
             continue
         get = decision.get
         chosen_id = str(get("chosen_option_id") or "")
-        chosen = None
-        ids: list[str] = []
+        options = get("options") or ()
+        key = (id(options), chosen_id)
+        offer = offers.get(key)
+        if offer is None:
+            offer = offers[key] = _offer(options, chosen_id)
         words = [str(get("intent") or ""), str(get("reasoning") or "")]
-        for option in get("options") or ():
-            if not isinstance(option, dict):
-                continue
-            option_id = option.get("id", "")
-            if chosen is None and option_id == chosen_id and "id" in option:
-                chosen = option
-            id_text = str(option_id)
-            ids.append(id_text)
-            words.append(id_text)
-            words.append(str(option.get("description") or ""))
+        if offer.words is not None:
+            words.append(offer.words)
         outcome = get("outcome")
         if isinstance(outcome, dict):
             words.append(str(outcome.get("summary") or ""))
@@ -96,9 +94,9 @@ def decision_facts(record: Record) -> list[tuple[Any, ...]]:
                 str(get("node_id", "unknown")),
                 str(get("decision_type", "custom")),
                 chosen_id,
-                0 if chosen is None else 1,
-                None if chosen is None else stated_confidence(chosen),
-                dumps(ids),
+                offer.listed,
+                offer.confidence,
+                offer.ids,
                 result,
                 tokens,
                 latency,
@@ -107,6 +105,39 @@ def decision_facts(record: Record) -> list[tuple[Any, ...]]:
             )
         )
     return rows
+
+
+@dataclass(slots=True)
+class _Offer:
+    """What one options list says for a chosen id: ``chosen_listed``, ``confidence`` and
+    ``option_ids`` columns, and the options' lines of the search text (None: no option)."""
+
+    listed: int
+    confidence: float | None
+    ids: str
+    words: str | None
+
+
+def _offer(options: Any, chosen_id: str) -> _Offer:
+    chosen = None
+    ids: list[str] = []
+    words: list[str] = []
+    for option in options:
+        if not isinstance(option, dict):
+            continue
+        option_id = option.get("id", "")
+        if chosen is None and option_id == chosen_id and "id" in option:
+            chosen = option
+        id_text = str(option_id)
+        ids.append(id_text)
+        words.append(id_text)
+        words.append(str(option.get("description") or ""))
+    return _Offer(
+        0 if chosen is None else 1,
+        None if chosen is None else stated_confidence(chosen),
+        dumps(ids),
+        "\n".join(words) if words else None,
+    )
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, from_json, to_json
@@ -37,13 +38,40 @@ CURRENT = RECORD_ZLIB
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+#: orjson (~3x faster than pydantic-core's encoder on a run record, see
+#: benchmarks/writer_ab.py) writes exact built-in types; anything else, and a value
+#: orjson refuses, goes to pydantic-core's encoder, which writes the same bytes.
+_orjson_dumps: Callable[..., bytes] | None
+try:
+    import orjson
+
+    _orjson_dumps = orjson.dumps
+    _ORJSON_OPTIONS = (
+        orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+except ImportError:  # expected: an installation without it writes with pydantic-core
+    _orjson_dumps = None
+    _ORJSON_OPTIONS = 0
+
 
 class UnknownForm(ValueError):
     """A stored row in a form this version cannot read (written by a newer one)."""
 
 
 def json_bytes(value: Any) -> bytes:
-    """Compact JSON of JSON-ready data (non-ASCII kept); TypeError for anything else."""
+    """Compact JSON of JSON-ready data (non-ASCII kept); TypeError for anything else.
+
+    The same bytes whichever encoder writes them, except a non-finite float: JSON has
+    none, and orjson writes ``null`` where pydantic-core writes ``NaN`` or ``Infinity``.
+    decisiontrace's own span encoding never holds one (it writes them as text).
+    """
+    if _orjson_dumps is not None:
+        try:
+            return _orjson_dumps(value, option=_ORJSON_OPTIONS)
+        except TypeError:  # expected: a subclass, an int beyond 64 bits, a lone surrogate
+            pass
     try:
         return to_json(value)
     except PydanticSerializationError as error:

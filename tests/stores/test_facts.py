@@ -1,0 +1,36 @@
+"""The analytics columns of a run's decisions (``stores/_facts.py``)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from decisiontrace.stores._facts import COLUMNS, decision_facts
+
+from ._records import make_record
+
+
+def test_decisions_sharing_one_options_list_get_the_columns_of_their_own_choice() -> None:
+    """The writer's records share one options list between decisions offering the same
+    options; each decision's columns still follow its own choice."""
+    record = make_record("run_shared")
+    options: list[dict[str, Any]] = [
+        {"id": "a", "description": "First", "confidence": 0.9},
+        {"id": "b", "description": "Second", "confidence": 0.5, "confidence_defaulted": True},
+    ]
+    base = record["decisions"][0]
+    record["decisions"] = [
+        {**base, "id": f"dec_{n}", "options": options, "chosen_option_id": chosen}
+        for n, chosen in enumerate(("a", "b", "elsewhere", "a"))
+    ]
+    record["decisions"].append({**base, "id": "dec_4", "options": [], "chosen_option_id": "a"})
+    rows = decision_facts(record)
+    unshared = copy.deepcopy(record)  # a list of its own for each decision
+    assert rows == decision_facts(unshared)
+    listed = COLUMNS.index("chosen_listed") + 1
+    confidence = COLUMNS.index("confidence") + 1
+    text = COLUMNS.index("text") + 1
+    assert [(row[listed], row[confidence]) for row in rows] == [
+        (1, 0.9), (1, None), (0, None), (1, 0.9), (0, None),
+    ]  # fmt: skip
+    assert "first\nb\nsecond" in rows[0][text] and "first" not in rows[4][text]
