@@ -101,12 +101,15 @@ def test_os_fork_with_runs_in_flight(pipeline: Pipeline) -> None:
         if pid == 0:  # the child: its own runs, then out without running pytest's code
             code = 1
             try:
-                child_work(pipeline, "child")
                 processor = pipeline.processor
+                # Counted since construction: what the parent had written when it forked
+                # (none, or some when its writer thread was quicker than the busy loop).
+                inherited = processor.written_runs
+                child_work(pipeline, "child")
                 processor.shutdown(timeout_millis=10_000)
                 # Exactly its own runs: nothing queued by the parent, not the parent's
                 # open run (cancelled by this shutdown, were it the child's).
-                code = 0 if processor.written_runs == CHILD_RUNS else 3
+                code = 0 if processor.written_runs - inherited == CHILD_RUNS else 3
             finally:
                 os._exit(code)
         assert wait_for_child(pid) == 0

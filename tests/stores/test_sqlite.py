@@ -351,6 +351,46 @@ def test_forked_child_writes_with_its_own_connection(store: SQLiteStore) -> None
     assert ids(store.list_runs()) == ["run_parent_after", "run_parent", "run_child"]
 
 
+class SlowWriteStore(SQLiteStore):
+    """A real SQLite store whose write transactions say when they are inside, then
+    take their time before committing."""
+
+    inside = threading.Event()
+
+    def _transaction(self, statements: Any, then: Any = None) -> None:
+        def slowly(connection: sqlite3.Connection) -> None:
+            if then is not None:
+                then(connection)
+            self.inside.set()
+            threading.Event().wait(0.3)
+
+        super()._transaction(statements, then=slowly)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_during_a_write_leaves_the_child_able_to_write(db_path: Path) -> None:
+    # SQLite keeps a process's file locks in its own memory: forked in the middle of its
+    # parent's write transaction, a child believed the write lock held and never wrote.
+    store = SlowWriteStore(db_path, timeout=3)
+    writer = threading.Thread(target=store.save_records, args=([make_record("run_parent")],))
+    writer.start()
+    assert store.inside.wait(10)
+    pid = os.fork()  # waits for the transaction to end
+    if pid == 0:  # child: never return into pytest
+        code = 1
+        try:
+            child = SQLiteStore(db_path, timeout=3)
+            child.save_records([make_record("run_child")])
+            code = 0
+        finally:
+            os._exit(code)
+    writer.join(10)
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == 0
+    assert {s.run_id for s in store.list_runs()} == {"run_parent", "run_child"}
+    store.close()
+
+
 # -- opening -------------------------------------------------------------------------------
 
 

@@ -144,18 +144,20 @@ class SQLiteStore(RunStore):
         """Run ``executemany`` for each (statement, rows), then ``then``, in one transaction."""
         connection = self._connection()
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for statement, rows in statements:
-                    connection.executemany(statement, rows)
-                if then is not None:
-                    then(connection)
-                connection.execute("COMMIT")
-            except BaseException:
-                # SQLite rolls back by itself after some errors; a second ROLLBACK would raise.
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+            with self._connections.writing:  # a fork must not cut the transaction in half
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement, rows in statements:
+                        connection.executemany(statement, rows)
+                    if then is not None:
+                        then(connection)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    # SQLite rolls back by itself after some errors; a second ROLLBACK
+                    # would raise.
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as exc:
             self._connections.after_error(connection, exc)
             raise
