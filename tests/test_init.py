@@ -32,6 +32,10 @@ HEAVY = (
     "decisiontrace.evaluation",  # rebuild's readers: when rebuilding
     "decisiontrace.export._otlp_json",
     "decisiontrace.pipeline._assembly",
+    # The record models and pydantic (not pydantic-core, whose encoder recording uses):
+    # when a model is first used (issue 16.5, second round).
+    "pydantic",
+    "decisiontrace.models",
 )
 
 _PROBE = """
@@ -83,6 +87,41 @@ def test_processor_store_and_wrapt_load_when_used() -> None:
     assert "opentelemetry.sdk.trace" in loaded
     assert "decisiontrace.stores.memory" in loaded
     assert "wrapt" in loaded
+
+
+def test_recording_and_storing_runs_loads_no_pydantic() -> None:
+    # The whole recording path (tracker, decorator, processor, SQLite store) writes the
+    # enums' values and JSON text: the models and pydantic wait for a reader.
+    use = (
+        "import tempfile\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "store = decisiontrace.open_store(tempfile.mkdtemp() + '/runs.db')\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(decisiontrace.RunRecordProcessor(store))\n"
+        "tracker = decisiontrace.DecisionTracker('s', tracer_provider=provider)\n"
+        "decisiontrace.set_default_tracker(tracker)\n"
+        "pick = decisiontrace.decision('pick')(lambda x: x)\n"
+        "kind = decisiontrace.DecisionType.DELEGATION\n"
+        "with tracker.run('goal'):\n"
+        "    d = tracker.decide(node_id='n', intent='i', options=[{'id': 'a'}], chosen='a',\n"
+        "                       reasoning='r', decision_type=kind)\n"
+        "    tracker.record_outcome(decision_id=d, success=True, result={'x': 1})\n"
+        "    pick(3)\n"
+        "provider.force_flush()\n"
+        "assert [s['decision_count'] for s in store.list_summaries()] == [2], 'not stored'\n"
+        "print("
+    )
+    loaded = _modules_after(_PROBE.replace("print(", use, 1))
+    assert "decisiontrace.stores.sqlite" in loaded
+    assert [m for m in loaded if m == "pydantic" or m.startswith("pydantic.")] == []
+    assert "decisiontrace.models" not in loaded
+
+
+def test_reading_a_model_loads_pydantic() -> None:
+    code = _PROBE.replace("print(", "decisiontrace.open_store('memory://').list_runs()\nprint(", 1)
+    loaded = _modules_after(code)
+    assert "decisiontrace.models" in loaded
+    assert "pydantic.main" in loaded
 
 
 def test_import_builds_no_model_so_pydantic_plugins_wait() -> None:

@@ -19,21 +19,10 @@ from decisiontrace.decorators import (
     node,
     set_default_tracker,
 )
-from decisiontrace.models import (
-    Decision,
-    DecisionEvaluation,
-    DecisionType,
-    Option,
-    Outcome,
-    Problem,
-    Run,
-    RunMetrics,
-    RunStatus,
-    RunSummary,
-)
 
 # Not lazy: the submodule of the same name would shadow the function once imported.
 from decisiontrace.rebuild import RebuildResult, rebuild
+from decisiontrace.spanmodel._kinds import DecisionType, RunStatus
 from decisiontrace.spanmodel._redact import configure_redaction
 from decisiontrace.stores import RunStore, open_store
 from decisiontrace.tracking._context import ContextThreadPoolExecutor, bind_context
@@ -43,6 +32,16 @@ from decisiontrace.tracking.tracker import DecisionTracker
 if TYPE_CHECKING:
     from decisiontrace import integrations
     from decisiontrace.evaluation import Judgement, evaluate, judgements_of
+    from decisiontrace.models import (
+        Decision,
+        DecisionEvaluation,
+        Option,
+        Outcome,
+        Problem,
+        Run,
+        RunMetrics,
+        RunSummary,
+    )
     from decisiontrace.pipeline.processor import RunRecordProcessor
     from decisiontrace.pipeline.sampling import (
         KeepEveryRunSampler,
@@ -53,9 +52,17 @@ if TYPE_CHECKING:
     from decisiontrace.tracking.instrumentor import DecisionInstrumentor
 
 # Imported on first use, so that `import decisiontrace` (every agent start, every CLI
-# command) does not pay for the SDK (its trace module included), the OTLP encoders and
-# protobuf.
+# command) does not pay for the SDK (its trace module included), the OTLP encoders,
+# protobuf and pydantic (the record models: recording does not need them).
 _LAZY = {
+    "Decision": "decisiontrace.models",
+    "DecisionEvaluation": "decisiontrace.models",
+    "Option": "decisiontrace.models",
+    "Outcome": "decisiontrace.models",
+    "Problem": "decisiontrace.models",
+    "Run": "decisiontrace.models",
+    "RunMetrics": "decisiontrace.models",
+    "RunSummary": "decisiontrace.models",
     "RunRecordProcessor": "decisiontrace.pipeline.processor",
     "integrations": "decisiontrace.integrations",
     "Judgement": "decisiontrace.evaluation",

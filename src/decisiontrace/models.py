@@ -10,12 +10,12 @@ equals the one that was saved.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from decisiontrace.spanmodel import _ids, _records
+from decisiontrace.spanmodel._kinds import DecisionType, RunStatus
 
 
 def _without(computed: tuple[str, ...], data: Any) -> Any:
@@ -23,29 +23,6 @@ def _without(computed: tuple[str, ...], data: Any) -> Any:
     if isinstance(data, dict) and any(name in data for name in computed):
         return {key: value for key, value in data.items() if key not in computed}
     return data
-
-
-class DecisionType(str, Enum):
-    """Types of decisions an agent can make."""
-
-    TOOL_SELECTION = "tool_selection"
-    PARAMETER_CHOICE = "parameter_choice"
-    PATH_CHOICE = "path_choice"
-    OUTPUT_FORMAT = "output_format"
-    RETRY_STRATEGY = "retry_strategy"
-    DELEGATION = "delegation"
-    TERMINATION = "termination"
-    CUSTOM = "custom"
-
-
-class RunStatus(str, Enum):
-    """Status of a run."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    STUCK = "stuck"
-    CANCELLED = "cancelled"
 
 
 class Option(BaseModel):

@@ -20,7 +20,7 @@ from decisiontrace.decorators._generators import Session, drive, items_text
 from decisiontrace.decorators._kinds import Decorator, F, callable_or_none, tracker_or_none
 from decisiontrace.decorators._recording import Recorder
 from decisiontrace.decorators._run import default_tracker, generator_in_new_run, run_in_context
-from decisiontrace.models import DecisionType
+from decisiontrace.spanmodel._kinds import DecisionType
 from decisiontrace.tracking import _context as ctx
 from decisiontrace.tracking import _no_provider, _normalize
 from decisiontrace.tracking.tracker import DecisionTracker

@@ -22,7 +22,7 @@ from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.tracking._pauses import is_pause
 
 if TYPE_CHECKING:
-    from decisiontrace.models import DecisionType
+    from decisiontrace.spanmodel._kinds import DecisionType
     from decisiontrace.tracking._live import LiveDecision, LiveRun
     from decisiontrace.tracking.tracker import DecisionTracker
 

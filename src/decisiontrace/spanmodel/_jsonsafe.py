@@ -23,13 +23,16 @@ import collections
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Sized
 from datetime import date, datetime, time
 from enum import Enum
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel
 from pydantic_core import from_json, to_json
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 #: Longest JSON text kept for one value; longer text is replaced by a truncation marker.
 DEFAULT_MAX_CHARS = 64 * 1024
@@ -210,13 +213,20 @@ def sanitize(
         return [sanitize(v, depth, seen, _budget) for v in list(_set_iter(value))]
     if isinstance(value, frozenset):
         return [sanitize(v, depth, seen, _budget) for v in _frozenset_iter(value)]
-    if isinstance(value, BaseModel):
+    if _is_pydantic_model(value):
         return sanitize(_model_fields(value), depth, seen, _budget)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = _dataclass_fields(value)
         if fields is not None:
             return sanitize(fields, depth, seen, _budget)
     return describe_without_reading(value)
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    """Whether ``value`` is a pydantic model. pydantic is not imported for the question
+    (recording stays free of it): no model exists before its module ``pydantic.main`` is."""
+    pydantic_main = sys.modules.get("pydantic.main")
+    return pydantic_main is not None and isinstance(value, pydantic_main.BaseModel)
 
 
 def _model_fields(model: BaseModel) -> dict[str, Any]:

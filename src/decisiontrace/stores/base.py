@@ -14,10 +14,13 @@ from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from decisiontrace.models import Run, RunStatus, RunSummary
 from decisiontrace.spanmodel import _judgements, _records
+from decisiontrace.spanmodel._kinds import RunStatus
 
-if TYPE_CHECKING:  # loaded with the SQL stores' analytics
+if TYPE_CHECKING:
+    # The models (pydantic) load when a model is first read; the tallies with the SQL
+    # stores' analytics.
+    from decisiontrace.models import Run, RunSummary
     from decisiontrace.stores._facts import DecisionTallies
 
 Record = dict[str, Any]
@@ -201,11 +204,15 @@ class RunStore(abc.ABC):
 
     def load_run(self, run_id: str) -> Run | None:
         """The run exactly as saved, or None if unknown."""
+        from decisiontrace.models import Run
+
         record = self.load_record(run_id)
         return None if record is None else Run.model_validate(record)
 
     def load_summary(self, run_id: str) -> RunSummary | None:
         """The summary of one run, or None if unknown."""
+        from decisiontrace.models import RunSummary
+
         record = self.load_record(run_id)
         if record is None:
             return None
@@ -229,6 +236,8 @@ class RunStore(abc.ABC):
             limit: at most this many.
             node_id: only runs in which this node made a decision.
         """
+        from decisiontrace.models import RunSummary
+
         status_value = status.value if isinstance(status, RunStatus) else status
         return [
             RunSummary.model_validate(summary)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from decisiontrace.models import DecisionType
 from decisiontrace.spanmodel import _codec, _ids
 from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.spanmodel._kinds import DecisionType
 from decisiontrace.tracking import _normalize
 
 Attributes = _codec.Attributes

@@ -32,11 +32,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
 from decisiontrace._internal.errors import Once, warn_once
-from decisiontrace.models import Decision, Outcome, RunStatus
 from decisiontrace.pipeline._tokens import LEDGER
 from decisiontrace.spanmodel import _codec, _decode, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._jsonsafe import safe_str
+from decisiontrace.spanmodel._kinds import RunStatus
 from decisiontrace.spanmodel._redact import redact_text
 from decisiontrace.tracking import (
     _arguments,
@@ -348,6 +348,8 @@ class SpanEmitter:
         if closed_ns is not None:  # the run ended while the span started
             span.end(end_time=closed_ns)
         if self.outcome_aggregator is not None:
+            from decisiontrace.models import Decision  # the models load with the first
+
             record = Decision.model_validate(_decode.decision_record(attributes, start_ns, None))
             self._notify(
                 "record_decision",
@@ -441,6 +443,8 @@ class SpanEmitter:
             decision.span = ENDED_SPAN
             decision.options = None  # only a late choice reads them, and it came or not
         if self.outcome_aggregator is not None:
+            from decisiontrace.models import Outcome
+
             record = _decode.decision_record({**decision.attributes, **attributes}, 0, end_ns)
             self._notify(
                 "record_outcome",

@@ -22,16 +22,19 @@ the :class:`SpanWriter` protocol.
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span
 
-from decisiontrace.models import Run, RunStatus
 from decisiontrace.spanmodel import _codec, _decode, _ids
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.tracking import _remote
+
+if TYPE_CHECKING:
+    from decisiontrace.models import Run
+    from decisiontrace.spanmodel._kinds import RunStatus
 
 ROOT_CONTEXT = otel_context.Context()
 #: The span of a decision whose span is being started (outside the run's lock).
@@ -434,7 +437,9 @@ class LiveRun:
         )
 
     def view(self) -> Run:
-        """The run as a :class:`Run` model."""
+        """The run as a :class:`Run` model (pydantic and the models load on the first)."""
+        from decisiontrace.models import Run
+
         return Run.model_validate(self.record())
 
 

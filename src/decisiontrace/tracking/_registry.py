@@ -28,8 +28,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Link
 
 from decisiontrace._internal.errors import Once, warn_once
-from decisiontrace.models import RunStatus
 from decisiontrace.spanmodel import _codec
+from decisiontrace.spanmodel._kinds import RunStatus
 from decisiontrace.tracking import _context as ctx
 from decisiontrace.tracking import _normalize, _remote
 from decisiontrace.tracking._emitter import SpanEmitter

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 
 from decisiontrace._internal.errors import internal_error
-from decisiontrace.models import Run
 from decisiontrace.tracking import _context as ctx
 
 if TYPE_CHECKING:
     from contextvars import Token
 
+    from decisiontrace.models import Run
     from decisiontrace.tracking._live import LiveRun
     from decisiontrace.tracking._registry import RunRegistry
 

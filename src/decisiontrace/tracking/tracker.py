@@ -14,9 +14,9 @@ from opentelemetry import trace
 
 from decisiontrace._internal.errors import internal_error
 from decisiontrace._version import __version__
-from decisiontrace.models import DecisionEvaluation, DecisionType, Run, RunStatus
 from decisiontrace.spanmodel import _ids
 from decisiontrace.spanmodel._jsonsafe import safe_repr, safe_str
+from decisiontrace.spanmodel._kinds import DecisionType
 from decisiontrace.tracking import _context as ctx
 from decisiontrace.tracking import _normalize
 from decisiontrace.tracking._emitter import SpanEmitter
@@ -26,6 +26,8 @@ from decisiontrace.tracking._scope import RunScope
 
 if TYPE_CHECKING:
     from decisiontrace.evaluation.judgement import Judgement
+    from decisiontrace.models import DecisionEvaluation, Run
+    from decisiontrace.spanmodel._kinds import RunStatus
 
 
 def _describe(what: tuple[Any, ...]) -> str:
