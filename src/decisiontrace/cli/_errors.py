@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from pydantic import ValidationError
+from pydantic_core import ValidationError  # pydantic's, without importing pydantic
 
+from decisiontrace.cli._lazy import LazyGroup
 from decisiontrace.stores import StoreError
 
 __all__ = ["App", "CommandError", "fail", "one_line"]
@@ -43,7 +44,7 @@ def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
-class App(click.Group):
+class App(LazyGroup):
     """The top-level group: turns every error into one line on stderr and an exit status."""
 
     def main(

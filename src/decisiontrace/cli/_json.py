@@ -3,12 +3,15 @@ the link to their trace."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from decisiontrace.cli._links import trace_url
 from decisiontrace.cli._times import json_with_offsets
-from decisiontrace.models import Run, RunSummary
-from decisiontrace.stores import RunStore
+
+if TYPE_CHECKING:
+    from decisiontrace.models import Run
+    from decisiontrace.stores import RunStore
 
 __all__ = ["listing", "run_json"]
 
@@ -23,11 +26,12 @@ def run_json(run: Run) -> dict[str, Any]:
     return record
 
 
-def listing(store: RunStore, summary: RunSummary) -> dict[str, Any]:
-    """A run's summary for ``runs list --json``, with when it started and ended, its
-    trace id and link (read from its record)."""
-    item = summary.model_dump(mode="json")
-    record = store.load_record(summary.run_id) or {}
+def listing(store: RunStore, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's summary (a store's summary dict, ``RunSummary``'s JSON form) for
+    ``runs list --json``, with when it started and ended, its trace id and link (read
+    from its record)."""
+    item = dict(summary)
+    record = store.load_record(item["run_id"]) or {}
     for key in ("started_at", "completed_at", "trace_id"):
         item[key] = record.get(key)
     json_with_offsets(item)

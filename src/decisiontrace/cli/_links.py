@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from decisiontrace.models import Decision, Run
+if TYPE_CHECKING:
+    from decisiontrace.models import Decision, Run
 
 __all__ = ["TRACE_URL_ENV_VAR", "run_trace_id", "span_id_of", "trace_url"]
 

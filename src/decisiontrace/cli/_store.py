@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
 
 from decisiontrace.cli._errors import CommandError
-from decisiontrace.models import Run
 from decisiontrace.stores import STORE_ENV_VAR, RunStore, default_store_url, open_store
+
+if TYPE_CHECKING:
+    from decisiontrace.models import Run
 
 __all__ = [
     "STORE_KEY", "load_run", "load_runs", "open_existing", "open_for_reading",

@@ -16,27 +16,36 @@ import json
 import os
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from decisiontrace._version import __version__
-from decisiontrace.cli import render, views
+from decisiontrace.cli import render
 from decisiontrace.cli._errors import App, CommandError, fail, one_line
 from decisiontrace.cli._json import listing, run_json
+from decisiontrace.cli._lazy import LazyGroup
 from decisiontrace.cli._links import TRACE_URL_ENV_VAR
 from decisiontrace.cli._options import filters, json_option, store_option
 from decisiontrace.cli._output import console, print_json
 from decisiontrace.cli._store import STORE_KEY, load_run, load_runs, open_for_reading, store_url
-from decisiontrace.cli.decisions import decisions_command
-from decisiontrace.cli.diff import diff_runs
-from decisiontrace.cli.evaluate import evaluate as evaluate_command
-from decisiontrace.cli.serve import serve
-from decisiontrace.cli.stats import compute_stats, stats_of_store
-from decisiontrace.cli.tail import tail_command
-from decisiontrace.models import Run, RunStatus
+from decisiontrace.spanmodel._kinds import RunStatus
 from decisiontrace.stores import StoreError, open_store
 
+if TYPE_CHECKING:
+    from decisiontrace.models import Run
+
 __all__ = ["main"]
+
+# Commands kept in modules of their own, imported when run (or listed by --help): each
+# command loads only what it uses, so `runs list` starts without the evaluation package,
+# the stats and views, rich's progress bars or the server.
+_COMMANDS = {
+    "decisions": "decisiontrace.cli.decisions:decisions_command",
+    "evaluate": "decisiontrace.cli.evaluate:evaluate",
+    "serve": "decisiontrace.cli.serve:serve",
+}
+_RUNS_COMMANDS = {"tail": "decisiontrace.cli.tail:tail_command"}
 
 
 def _otlp_json_line(run: Run) -> str:
@@ -59,6 +68,7 @@ _print_json = print_json
 @click.group(
     "decisiontrace",
     cls=App,
+    lazy_commands=_COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:
@@ -75,16 +85,14 @@ def main() -> None:
     """Look into the decisions an agent recorded: runs, stats, diffs, reports."""
 
 
-main.add_command(serve)
-
-
-@main.group(epilog="Example: decisiontrace runs list --status failed --since 1d")
+@main.group(
+    cls=LazyGroup,
+    lazy_commands=_RUNS_COMMANDS,
+    epilog="Example: decisiontrace runs list --status failed --since 1d",
+)
 @store_option
 def runs() -> None:
     """List stored runs, show one as a tree, or follow them as they are stored."""
-
-
-runs.add_command(tail_command)
 
 
 @runs.command(
@@ -115,7 +123,9 @@ def runs_list(
 ) -> int:
     """Stored runs, newest first."""
     with open_for_reading(ctx) as store:
-        found = store.list_runs(
+        # The summary dicts as stored, not RunSummary models: a listing needs no
+        # validation, and `runs list` starts without pydantic.
+        found = store.list_summaries(
             goal_id=goal, status=status, since=since, limit=limit + 1, node_id=node
         )
         shown = found[:limit]
@@ -175,6 +185,9 @@ def stats(
     as_json: bool,
 ) -> int:
     """Per node, decision type and option: choices, success rate, tokens, latency, calibration."""
+    from decisiontrace.cli import views
+    from decisiontrace.cli.stats import stats_of_store
+
     with open_for_reading(ctx) as store:
         result = stats_of_store(store, goal, since, limit, status=status, node=node)
     if as_json:
@@ -186,10 +199,6 @@ def stats(
     return 0
 
 
-main.add_command(evaluate_command)
-main.add_command(decisions_command)
-
-
 @main.command(epilog="Example: decisiontrace diff RUN_A RUN_B")
 @click.argument("run_a")
 @click.argument("run_b")
@@ -198,6 +207,9 @@ main.add_command(decisions_command)
 @click.pass_context
 def diff(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> int:
     """Where two runs of the same goal first chose differently, and how their outcomes differed."""
+    from decisiontrace.cli import views
+    from decisiontrace.cli.diff import diff_runs
+
     with open_for_reading(ctx) as store:
         first, second = load_run(store, run_a), load_run(store, run_b)
     result = diff_runs(first, second)
@@ -366,6 +378,8 @@ def report(
     template with {trace_id} (for Jaeger: http://localhost:16686/trace/{trace_id});
     with {span_id} each decision links to its span too.
     """
+    from decisiontrace.cli.stats import stats_of_store
+
     with open_for_reading(ctx) as store:
         selected = list(load_runs(store, goal, since, limit, status=status, node=node))
         statistics = stats_of_store(store, goal, since, limit, status=status, node=node)
@@ -416,6 +430,8 @@ def demo(ctx: click.Context, seed: int, tickets: int, threads: int, as_json: boo
     confidences, simulated LLM calls, failures and problems. With
     OTEL_EXPORTER_OTLP_ENDPOINT set the spans are exported there as well.
     """
+    from decisiontrace.cli import views
+    from decisiontrace.cli.stats import compute_stats
     from decisiontrace.demo import run_demo
 
     console = _console()

@@ -8,21 +8,23 @@ nothing, so the commands decide where output goes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from decisiontrace.cli._links import run_trace_id, trace_url
 from decisiontrace.cli._store import short_id
 from decisiontrace.cli._times import time_text
-from decisiontrace.cli.evaluations import judgement_lines
-from decisiontrace.models import Decision, Option, Problem, Run, RunSummary
 from decisiontrace.spanmodel import _ids
 from decisiontrace.spanmodel._records import stated_confidence
+
+if TYPE_CHECKING:  # run_tree's own imports wait for `runs show`: `runs list` starts faster
+    from rich.tree import Tree
+
+    from decisiontrace.models import Decision, Option, Problem, Run
 
 __all__ = [
     "NOT_GIVEN",
@@ -135,24 +137,28 @@ def fitted_table(
 
 
 def runs_table(
-    summaries: Sequence[RunSummary], *, caption: str | None = None, width: int = WIDE
+    summaries: Sequence[Mapping[str, Any]], *, caption: str | None = None, width: int = WIDE
 ) -> Table:
-    """One row per run, newest first as given; short ids when ``width`` is narrow."""
+    """One row per run summary (a store's summary dict), newest first as given; short ids
+    when ``width`` is narrow."""
     wide = width >= WIDE
     rows = []
     for summary in summaries:
+        run_id = summary["run_id"]
+        decisions = summary["decision_count"]
+        problems = summary["problem_count"]
         row: list[Any] = [
-            summary.run_id if wide else short_id(summary.run_id),
-            summary.goal_id,
-            status_text(summary.status.value),
+            run_id if wide else short_id(run_id),
+            summary["goal_id"],
+            status_text(summary["status"]),
         ]
         if width >= NARROW:  # below it, `runs show` has the start time
-            row.append(run_started(summary.run_id))
+            row.append(run_started(run_id))
         row += [
-            format_ms(summary.duration_ms),
-            f"{summary.decision_count:,}",
-            format_rate(summary.success_rate if summary.decision_count else None),
-            Text(f"{summary.problem_count:,}", style="yellow" if summary.problem_count else ""),
+            format_ms(summary["duration_ms"]),
+            f"{decisions:,}",
+            format_rate(summary["success_rate"] if decisions else None),
+            Text(f"{problems:,}", style="yellow" if problems else ""),
         ]
         rows.append(row)
     if not wide:
@@ -258,6 +264,10 @@ def _decision_label(decision: Decision) -> Text:
 
 def run_tree(run: Run) -> Tree:
     """The run as a tree: decisions in order with their options, outcome and problems."""
+    from rich.tree import Tree
+
+    from decisiontrace.cli.evaluations import judgement_lines
+
     head = Text(run.id, style="bold")
     head.append("  ")
     head.append_text(status_text(run.status.value))

@@ -127,7 +127,7 @@ def tail_command(
             batch = first[len(first) - lines :] if lines else []
             while not stop.is_set():
                 for summary in batch:
-                    item = listing(store, summary)
+                    item = listing(store, summary.model_dump(mode="json"))
                     if as_json:
                         click.echo(render.json_line(item))
                     else:
