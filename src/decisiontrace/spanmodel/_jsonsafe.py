@@ -34,6 +34,12 @@ from pydantic_core import from_json, to_json
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+# pydantic-core imports Python modules (pathlib) on its first encoding. pydantic used to
+# import them with `import decisiontrace`; now that it loads later, the first encoding
+# happens here, so an agent's first recording imports nothing (a process may lose the
+# right to read its Python install after start-up, e.g. by switching user).
+to_json(None)
+
 #: Longest JSON text kept for one value; longer text is replaced by a truncation marker.
 DEFAULT_MAX_CHARS = 64 * 1024
 #: Longest single string kept inside a value before it is cut (with a marker suffix).
