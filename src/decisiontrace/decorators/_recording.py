@@ -5,8 +5,9 @@ callables (options, chosen, reasoning, tokens) are fenced off: one that raises i
 once per decorated function and field, and the decision is recorded without it.
 
 A run nobody records (no SDK installed, or sampled out) keeps only what its live view
-shows (``tracking/_unrecorded.py``): the options and reasoning callables and the
-token count are not called there; the choice is recorded as in any run.
+shows (``tracking/_unrecorded.py``, which a call's decision and successful outcome go to
+directly): the options and reasoning callables and the token count are not called
+there; the choice is recorded as in any run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from decisiontrace._internal.errors import Once, internal_error, warn_once
 from decisiontrace.decorators._kinds import doc_line, qualname
 from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.tracking import _unrecorded
 from decisiontrace.tracking._pauses import is_pause
 
 if TYPE_CHECKING:
@@ -124,7 +126,7 @@ class Recorder:
         """Open the decision; None when it could not be (the function then just runs)."""
         try:
             if not live.recording:  # the options callable is not called for nothing
-                return live.open_decision(self.intent, (), "", "", node_id)
+                return _unrecorded.open_call(live, self.intent, node_id)
             options = self.options
             if self.options_fn is not None:
                 call_args = () if args is None else args
@@ -204,7 +206,7 @@ class Recorder:
             internal_error("@decision recording the choice", error)
         try:
             if not recording:  # the live essentials only: nothing else was computed
-                live.record_outcome(decision, True, chosen=chosen)
+                _unrecorded.close_call(live, decision, chosen)
                 return
             live.record_outcome(
                 decision,

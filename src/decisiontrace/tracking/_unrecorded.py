@@ -7,13 +7,18 @@ home of that behaviour; the span emitter hands it the calls of a non-recording r
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from decisiontrace.spanmodel import _codec
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._jsonsafe import safe_str
+from decisiontrace.tracking import _context as ctx
 from decisiontrace.tracking import _normalize
 from decisiontrace.tracking._live import LiveDecision, LiveRun
+
+_time_ns = time.time_ns
+_get_node = ctx.current_node.get
 
 # The outcomes of decisions in runs nobody records, shared: an outcome is never changed
 # once set (records copy it), and one dict per call costs more than the rest of it.
@@ -70,3 +75,25 @@ def outcome(
             decision.attributes[sc.DECISION_CHOSEN_ID] = chosen
         decision.outcome = kept
         decision.end_ns = end_ns
+
+
+# --- decorated calls -------------------------------------------------------------------
+# ``@decision`` in a run nobody records comes here directly: the arguments it would
+# hand the span emitter are not kept, and the calls in between were most of its cost.
+
+
+def open_call(live: LiveRun, intent: str, node_id: str | None) -> LiveDecision | None:
+    """A decorated call's decision; ``node_id`` None: the current ``@node``, else the
+    run's current node (the rule of ``SpanEmitter.open_decision``)."""
+    if node_id is None:
+        node_id = _get_node() or live.current_node
+    return decision(live, intent, "", node_id, _time_ns())
+
+
+def close_call(live: LiveRun, decision: LiveDecision, chosen: str | None) -> None:
+    """A decorated call's successful outcome: ``chosen``, else the option declared with
+    ``choose()`` while the function ran (as ``SpanEmitter.record_outcome`` takes it)."""
+    pending = decision.pending_choice
+    if chosen is None and pending is not None:
+        chosen = pending[0]
+    outcome(live, decision, True, 0, chosen, _time_ns())
