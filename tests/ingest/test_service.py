@@ -10,6 +10,7 @@ import gzip
 import http.client
 import json
 import shutil
+import sqlite3
 import ssl
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import decisiontrace as dt
 from decisiontrace.export import _otlp_json
 from decisiontrace.ingest import IngestService
-from decisiontrace.stores import MemoryStore
+from decisiontrace.spanmodel import semconv as sc
+from decisiontrace.stores import MemoryStore, SQLiteStore
 from decisiontrace.tracking import propagation
 
 # --- helpers ---------------------------------------------------------------------------
@@ -346,6 +348,36 @@ def test_a_failing_store_answers_503_and_the_exporter_keeps_retrying() -> None:
         assert answer.json()["status"] == "store_failing"
     finally:
         svc.stop(2)
+
+
+def test_spans_the_journal_could_not_take_are_not_acknowledged(tmp_path: Path) -> None:
+    # On a store with a journal, what a request brought is journaled (or written)
+    # before it is answered: a SIGKILL then loses nothing that was acknowledged.
+    db = tmp_path / "runs.db"
+    svc = IngestService(SQLiteStore(db, timeout=0.2), grpc_address=None, http_address="127.0.0.1:0")
+    svc.start()
+    exporter = InMemorySpanExporter()
+    provider, tracker = _agent(exporter)
+    with tracker.run("g"):
+        tracker.quick_decision(intent="held", action="a", reasoning="r")
+    # The decision only: its run waits for the run span, so nothing is saved, only journaled.
+    held = [
+        s for s in exporter.get_finished_spans()
+        if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_DECISION
+    ]  # fmt: skip
+    body = _otlp_json.request_line(held).encode()
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        assert _post(svc, body, "application/json").status == 503
+        writer.execute("ROLLBACK")
+        assert _post(svc, body, "application/json").status == 200  # the retry
+        journaled = writer.execute("SELECT count(*) FROM journal").fetchone()[0]
+        assert journaled >= 1
+    finally:
+        writer.close()
+        svc.stop(5)
+        provider.shutdown()
 
 
 def test_requests_beyond_the_concurrency_limit_get_503(service: IngestService) -> None:

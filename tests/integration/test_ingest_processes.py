@@ -8,6 +8,7 @@ sent to real pids.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -21,10 +22,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import decisiontrace as dt
 from decisiontrace.cli.app import main
+from decisiontrace.export import _otlp_json
 from decisiontrace.models import Run
+from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import open_store
+from decisiontrace.tracking import propagation
 
 AGENT = Path(__file__).with_name("fleet_agent.py")
 _LISTENING = re.compile(r"OTLP/gRPC on [\d.]+:(\d+), OTLP/HTTP on [\d.]+:(\d+)")
@@ -53,10 +62,14 @@ class Ingest:
             stderr=subprocess.PIPE, text=True, env=_env(),
         )  # fmt: skip
         assert self.process.stderr is not None
-        line = self.process.stderr.readline()
-        self.log.append(line)
-        found = _LISTENING.search(line)
-        assert found, f"the service did not start: {line!r}"
+        found = None
+        for _ in range(100):  # what it took back from the journal is logged first
+            line = self.process.stderr.readline()
+            self.log.append(line)
+            found = _LISTENING.search(line)
+            if found or not line:
+                break
+        assert found, f"the service did not start: {''.join(self.log)!r}"
         self.grpc_port, self.http_port = int(found.group(1)), int(found.group(2))
         stderr = self.process.stderr
         self.reader = threading.Thread(target=lambda: self.log.extend(stderr), daemon=True)
@@ -226,14 +239,69 @@ def test_runs_complete_once_retries_land_after_the_ingest_process_is_killed(
     assert ingest.stop() == 0, "".join(ingest.log)
     runs = _run_ids(front)
     # Runs whose spans were all exported while the service was down reached it through
-    # the exporters' retries, and runs after it, the new process. (A run that ended
-    # just before the kill may lose what the killed process held: docs/ingest.md.)
+    # the exporters' retries, and runs after it, the new process. What the killed
+    # process had answered, it had journaled or written: the runs in flight at the
+    # kill are whole too (docs/ingest.md).
     retried = [run_id for at, run_id in runs if killed_at + 0.3 <= at <= restarted_at]
     after = [run_id for at, run_id in runs if at > restarted_at]
     assert retried and after
     with open_store(ingest.store_url) as store:
-        for run_id in settled + retried + after:
+        for _, run_id in runs:
             _assert_three_processes(store.load_run(run_id))
+
+
+def _post_spans(ingest: Ingest, spans: list[ReadableSpan]) -> int:
+    """OTLP/JSON of ``spans`` posted to the service; the answer's status."""
+    connection = http.client.HTTPConnection("127.0.0.1", ingest.http_port, timeout=30)
+    try:
+        connection.request("POST", "/v1/traces", _otlp_json.request_line(spans).encode(),
+                           {"Content-Type": "application/json"})  # fmt: skip
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def _exporting(service: str) -> tuple[TracerProvider, InMemorySpanExporter, dt.DecisionTracker]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter, dt.DecisionTracker(service, tracer_provider=provider)
+
+
+def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
+    ingest_any: Ingest,
+) -> None:
+    ingest = ingest_any
+    _, front_spans, front = _exporting("front")
+    _, tool_spans, tool = _exporting("tool")
+
+    @dt.decision("Look it up", options=["kb", "web"], tracker=tool)
+    def look_up() -> str:
+        return "kb"
+
+    headers: dict[str, str] = {}
+    with front.run("g") as run:
+        front.quick_decision(intent="held", action="a", reasoning="r")
+        propagation.inject(headers)
+    with propagation.attached(headers):
+        look_up()  # as another process would: a fragment of the run
+    spans = list(front_spans.get_finished_spans())
+    run_span = [s for s in spans if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_RUN]
+    decisions = [s for s in spans if s not in run_span]
+    # Answered: the run's decisions wait for its span, the fragment for nothing.
+    assert _post_spans(ingest, decisions + list(tool_spans.get_finished_spans())) == 200
+    assert ingest.stop(signal.SIGKILL) == -signal.SIGKILL
+    ingest.start()  # the same store
+    assert _post_spans(ingest, run_span) == 200
+    assert ingest.stop() == 0, "".join(ingest.log)
+    with open_store(ingest.store_url) as store:
+        stored = store.load_run(run.run_id)
+    assert stored is not None
+    assert stored.status.value == "completed"
+    assert [(d.intent, getattr(d, "service", None)) for d in stored.decisions] == [
+        ("held", None),
+        ("Look it up", "tool"),
+    ]
 
 
 def test_sigterm_stores_what_the_service_holds(ingest: Ingest, tmp_path: Path) -> None:

@@ -94,9 +94,15 @@ with tracker.run("in-flight", input_data={"ticket": "T-9"}) as scope:
 """
 
 
-@pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])
+@pytest.mark.parametrize(
+    ("journal", "recover_with"),
+    [(True, True), (True, "resume"), (False, True)],
+    # "resume" (the ingest service's) takes the spans of runs that were open in the
+    # killed process to be stuck runs too: their process will send nothing more.
+    ids=["journal", "journal-resuming-processor", "no-journal"],
+)
 def test_with_the_journal_the_decisions_made_before_sigkill_come_back_as_a_stuck_run(
-    tmp_path: Path, journal: bool
+    tmp_path: Path, journal: bool, recover_with: bool | str
 ) -> None:
     db = tmp_path / "runs.db"
     body = f"OPTIONS = {{'journal': {journal}}}\n{IN_FLIGHT}"
@@ -107,7 +113,7 @@ def test_with_the_journal_the_decisions_made_before_sigkill_come_back_as_a_stuck
 
     store = SQLiteStore(db)
     assert store.load_run(ids["in_flight"]) is None  # never completed, never saved
-    pipeline = make_pipeline(store, journal=True)  # recovers what the journal holds
+    pipeline = make_pipeline(store, journal=recover_with)  # recovers what the journal holds
     pipeline.flush()
     finished = store.load_run(ids["finished"])
     assert finished is not None and finished.status == dt.RunStatus.COMPLETED

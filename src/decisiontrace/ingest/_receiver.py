@@ -6,6 +6,11 @@ runs (and fragments) with the very code it uses for SDK spans, and writes them t
 store. A request is answered once the writer took its spans in and the store is
 healthy; otherwise the protocol handlers answer with OTLP's retryable codes, so the
 exporters (and the collector) keep the spans and send them again.
+
+On a store that keeps a journal (SQLite, PostgreSQL) the processor runs with
+``journal="resume"``: what a request brought is journaled or written before it is
+answered, and a service restarted after a SIGKILL takes the spans its predecessor
+held back into assembly (:mod:`decisiontrace.pipeline._journal`).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Receiver:
             max_queue_size=max_queue_spans,
             late_span_grace=late_span_grace,
             run_timeout=run_timeout,
+            journal="resume" if store.supports_journal else False,
             handle_sigterm=False,  # the service handles SIGTERM itself
         )
         self.store = store

@@ -8,6 +8,11 @@ store keeps; a run's entries are deleted in the transaction that saves the run. 
 is left in the journal of a process that is gone is a run that never completed: the
 next processor to start on the store assembles it into a ``stuck`` run.
 
+A receiver of spans that others keep sending (the ingest service,
+``RunRecordProcessor(journal="resume")``) journals what it takes in before it answers,
+and takes the entries of its killed predecessor back into assembly instead
+(:func:`resume`): their runs complete when their other spans arrive.
+
 An entry is ``(run_id, trace_id, data)``: ``trace_id`` as 32 hex digits and ``data`` a
 JSON-ready dict in the shapes of :meth:`~decisiontrace.pipeline._assembly.PendingRun.compact`.
 """
@@ -15,10 +20,11 @@ JSON-ready dict in the shapes of :meth:`~decisiontrace.pipeline._assembly.Pendin
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from decisiontrace.pipeline._assembly import PendingRun
+from decisiontrace.pipeline._assembly import PendingRun, RunAssembler
 from decisiontrace.pipeline._inbox import Tokens
 from decisiontrace.spanmodel import _decode
 from decisiontrace.spanmodel import semconv as sc
@@ -95,7 +101,8 @@ def entries_of_pass(
         ready: the runs the pass is about to save (their spans need no journal).
         pending: the runs still being assembled, by trace id (names a token's run).
     """
-    saved_now = {_trace_of(run) for run in ready}
+    # A fragment saved now shares its trace with its run's root, which may still wait.
+    saved_now = {_trace_of(run) for run in ready if run.fragment is None}
     entries: list[JournalEntry] = []
     for item in items:
         if item.trace_id in saved_now:
@@ -127,6 +134,31 @@ def _run_id_of(run: PendingRun | None) -> str:
     return "" if span is None else run_id_of(span)
 
 
+def _span_of(trace_id: str, data: Mapping[str, Any]) -> _decode.SpanData:
+    """The run or decision span of an entry's data (KeyError, TypeError, ValueError
+    if it is unreadable)."""
+    return _decode.SpanData(
+        trace_id=int(trace_id, 16),
+        span_id=int(data["span_id"]),
+        parent_id=None,
+        name="",
+        start_ns=int(data["start_ns"]),
+        end_ns=None if data["end_ns"] is None else int(data["end_ns"]),
+        attributes=dict(data["attributes"]),
+        events=[
+            _decode.EventData(str(name), int(time_ns), dict(attributes))
+            for name, time_ns, attributes in data.get("events", ())
+        ],
+        error=bool(data.get("error", False)),
+        service_name=_text_or_none(data.get("service_name")),
+    )
+
+
+def _tokens_of(trace_id: str, data: Mapping[str, Any]) -> Tokens:
+    span_id = data["span_id"]
+    return Tokens(int(trace_id, 16), None if span_id is None else int(span_id), int(data["tokens"]))
+
+
 def recovered_runs(entries: Iterable[JournalEntry]) -> tuple[list[PendingRun], list[str]]:
     """Stuck runs assembled from the entries of runs that were never saved.
 
@@ -146,27 +178,14 @@ def recovered_runs(entries: Iterable[JournalEntry]) -> tuple[list[PendingRun], l
                 pending = by_trace[trace_id] = PendingRun(0.0)
             kind = data["kind"]
             if kind == "tokens":
-                if data["span_id"] is None:
-                    pending.run_tokens += int(data["tokens"])
+                tokens = _tokens_of(trace_id, data)
+                if tokens.decision_span_id is None:
+                    pending.run_tokens += tokens.tokens
                 else:
-                    span_id = int(data["span_id"])
-                    pending.tokens[span_id] = pending.tokens.get(span_id, 0) + int(data["tokens"])
+                    span_id = tokens.decision_span_id
+                    pending.tokens[span_id] = pending.tokens.get(span_id, 0) + tokens.tokens
                 continue
-            span = _decode.SpanData(
-                trace_id=int(trace_id, 16),
-                span_id=int(data["span_id"]),
-                parent_id=None,
-                name="",
-                start_ns=int(data["start_ns"]),
-                end_ns=None if data["end_ns"] is None else int(data["end_ns"]),
-                attributes=dict(data["attributes"]),
-                events=[
-                    _decode.EventData(str(name), int(time_ns), dict(attributes))
-                    for name, time_ns, attributes in data.get("events", ())
-                ],
-                error=bool(data.get("error", False)),
-                service_name=_text_or_none(data.get("service_name")),
-            )
+            span = _span_of(trace_id, data)
             last_seen[trace_id] = max(last_seen.get(trace_id, 0), span.start_ns, span.end_ns or 0)
             if kind == sc.KIND_RUN:
                 pending.run = span
@@ -193,11 +212,63 @@ def recovered_runs(entries: Iterable[JournalEntry]) -> tuple[list[PendingRun], l
     return runs, sorted(broken)
 
 
+def resume(
+    entries: Iterable[JournalEntry], assembler: RunAssembler
+) -> tuple[list[PendingRun], list[str]]:
+    """Take the entries a receiver's killed predecessor left back into ``assembler``.
+
+    The spans of a trace whose entries are all of ended spans (what a receiver of
+    exported spans journals) are added again, in the order they were written: their
+    run completes when its other spans arrive, as if the process had never stopped. A
+    trace with a span still open was journaled by the agent's own process, which is
+    gone: it becomes a stuck run, as :func:`recovered_runs` makes it.
+
+    Returns:
+        The stuck runs, and the ids of runs whose entries could not be decoded (to be
+        cleared).
+    """
+    entries = list(entries)
+    open_traces = {
+        trace_id
+        for _, trace_id, data in entries
+        if isinstance(data, Mapping) and data.get("kind") != "tokens" and data.get("end_ns") is None
+    }
+    stuck, broken = recovered_runs(e for e in entries if e[1] in open_traces)
+    unreadable = set(broken)
+    added = 0
+    now = time.monotonic()
+    for run_id, trace_id, data in entries:
+        if trace_id in open_traces:
+            continue
+        try:
+            kind = data["kind"]
+            if kind == "tokens":
+                tokens = _tokens_of(trace_id, data)
+                assembler.add_tokens(tokens.trace_id, tokens.decision_span_id, tokens.tokens)
+            elif kind in (sc.KIND_RUN, sc.KIND_DECISION):
+                assembler.add(_span_of(trace_id, data), now)
+            else:
+                continue
+        except (KeyError, TypeError, ValueError):
+            logger.warning("decisiontrace: a journal entry of run %r is unreadable", run_id)
+            unreadable.add(run_id)
+            continue
+        added += 1
+    if added:
+        logger.info(
+            "decisiontrace: %d spans taken in by a process that ended were taken back from "
+            "the journal; their runs complete as their other spans arrive",
+            added,
+        )
+    return stuck, sorted(unreadable)
+
+
 __all__ = [
     "RECOVERED_REASON",
     "JournalEntry",
     "entries_of_pass",
     "recovered_runs",
+    "resume",
     "span_entry",
     "tokens_entry",
 ]

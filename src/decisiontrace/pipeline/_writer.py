@@ -98,8 +98,11 @@ class Writer:
         max_queue_size: items the queue holds at most; :meth:`put` refuses beyond it.
         max_unwritten_runs: runs kept while the store fails; the oldest are dropped.
         run_timeout: see ``open_spans``, and decisions whose run span never arrived.
-        journal: write the journal entries of what each pass takes in.
+        journal: write the journal entries of what each pass takes in (a pass whose
+            entries could not be written tells its marks the store is failing).
         recover_journal: recover what killed processes left in the journal first.
+        resume_journal: recovered spans go back to assembly (see
+            :func:`~decisiontrace.pipeline._journal.resume`).
         once: what the processor has logged once already.
     """
 
@@ -115,6 +118,7 @@ class Writer:
         run_timeout: float,
         journal: bool,
         recover_journal: bool,
+        resume_journal: bool = False,
         once: Once,
     ) -> None:
         self.store = store
@@ -131,6 +135,7 @@ class Writer:
         self.dropped_runs = 0
         self._once = once
         self._recover = recover_journal
+        self._resume = resume_journal
         self._inbox: deque[Any] = deque()
         self._put_lock = threading.Lock()  # the queue's bound holds with many agents
         self._unlocked_below = max(0, max_queue_size - _LOCK_MARGIN)
@@ -326,14 +331,13 @@ class Writer:
         runs = assembler.take_ready_runs(force=force, now=now)
         orphans_now, self._orphans_requested = self._orphans_requested, False
         runs.extend(assembler.take_orphan_runs(0.0 if orphans_now else self.run_timeout, now))
-        if journal:
-            self._write_journal(journal, runs)
+        journaled = self._write_journal(journal, runs) if journal else True
         if runs:
             self._queue_for_writing(self._notify_listeners(runs) if self.listeners else runs)
         if self._unwritten and (force or now >= self._retry_at):
             self._write()
         for mark in marks:
-            mark.store_failing = self._failing_since is not None
+            mark.store_failing = self._failing_since is not None or not journaled
             mark.done.set()
 
     def _abandon_open_runs(self, now: float) -> None:
@@ -360,14 +364,17 @@ class Writer:
             for data in abandoned_spans(Abandoned(run, decisions, status, reason)):
                 self.assembler.add(data, now)
 
-    def _write_journal(self, taken: list[Any], runs: list[PendingRun]) -> None:
+    def _write_journal(self, taken: list[Any], runs: list[PendingRun]) -> bool:
+        """Append the pass's entries; False if the store failed to take them."""
         entries = _journal.entries_of_pass(taken, runs, self.assembler.pending)
         if not entries:
-            return
+            return True
         try:
             self.store.journal_append(entries)
         except Exception:  # expected: the store failing; the next pass writes its own entries
             self._log_once("journal", "could not write to the journal")
+            return False
+        return True
 
     def _queue_for_writing(self, runs: Sequence[AssembledRun]) -> None:
         self._unwritten.extend(runs)
@@ -401,7 +408,10 @@ class Writer:
             self._log_once("recover", "could not recover runs from the journal")
             return
         try:
-            runs, unreadable = _journal.recovered_runs(entries)
+            if self._resume:
+                runs, unreadable = _journal.resume(entries, self.assembler)
+            else:
+                runs, unreadable = _journal.recovered_runs(entries)
             if unreadable:
                 self.store.journal_clear(unreadable)
         except Exception as error:

@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -80,7 +80,13 @@ class RunRecordProcessor(SpanProcessor):
         journal: also write run and decision spans to the store's journal as they
             start and end, so that the runs in flight of a process killed outright
             (SIGKILL, OOM killer) are recovered as ``stuck`` runs by the next processor
-            that starts on the store. Costs a write per writer pass; SQLite only.
+            that starts on the store. Costs a write per writer pass; for stores that
+            keep a journal (SQLite, PostgreSQL). ``"resume"``, for spans that their
+            senders keep sending (the ingest service's): a pass answers
+            :meth:`receive` only once its spans are journaled or written (fragments are
+            written in the pass that takes them), and the next processor takes a killed
+            one's spans back into assembly, so their runs complete as their other spans
+            arrive.
         handle_sigterm: when built in the main thread and SIGTERM has its default
             disposition (or a Python handler), store every run on SIGTERM before the
             process terminates (see ``decisiontrace.pipeline._signals``).
@@ -101,7 +107,7 @@ class RunRecordProcessor(SpanProcessor):
         late_token_window: float = 60.0,
         run_timeout: float = 3600.0,
         max_open_runs: int = 10_000,
-        journal: bool = False,
+        journal: bool | Literal["resume"] = False,
         handle_sigterm: bool = True,
     ) -> None:
         for name, value in (
@@ -130,6 +136,7 @@ class RunRecordProcessor(SpanProcessor):
         self._late_span_grace = float(late_span_grace)
         self._late_token_window = float(late_token_window)
         self._journal = bool(journal)
+        self._resume_journal = journal == "resume"
         # Traces of runs open when this process was forked: the parent's, not ours.
         self._inherited_traces: frozenset[int] = frozenset()
         self._shutdown = False
@@ -153,6 +160,10 @@ class RunRecordProcessor(SpanProcessor):
         self._assembler = RunAssembler(
             late_span_grace=self._late_span_grace, late_token_window=self._late_token_window
         )
+        if self._resume_journal:
+            # What is answered is journaled or written: fragments (never journaled)
+            # are written in the pass that takes them.
+            self._assembler.fragment_quiet = 0.0
         # Which LLM span's tokens count, for what (the rules live in _tokens).
         self._tokens = TokenAttribution(self._max_queue_size, self._forgot_a_span)
         self._open = OpenSpans(self._max_queue_size)
@@ -167,6 +178,7 @@ class RunRecordProcessor(SpanProcessor):
             run_timeout=self._run_timeout,
             journal=self._journal,
             recover_journal=recover_journal,
+            resume_journal=self._resume_journal,
             once=self._once,
         )
         writer.listeners = self._listeners

@@ -204,8 +204,10 @@ class PostgreSQLStore(RunStore):
                 self._replace_decisions(
                     cursor, ordered, [row for key in ordered for row in decisions[key]]
                 )
-            if clear_journal:
-                cursor.executemany(*self._journal.clearing(run_ids))
+            if clear_journal and roots:
+                # Roots only: fragments are never journaled, and their run's root may
+                # still be held (and journaled) by this process.
+                cursor.executemany(*self._journal.clearing(sorted(roots)))
             touched = {run_id for run_id, _ in parts}
             if roots:
                 cursor.execute(self.sql.with_fragments, (list(roots),))

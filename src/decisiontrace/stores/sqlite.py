@@ -128,7 +128,9 @@ class SQLiteStore(RunStore):
         roots, decisions, parts = _fragment_rows.split(rows)
         statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [(_schema.UPSERT, roots)]
         if clear_journal:
-            statements.append(self._journal.clearing(row[0] for row in roots + parts))
+            # Roots only: fragments are never journaled, and their run's root may still
+            # be held (and journaled) by this process.
+            statements.append(self._journal.clearing(row[0] for row in roots))
 
         def then(connection: sqlite3.Connection) -> None:
             _fragment_rows.replace_decisions(connection, [row[0] for row in roots], decisions)
