@@ -2,8 +2,8 @@
 
 A lock another thread held at the moment of ``fork()`` stays held forever in the child,
 which has only the forking thread: the child's first writer would deadlock. Every
-:class:`ForkSafeLock` is replaced by a fresh one in a forked child. A
-:class:`ForkGate` goes further: ``fork()`` waits until no thread is inside one.
+:class:`ForkSafeLock` is replaced by a fresh one in a forked child; ``fork()`` waits
+for those made with ``fork_waits``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,30 @@ import threading
 import weakref
 from types import TracebackType
 
+#: How long ``fork()`` waits for a thread to leave a lock made with ``fork_waits``
+#: (seconds); past that the fork goes on (it guards against a rare fault, and a fork
+#: that hangs would be worse).
+FORK_WAIT = 30.0
+
 
 class ForkSafeLock:
-    """A ``threading.Lock`` (as a context manager) renewed in forked children."""
+    """A ``threading.Lock`` (as a context manager) renewed in forked children.
 
-    __slots__ = ("__weakref__", "lock")
+    With ``fork_waits``, ``fork()`` also waits until no thread holds it: for work a fork
+    must not cut in half. A SQLite write transaction is such work: SQLite keeps a
+    process's file locks in its own memory, so a child forked while its parent held the
+    write lock believes that lock is still held, and none of its connections can ever
+    write.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("__weakref__", "held_for_fork", "lock")
+
+    def __init__(self, *, fork_waits: bool = False) -> None:
         self.lock = threading.Lock()
+        self.held_for_fork = False
         _all_locks.add(self)
+        if fork_waits:
+            _fork_waits_for.add(self)
 
     def __enter__(self) -> ForkSafeLock:
         self.lock.acquire()
@@ -37,69 +52,29 @@ class ForkSafeLock:
 
 
 _all_locks: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
-
-#: How long ``fork()`` waits for a thread to leave a :class:`ForkGate` (seconds); past
-#: that the fork goes on (the gate guards against a rare fault, not a fork that hangs).
-FORK_WAIT = 30.0
+_fork_waits_for: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
 
 
-class ForkGate:
-    """Held around work that ``fork()`` must not cut in half; ``fork()`` waits for it.
-
-    A SQLite write transaction is such work: SQLite keeps a process's file locks in its
-    own memory, so a child forked while its parent held the write lock believes that
-    lock is still held, and none of its connections can ever write. Threads inside a
-    gate are not serialized against each other by it beyond what the lock does: one at
-    a time, which the SQLite write lock imposes anyway.
-    """
-
-    __slots__ = ("__weakref__", "held_for_fork", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.held_for_fork = False
-        _all_gates.add(self)
-
-    def __enter__(self) -> ForkGate:
-        self.lock.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.lock.release()
+def _wait_before_fork() -> None:
+    for box in list(_fork_waits_for):
+        box.held_for_fork = box.lock.acquire(timeout=FORK_WAIT)
 
 
-_all_gates: weakref.WeakSet[ForkGate] = weakref.WeakSet()
-
-
-def _close_gates_for_fork() -> None:
-    for gate in list(_all_gates):
-        gate.held_for_fork = gate.lock.acquire(timeout=FORK_WAIT)
-
-
-def _open_gates_in_parent() -> None:
-    for gate in list(_all_gates):
-        if gate.held_for_fork:
-            gate.held_for_fork = False
-            gate.lock.release()
+def _release_in_parent() -> None:
+    for box in list(_fork_waits_for):
+        if box.held_for_fork:
+            box.held_for_fork = False
+            box.lock.release()
 
 
 def _renew_in_child() -> None:
     for box in list(_all_locks):
         box.lock = threading.Lock()
-    for gate in list(_all_gates):
-        gate.lock = threading.Lock()
-        gate.held_for_fork = False
+        box.held_for_fork = False
 
 
 os.register_at_fork(
-    before=_close_gates_for_fork,
-    after_in_parent=_open_gates_in_parent,
-    after_in_child=_renew_in_child,
+    before=_wait_before_fork, after_in_parent=_release_in_parent, after_in_child=_renew_in_child
 )
 
 

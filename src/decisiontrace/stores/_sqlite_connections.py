@@ -19,7 +19,7 @@ import weakref
 from urllib.parse import quote
 
 from decisiontrace.stores import _sqlite_schema as _schema
-from decisiontrace.stores._locks import ForkGate, ForkSafeLock
+from decisiontrace.stores._locks import ForkSafeLock
 from decisiontrace.stores.base import StoreError
 
 #: Errors after which this thread's connection is reopened on the next use: it was
@@ -55,8 +55,8 @@ class SQLiteConnections:
         self._timeout = timeout
         self._read_only = read_only
         self._box = ForkSafeLock()
-        #: Held around each write transaction: a fork waits for it (see ForkGate).
-        self.writing = ForkGate()
+        #: Held around each write transaction: a fork waits for it (see ForkSafeLock).
+        self.writing = ForkSafeLock(fork_waits=True)
         self._connections: dict[_ConnectionKey, sqlite3.Connection] = {}
         # The process that checked (created or upgraded) the schema; once per process.
         self._schema_ready_in: int | None = None
