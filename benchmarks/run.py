@@ -2,6 +2,7 @@
 
     make bench                       # full run, writes benchmarks/results/latest.json
     python benchmarks/run.py --quick # a shorter run for a quick look
+    python benchmarks/run.py --quick --only peers  # the per-decision scenarios and peers
 
 Everything is measured in one process. The per-decision scenarios run interleaved:
 each repeat runs a batch of every scenario, in rotated order, and the report gives
@@ -97,12 +98,66 @@ def interleaved(
 
 # --- report --------------------------------------------------------------------------
 
+#: What ``--only`` selects, besides the per-decision scenarios (which always run).
+GROUPS = ("disabled", "end_to_end", "memory", "peers", "long_runs", "startup")
+
+
+def _targets(medians: dict[str, float], groups: dict[str, Any]) -> dict[str, bool]:
+    """Issue #16's targets, for the groups that ran."""
+    raw, light = medians["raw"], medians["raw_light"]
+    targets = {
+        "manual <= 1.15x raw_light": medians["manual"] / light <= 1.15,
+        "decorated_sync <= 1.15x raw_light": medians["decorated_sync"] / light <= 1.15,
+        "manual <= 1.3x raw": medians["manual"] / raw <= 1.3,
+        "decorated_sync <= 1.4x raw": medians["decorated_sync"] / raw <= 1.4,
+        "decorated_async <= 1.4x raw": medians["decorated_async"] / raw <= 1.4,
+    }
+    if "disabled" in groups:
+        disabled = groups["disabled"]
+        targets["disabled <= 3 us per call"] = (
+            max(disabled["outside_run_overhead_us"], disabled["inside_run_overhead_us"]) <= 3.0
+        )
+    if "end_to_end" in groups:
+        targets["end_to_end >= 0.75x raw_light"] = (
+            groups["end_to_end"]["ratio_to_raw_light"] >= 0.75
+        )
+    if "memory" in groups:
+        targets["memory growth <= 1 MiB"] = groups["memory"]["traced_growth_bytes"] <= 1 << 20
+    if "peers" in groups:
+        pc = groups["peers"]["per_call_us"]
+        targets["peers: @decision <= 2.0x bare span (1k, 10k)"] = (
+            max(pc["dt_decorated_1k"]["ratio"], pc["dt_decorated_10k"]["ratio"]) <= 2.0
+        )
+        targets["peers: decide+record_outcome <= 2.0x bare span (1k, 10k)"] = (
+            max(pc["dt_manual_1k"]["ratio"], pc["dt_manual_10k"]["ratio"]) <= 2.0
+        )
+    if "long_runs" in groups:
+        long = groups["long_runs"]
+        targets["long run: last tenth <= 1.1x runs of 10"] = (
+            long["last_tenth_ratio_to_runs_of_10"] <= 1.1
+        )
+        targets["open run <= 1 KB per decision"] = long["open_run_bytes_per_decision"] <= 1024
+    if "startup" in groups:
+        start = groups["startup"]["pydantic_plugins_off"]["importtime_s"]["median"]
+        targets["import decisiontrace < 0.15 s"] = start < 0.15
+    return targets
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and runs")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        help=f"comma-separated groups to run (default all): {', '.join(GROUPS)}; "
+        "the per-decision scenarios always run (every ratio is to them)",
+    )
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
     quick = args.quick
     repeats, runs = (5, 50) if quick else (15, 200)
     e2e_runs, memory_decisions = (500, 20_000) if quick else (3000, 100_000)
@@ -142,47 +197,28 @@ def main(argv: list[str] | None = None) -> int:
 
     medians = {name: statistics.median(values) for name, values in samples.items()}
     raw, light = medians["raw"], medians["raw_light"]
-    disabled = disabled_overhead(calls=20_000, repeats=repeats)
-    e2e = end_to_end(e2e_runs, 3 if quick else 5, workdir)
-    mem = memory(memory_decisions, active_runs=500, workdir=workdir)
     noop = NoopExporter()
-    peer = peers(noop, OPTIONS, workdir, repeats=3 if quick else 7, calls=10_000)
-    long = long_runs(
-        noop,
-        OPTIONS,
-        workdir,
-        repeats=2 if quick else 3,
-        long_decisions=20_000 if quick else 100_000,
-        memory_decisions=2_000 if quick else 10_000,
-    )
-    start = startup(3 if quick else 7)
-    pc = peer["per_call_us"]
-
-    targets = {
-        "manual <= 1.15x raw_light": medians["manual"] / light <= 1.15,
-        "decorated_sync <= 1.15x raw_light": medians["decorated_sync"] / light <= 1.15,
-        "manual <= 1.3x raw": medians["manual"] / raw <= 1.3,
-        "decorated_sync <= 1.4x raw": medians["decorated_sync"] / raw <= 1.4,
-        "decorated_async <= 1.4x raw": medians["decorated_async"] / raw <= 1.4,
-        "disabled <= 3 us per call": max(
-            disabled["outside_run_overhead_us"], disabled["inside_run_overhead_us"]
+    groups: dict[str, Any] = {}
+    if "disabled" in only:
+        groups["disabled"] = disabled_overhead(calls=20_000, repeats=repeats)
+    if "end_to_end" in only:
+        groups["end_to_end"] = end_to_end(e2e_runs, 3 if quick else 5, workdir)
+    if "memory" in only:
+        groups["memory"] = memory(memory_decisions, active_runs=500, workdir=workdir)
+    if "peers" in only:
+        groups["peers"] = peers(noop, OPTIONS, workdir, repeats=3 if quick else 7, calls=10_000)
+    if "long_runs" in only:
+        groups["long_runs"] = long_runs(
+            noop,
+            OPTIONS,
+            workdir,
+            repeats=2 if quick else 3,
+            long_decisions=20_000 if quick else 100_000,
+            memory_decisions=2_000 if quick else 10_000,
         )
-        <= 3.0,
-        "end_to_end >= 0.75x raw_light": e2e["ratio_to_raw_light"] >= 0.75,
-        "memory growth <= 1 MiB": mem["traced_growth_bytes"] <= 1 << 20,
-        "peers: @decision <= 2.0x bare span (1k, 10k)": max(
-            pc["dt_decorated_1k"]["ratio"], pc["dt_decorated_10k"]["ratio"]
-        )
-        <= 2.0,
-        "peers: decide+record_outcome <= 2.0x bare span (1k, 10k)": max(
-            pc["dt_manual_1k"]["ratio"], pc["dt_manual_10k"]["ratio"]
-        )
-        <= 2.0,
-        "long run: last tenth <= 1.1x runs of 10": long["last_tenth_ratio_to_runs_of_10"] <= 1.1,
-        "open run <= 1 KB per decision": long["open_run_bytes_per_decision"] <= 1024,
-        "import decisiontrace < 0.15 s": start["pydantic_plugins_off"]["importtime_s"]["median"]
-        < 0.15,
-    }
+    if "startup" in only:
+        groups["startup"] = startup(3 if quick else 7)
+    targets = _targets(medians, groups)
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
@@ -204,12 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for name, values in samples.items()
         },
-        "disabled": disabled,
-        "end_to_end": e2e,
-        "memory": mem,
-        "peers": peer,
-        "long_runs": long,
-        "startup": start,
+        **groups,
         "targets_met": targets,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -233,35 +264,44 @@ def report(result: dict[str, Any]) -> None:
             f"{name:18s} {row['median']:12.1f} {spread:>15s} "
             f"{row['ratio_to_raw']:5.2f}x {row['ratio_to_raw_light']:6.2f}x"
         )
-    disabled, e2e, mem = result["disabled"], result["end_to_end"], result["memory"]
-    print(
-        f"{'disabled':18s} outside a run +{disabled['outside_run_overhead_us']:.2f} µs/call, "
-        f"inside +{disabled['inside_run_overhead_us']:.2f} µs/call "
-        f"(bare call {disabled['bare_call_us']:.2f} µs)"
-    )
-    print(
-        f"{'end to end':18s} {e2e['persisted_decisions_per_s']:,.0f} decisions/s persisted "
-        f"vs {e2e['raw_decisions_per_s']:,.0f}/s raw = {e2e['ratio_to_raw']:.2f}x, "
-        f"vs {e2e['raw_light_decisions_per_s']:,.0f}/s raw_light = "
-        f"{e2e['ratio_to_raw_light']:.2f}x ({e2e['runs_stored']:.0f}/{e2e['runs']:.0f} stored)"
-    )
-    print(
-        f"{'memory':18s} +{mem['traced_growth_bytes'] / 1024:.0f} KiB traced, "
-        f"+{mem['rss_growth_bytes'] / 1024:.0f} KiB RSS after {mem['decisions']:,.0f} decisions; "
-        f"{mem['bytes_per_active_run'] / 1024:.1f} KiB per active run"
-    )
-    for title, block in (("peers", result["peers"]), ("long runs", result["long_runs"])):
+    if "disabled" in result:
+        disabled = result["disabled"]
+        print(
+            f"{'disabled':18s} outside a run +{disabled['outside_run_overhead_us']:.2f} µs/call, "
+            f"inside +{disabled['inside_run_overhead_us']:.2f} µs/call "
+            f"(bare call {disabled['bare_call_us']:.2f} µs)"
+        )
+    if "end_to_end" in result:
+        e2e = result["end_to_end"]
+        print(
+            f"{'end to end':18s} {e2e['persisted_decisions_per_s']:,.0f} decisions/s persisted "
+            f"vs {e2e['raw_decisions_per_s']:,.0f}/s raw = {e2e['ratio_to_raw']:.2f}x, "
+            f"vs {e2e['raw_light_decisions_per_s']:,.0f}/s raw_light = "
+            f"{e2e['ratio_to_raw_light']:.2f}x ({e2e['runs_stored']:.0f}/{e2e['runs']:.0f} stored)"
+        )
+    if "memory" in result:
+        mem = result["memory"]
+        print(
+            f"{'memory':18s} +{mem['traced_growth_bytes'] / 1024:.0f} KiB traced, "
+            f"+{mem['rss_growth_bytes'] / 1024:.0f} KiB RSS after {mem['decisions']:,.0f} "
+            f"decisions; {mem['bytes_per_active_run'] / 1024:.1f} KiB per active run"
+        )
+    for title, key in (("peers", "peers"), ("long runs", "long_runs")):
+        if key not in result:
+            continue
+        block = result[key]
         print(f"{title} (µs per call, against {block['floor']}):")
         for name, row in block["per_call_us"].items():
             spread = f"{row['min']:.1f}–{row['max']:.1f}"
             print(f"  {name:22s} {row['median']:8.1f} {spread:>15s} {row['ratio']:6.2f}x")
-    long = result["long_runs"]
-    print(
-        f"  last tenth of the long run: {long['long_run_last_tenth_us']:.1f} µs/decision "
-        f"({long['last_tenth_ratio_to_runs_of_10']:.2f}x runs of 10); open run holds "
-        f"{long['open_run_bytes_per_decision']:.0f} bytes per decision"
-    )
-    for label, block in result["startup"].items():
+    if "long_runs" in result:
+        long = result["long_runs"]
+        print(
+            f"  last tenth of the long run: {long['long_run_last_tenth_us']:.1f} µs/decision "
+            f"({long['last_tenth_ratio_to_runs_of_10']:.2f}x runs of 10); open run holds "
+            f"{long['open_run_bytes_per_decision']:.0f} bytes per decision"
+        )
+    for label, block in result.get("startup", {}).items():
         imp, cpu = block["importtime_s"], block["cpu_s"]
         print(
             f"import ({label}): -X importtime {imp['median']:.3f} s "
