@@ -267,6 +267,35 @@ def test_a_propagator_without_baggage_is_warned_about_and_helpers_still_carry_th
         propagate.set_global_textmap(previous)
 
 
+@pytest.mark.parametrize(
+    ("run_id", "execution_id", "goal_id"),
+    [
+        ("run_s_20261201_120000_0a1b2c3d", "0" * 32, "support"),
+        ("run_s.x~y-z", "exec-1", "Goal_With.Dots~and-dashes"),
+        ("run_1", "e 1", "a goal with spaces"),
+        ("run_1", "e&1=2", "goal?x=1&y=2"),
+        ("run_1", "e", "café ✓"),
+        ("run_1", "e", "bad \ud800 surrogate"),
+        ("run_1", "e", "g" * 200),
+        ("run_1", "e", "x/y+z%41"),
+        ("", "", ""),
+    ],
+)
+def test_the_baggage_value_is_the_url_encoding_of_the_run(
+    run_id: str, execution_id: str, goal_id: str
+) -> None:
+    from urllib.parse import urlencode
+
+    value = _remote.baggage_value(run_id, execution_id, goal_id)
+    expected = urlencode(
+        {"run": run_id, "exec": execution_id, "goal": goal_id[:128]}, errors="replace"
+    )
+    assert value == expected
+    if run_id:
+        ref = _remote.parse(value)
+        assert ref is not None and ref.run_id == run_id
+
+
 def test_baggage_values_that_are_not_ours_are_ignored() -> None:
     for value in (None, "", "garbage", "exec=1", "run=", 5, "run=" + "x" * 5000):
         assert _remote.parse(value) is None

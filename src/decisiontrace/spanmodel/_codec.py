@@ -133,7 +133,6 @@ def outcome_span_status(success: bool, error: str | None) -> Status | None:
 
 
 def decision_attributes(
-    *,
     run_id: str,
     decision_id: str,
     intent: str,
@@ -216,7 +215,6 @@ def choice_attributes(
 
 
 def outcome_attributes(
-    *,
     success: bool,
     result: Any,
     error: str | None,

@@ -56,30 +56,30 @@ def decision_attributes(
     context: Any,
     where: str,
 ) -> tuple[Attributes, list[dict[str, Any]]]:
-    """A decision span's attributes (its id left empty) and its normalized options."""
+    """A decision span's attributes (its id left empty) and its normalized options.
+
+    Well-formed arguments take the type checks inline; only the others are handed to
+    :mod:`~decisiontrace.tracking._normalize` (with the words of their warning).
+    """
     if type(options) is not _normalize.PreparedOptions:  # a decorator's static list
         options = _normalize.prepare_options(options, where)
     if type(node_id) is not str:
         node_id = _normalize.text(node_id, f"{where}: node_id")
+    if type(chosen) is not str:
+        chosen = _normalize.text(chosen, f"{where}: chosen")
+    if type(reasoning) is not str:
+        reasoning = _normalize.text(reasoning, f"{where}: reasoning")
+    if type(decision_type) is DecisionType:
+        decision_type = decision_type.value
+    elif type(decision_type) is not str or decision_type not in _normalize.DECISION_TYPES:
+        decision_type = _normalize.decision_type_value(decision_type, where)
+    if constraints is not None:
+        constraints = _normalize.string_list(constraints, f"{where}: constraints")
+    # Positional: this call runs for every decision (keywords cost more).
     attributes = _codec.decision_attributes(
-        run_id=run_id,
-        decision_id="",
-        intent=intent,
-        options=options.options,
-        chosen=chosen if type(chosen) is str else _normalize.text(chosen, f"{where}: chosen"),
-        reasoning=reasoning
-        if type(reasoning) is str
-        else _normalize.text(reasoning, f"{where}: reasoning"),
-        node_id=node_id,
-        decision_type=decision_type.value
-        if type(decision_type) is DecisionType
-        else _normalize.decision_type_value(decision_type, where),
-        constraints=_normalize.string_list(constraints, f"{where}: constraints"),
-        context=context,
-        where=where,
-        options_json=options.json(),
-        option_ids=options.ids,
-    )
+        run_id, "", intent, options.options, chosen, reasoning, node_id, decision_type,
+        constraints or [], context, where, options.json(), options.ids,
+    )  # fmt: skip
     return attributes, options.options
 
 
@@ -107,20 +107,19 @@ def outcome_attributes(
     tokens = _normalize.integer(tokens_used, f"{where}: tokens_used")
     if not tokens and (input_tokens or output_tokens):
         tokens = (input_tokens or 0) + (output_tokens or 0)
+    # In the order the checks always ran (their warnings come in this order).
+    if error is not None:
+        error = _normalize.text(error, f"{where}: error")
+    if type(summary) is not str:
+        summary = _normalize.text(summary, f"{where}: summary")
+    latency_ms = _normalize.integer(latency_ms, f"{where}: latency_ms")
+    if error_type is not None:
+        error_type = _normalize.text(error_type, "error_type")
+    # Positional: this call runs for every outcome (keywords cost more).
     attributes = _codec.outcome_attributes(
-        success=success,
-        result=result,
-        quiet=quiet,
-        error=None if error is None else _normalize.text(error, f"{where}: error"),
-        summary=_normalize.text(summary, f"{where}: summary"),
-        state_changes=state_changes,
-        tokens_used=tokens + llm_tokens,
-        latency_ms=_normalize.integer(latency_ms, f"{where}: latency_ms"),
-        error_type=None if error_type is None else _normalize.text(error_type, "error_type"),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        where=where,
-    )
+        success, result, error, summary, state_changes, tokens + llm_tokens, latency_ms,
+        error_type, input_tokens, output_tokens, where, quiet,
+    )  # fmt: skip
     if llm_tokens:
         attributes[sc.OUTCOME_LLM_TOKENS] = llm_tokens
     return attributes

@@ -342,8 +342,10 @@ class SpanEmitter:
             attributes=attributes,
             start_time=start_ns,
         )
+        span_id = span.get_span_context().span_id
         with live.lock:
             decision.span = span
+            decision.span_id = span_id
             closed_ns = decision.end_ns
         if closed_ns is not None:  # the run ended while the span started
             span.end(end_time=closed_ns)
@@ -400,7 +402,7 @@ class SpanEmitter:
             return
         # Tokens of LLM spans that ended under the decision so far, so that the exported
         # span carries the stored total (docs/span-model.md, "Tokens from LLM spans").
-        llm_tokens = LEDGER.take_decision(span.get_span_context().span_id)
+        llm_tokens = LEDGER.take_decision(decision.span_id)
         attributes = _arguments.outcome_attributes(
             success, result, error, summary, state_changes, tokens_used, latency_ms,
             error_type, input_tokens, output_tokens, llm_tokens, quiet=quiet, where=where,
@@ -439,7 +441,6 @@ class SpanEmitter:
             # The ended SDK span is the processors' now: the live view keeps its id only
             # (its events, links and attribute copy were ~2.4 KB per decision, and objects
             # the garbage collector rescanned for as long as the run was open).
-            decision.span_id = span.get_span_context().span_id
             decision.span = ENDED_SPAN
             decision.options = None  # only a late choice reads them, and it came or not
         if self.outcome_aggregator is not None:

@@ -126,6 +126,7 @@ class LiveDecision:
 
     Once ended, the SDK span is the processors': the decision keeps the span's id only
     (``span`` is then :data:`ENDED_SPAN`), so an open run holds little per decision.
+    ``span_id`` is set when the span has started (0 before, and in a run nobody records).
     """
 
     __slots__ = (
@@ -167,8 +168,7 @@ class LiveDecision:
         outcome = self.outcome
         if outcome is not None and outcome is not attributes:
             attributes = {**attributes, **outcome}
-        span = self.span
-        span_id = self.span_id if span is ENDED_SPAN else span.get_span_context().span_id
+        span_id = self.span_id or self.span.get_span_context().span_id
         return _decode.decision_record(attributes, self.start_ns, self.end_ns, span_id=span_id)
 
 

@@ -32,7 +32,8 @@ from decisiontrace.spanmodel._values import warn as warn
 
 logger = logging.getLogger("decisiontrace")
 
-_DECISION_TYPES = frozenset(
+#: The DecisionType values (a str among them needs no converting).
+DECISION_TYPES = frozenset(
     (
         "tool_selection",
         "parameter_choice",
@@ -216,7 +217,7 @@ def normalize_options(options: Any, where: str) -> list[dict[str, Any]]:
 def decision_type_value(decision_type: Any, where: str) -> str:
     """The DecisionType value; unknown types become ``custom`` with a warning."""
     value = decision_type.value if isinstance(decision_type, Enum) else decision_type
-    if type(value) is str and value in _DECISION_TYPES:  # a list would not even hash
+    if type(value) is str and value in DECISION_TYPES:  # a list would not even hash
         return value
     warn(f"{where}: unknown decision_type {safe_str(decision_type)!r}; recorded as 'custom'")
     return "custom"

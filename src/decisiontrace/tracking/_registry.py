@@ -113,6 +113,16 @@ class RunRegistry:
             return live
         return None
 
+    def for_call(self) -> LiveRun | None:
+        """The run a recording call without ``execution_id`` is for: ``in_context(current())``
+        in one call, the run's own block (the common case) answered first."""
+        live = _get_run()
+        if live is not None and live.writer is self.emitter and live.end_ns is None:
+            if _get_current_context() is live.context:
+                return live
+            return self.in_context(live)
+        return self.in_context(None)
+
     def active(self) -> list[LiveRun]:
         """The open runs of this process, oldest first (a copy)."""
         return list(self._runs.values())

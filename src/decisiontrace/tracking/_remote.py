@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
@@ -30,6 +31,8 @@ _MAX_GOAL = 128
 _MAX_VALUE = 1024
 
 _get_baggage = baggage.get_baggage
+#: Text that URL encoding (``quote_plus``) leaves as it is: ids and most goal ids.
+_URL_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 class RunRef(NamedTuple):
@@ -42,9 +45,11 @@ class RunRef(NamedTuple):
 
 def baggage_value(run_id: str, execution_id: str, goal_id: str) -> str:
     """The value of the run's baggage entry (text that is not UTF-8 becomes ``?``)."""
-    return urlencode(
-        {"run": run_id, "exec": execution_id, "goal": goal_id[:_MAX_GOAL]}, errors="replace"
-    )
+    goal = goal_id[:_MAX_GOAL]
+    if _URL_PLAIN.fullmatch(f"{run_id}{execution_id}{goal}"):
+        # What urlencode makes of it, without its ~6 µs (every run pays this).
+        return f"run={run_id}&exec={execution_id}&goal={goal}"
+    return urlencode({"run": run_id, "exec": execution_id, "goal": goal}, errors="replace")
 
 
 def with_value(context: Context, value: str) -> Context:
