@@ -289,3 +289,40 @@ def test_runs_are_stored_when_the_token_bookkeeping_fails(
     stored = setup.stored(run.run_id)
     assert stored.status == dt.RunStatus.COMPLETED
     assert tokens_of(stored) == [3]
+
+
+def test_a_span_over_the_decision_is_not_counted_again(setup: Setup) -> None:
+    # An agent span of another instrumentation sums the calls made under the decision
+    # inside it: the calls count for the decision, the agent span for nothing more.
+    with (
+        setup.tracker.run("g") as run,
+        setup.tracer.start_as_current_span("agent", attributes={IN: 30, OUT: 10}),
+    ):
+        decision_id = decide(setup, "plan")
+        with trace.use_span(setup.decision_span(run, decision_id), end_on_exit=False):
+            for _ in range(2):
+                with setup.tracer.start_as_current_span("chat", attributes={IN: 15, OUT: 5}):
+                    pass
+        setup.tracker.record_outcome(decision_id=decision_id, success=True)
+    stored = setup.stored(run.run_id)
+    assert tokens_of(stored) == [40]
+    assert stored.metrics.total_tokens == 40
+
+
+def test_a_call_open_while_the_open_decision_changed_counts_for_the_run(setup: Setup) -> None:
+    with setup.tracker.run("g") as run, setup.tracer.start_as_current_span("node"):
+        first = decide(setup, "first")
+        call = setup.tracer.start_span("ChatOpenAI", attributes={IN: 4, OUT: 4})
+        setup.tracker.record_outcome(decision_id=first, success=True)
+        second = decide(setup, "second")
+        call.end()  # only "second" is open now, but "first" was when the call started
+        setup.tracker.record_outcome(decision_id=second, success=True)
+        again = setup.tracer.start_span("ChatOpenAI", attributes={IN: 1, OUT: 1})
+        third = decide(setup, "third")
+        setup.tracker.record_outcome(decision_id=third, success=True)
+        fourth = decide(setup, "fourth")
+        again.end()  # "third" started and ended while it ran: ambiguous too
+        setup.tracker.record_outcome(decision_id=fourth, success=True)
+    stored = setup.stored(run.run_id)
+    assert tokens_of(stored) == [0, 0, 0, 0]
+    assert stored.metrics.total_tokens == 10

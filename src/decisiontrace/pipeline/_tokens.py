@@ -107,10 +107,11 @@ class TokenLedger:
     are discarded by the processor when they end, so the ledger stays small.
     """
 
-    __slots__ = ("_counted", "_decisions", "_lock", "_runs")
+    __slots__ = ("_counted", "_lock", "_runs", "decisions")
 
     def __init__(self) -> None:
-        self._decisions: dict[int, int] = {}
+        #: decision span id -> tokens counted for it (read-only outside: empty, nothing to do)
+        self.decisions: dict[int, int] = {}
         self._runs: dict[int, int] = {}
         # LLM spans already added: two processors on one provider must not count twice.
         self._counted: dict[int, None] = {}
@@ -130,16 +131,14 @@ class TokenLedger:
             if decision_span_id is None:
                 self._runs[trace_id] = self._runs.get(trace_id, 0) + tokens
             else:
-                self._decisions[decision_span_id] = (
-                    self._decisions.get(decision_span_id, 0) + tokens
-                )
+                self.decisions[decision_span_id] = self.decisions.get(decision_span_id, 0) + tokens
 
     def take_decision(self, decision_span_id: int) -> int:
         """The tokens counted so far for a decision, forgetting them."""
-        if not self._decisions:  # the common case, without a lock
+        if not self.decisions:  # the common case, without a lock
             return 0
         with self._lock:
-            return self._decisions.pop(decision_span_id, 0)
+            return self.decisions.pop(decision_span_id, 0)
 
     def take_run(self, trace_id: int) -> int:
         """The tokens counted so far for a run and none of its decisions, forgetting them."""
@@ -149,9 +148,9 @@ class TokenLedger:
             return self._runs.pop(trace_id, 0)
 
     def discard_decision(self, decision_span_id: int) -> None:
-        if self._decisions:
+        if self.decisions:
             with self._lock:
-                self._decisions.pop(decision_span_id, None)
+                self.decisions.pop(decision_span_id, None)
 
     def discard_run(self, trace_id: int) -> None:
         if self._runs:
@@ -161,7 +160,7 @@ class TokenLedger:
     def _after_fork_in_child(self) -> None:
         # The parent's open decisions and runs are not the child's; a lock another
         # thread held at fork time would never be released here.
-        self._decisions = {}
+        self.decisions = {}
         self._runs = {}
         self._counted = {}
         self._lock = threading.Lock()
@@ -186,14 +185,20 @@ class TokenAttribution:
     or ended when it started (which tells, when it ends, whether the run's open
     decisions changed meanwhile). Every structure is a dict bounded by ``max_entries``.
 
+    A trace where no span of another instrumentation is open costs a decision nothing
+    here (the processor looks at ``notes`` and ``open_in_trace`` first): a decision is
+    noted when the first span under it starts, and decisions are counted only in traces
+    where such spans are open (the count matters only between such a span's start and
+    end).
+
     Args:
         max_entries: the most spans noted (spans that never end leave entries).
         on_full: called when the oldest noted span had to be forgotten.
     """
 
     __slots__ = (
-        "_counted", "_epochs", "_on_full", "_open_in_trace", "_token_below", "_traced_counts",
-        "max_entries", "notes",
+        "_counted", "_epochs", "_on_full", "_token_below", "_traced_counts", "max_entries",
+        "notes", "open_in_trace",
     )  # fmt: skip
 
     def __init__(self, max_entries: int, on_full: Any = None) -> None:
@@ -204,10 +209,10 @@ class TokenAttribution:
         self._token_below: dict[int, None] = {}
         # token spans counted, for an inner span that ends after its outer one
         self._counted: dict[int, None] = {}
-        # trace id -> decisions started or ended in it so far
+        # trace id -> decisions started or ended in it while spans in open_in_trace were open
         self._epochs: dict[int, int] = {}
         # trace id -> noted spans of other instrumentations still open in it
-        self._open_in_trace: dict[int, int] = {}
+        self.open_in_trace: dict[int, int] = {}
         # trace id -> the token spans counted in it lately (rule (a), layers side by side)
         self._traced_counts: dict[int, list[_Counted]] = {}
         self._on_full = on_full
@@ -221,39 +226,61 @@ class TokenAttribution:
                 self._on_full()
         notes[span_id] = note
 
-    def decision_started(self, trace_id: int, span_id: int, parent_id: int) -> None:
-        epochs = self._epochs
-        epochs[trace_id] = epochs.get(trace_id, 0) + 1
-        if len(epochs) > self.max_entries:
-            _forget_oldest(epochs)
-        self._note(span_id, (parent_id, span_id, 0))
+    def decision_started(self, trace_id: int) -> None:
+        """A decision of the trace started (it is noted when a span under it starts)."""
+        self._count_decision(trace_id)
 
     def decision_ended(self, trace_id: int, span_id: int) -> None:
-        epochs = self._epochs
-        epochs[trace_id] = epochs.get(trace_id, 0) + 1
+        self._count_decision(trace_id)
         self.notes.pop(span_id, None)
         self._token_below.pop(span_id, None)
+
+    def _count_decision(self, trace_id: int) -> None:
+        """Count a decision started or ended, in a trace with spans open that look at it."""
+        if trace_id in self.open_in_trace:
+            epochs = self._epochs
+            epochs[trace_id] = epochs.get(trace_id, 0) + 1
+            if len(epochs) > self.max_entries:
+                _forget_oldest(epochs)
 
     def run_ended(self, trace_id: int) -> bool:
         """Forget a run's decision epochs; True if spans noted in its trace are still open
         (their tokens may come after the run is stored: rule (c))."""
         self._epochs.pop(trace_id, None)
-        return self._open_in_trace.get(trace_id, 0) > 0
+        return self.open_in_trace.get(trace_id, 0) > 0
 
-    def span_started(self, trace_id: int, span_id: int, parent_id: int, in_run: bool) -> None:
-        """Note a span of another instrumentation if its trace holds a run or decision."""
+    def span_started(
+        self,
+        trace_id: int,
+        span_id: int,
+        parent_id: int,
+        in_run: bool,
+        open_decisions: Mapping[int, Any] | None = None,
+    ) -> None:
+        """Note a span of another instrumentation if its trace holds a run or decision.
+
+        ``open_decisions``: the trace's open decision spans (SDK spans) by span id; a
+        decision is noted when the first span under it starts.
+        """
         parent = self.notes.get(parent_id) if parent_id else None
+        if parent is None and open_decisions:
+            decision_span = open_decisions.get(parent_id)
+            if decision_span is not None:
+                above = decision_span.parent
+                parent = (0 if above is None else above.span_id, parent_id, 0)
+                self._note(parent_id, parent)
         if parent is not None:
             decision = parent[1]
         elif in_run:
             decision = 0
         else:
             return
-        self._note(span_id, (parent_id, decision, 0 if decision else self._epochs.get(trace_id, 0)))
-        open_in_trace = self._open_in_trace
+        # Counted open first: a decision starting or ending from now on changes the epoch.
+        open_in_trace = self.open_in_trace
         open_in_trace[trace_id] = open_in_trace.get(trace_id, 0) + 1
         if len(open_in_trace) > self.max_entries:
             _forget_oldest(open_in_trace)
+        self._note(span_id, (parent_id, decision, 0 if decision else self._epochs.get(trace_id, 0)))
 
     def span_ended(
         self,
@@ -268,7 +295,7 @@ class TokenAttribution:
         note = self.notes.pop(span_id, None)
         if note is None:
             return None
-        open_in_trace = self._open_in_trace
+        open_in_trace = self.open_in_trace
         still_open = open_in_trace.get(trace_id, 0) - 1
         if still_open > 0:
             open_in_trace[trace_id] = still_open

@@ -243,17 +243,15 @@ class RunRecordProcessor(SpanProcessor):
                 attributes = span.attributes
             kind = attributes.get(_KIND) if attributes else None
             context = span.get_span_context()
-            span_id = context.span_id
             trace_id = context.trace_id
-            parent = span.parent
             open_spans = self._open
             if kind == _DECISION:
-                open_spans.decision_started(trace_id, span_id, span)
+                open_spans.decision_started(trace_id, context.span_id, span)
                 if self._journal:
                     self._enqueue(Started(span))
-                self._tokens.decision_started(
-                    trace_id, span_id, parent.span_id if parent is not None else 0
-                )
+                tokens = self._tokens
+                if tokens.open_in_trace:  # only then do the token rules look at decisions
+                    tokens.decision_started(trace_id)
             elif kind == _RUN:
                 open_runs = open_spans.runs
                 open_runs[trace_id] = span
@@ -263,12 +261,16 @@ class RunRecordProcessor(SpanProcessor):
                     self._enqueue(Started(span))
                 if self._writer.thread is None:
                     self._writer.start()  # to expire it, should nothing else ever end
-            elif parent is not None and (open_spans.runs or self._tokens.notes):
+            elif (parent := span.parent) is not None and (
+                open_spans.runs or open_spans.decisions or self._tokens.notes
+            ):
+                open_decisions = open_spans.decisions.get(trace_id)
                 self._tokens.span_started(
                     trace_id,
-                    span_id,
+                    context.span_id,
                     parent.span_id,
-                    trace_id in open_spans.runs or trace_id in open_spans.decisions,
+                    open_decisions is not None or trace_id in open_spans.runs,
+                    open_decisions,
                 )
         except Exception as error:
             internal_error("RunRecordProcessor on_start", error, once=self._once)
@@ -339,8 +341,13 @@ class RunRecordProcessor(SpanProcessor):
         off, so that the span itself is queued whatever happens here."""
         try:
             if kind == _DECISION:
-                self._tokens.decision_ended(trace_id, span_id)
-                LEDGER.discard_decision(span_id)
+                tokens = self._tokens
+                # Nothing is held of a decision while no span of another instrumentation
+                # is noted and the ledger is empty: the common case, without calls.
+                if tokens.notes or tokens.open_in_trace:
+                    tokens.decision_ended(trace_id, span_id)
+                if LEDGER.decisions:
+                    LEDGER.discard_decision(span_id)
             else:
                 if self._tokens.run_ended(trace_id):
                     # Before the run span is queued: the writer keeps the run once written.
