@@ -85,7 +85,7 @@ class Recorder:
         self.reasoning_fn = config.reasoning_fn
         self.reasoning_text = config.reasoning_text
         self.tokens_fn = config.tokens_fn
-        self.decision_type = config.decision_type
+        self.decision_type: str = config.decision_type.value  # read on every call
         self.node_id = config.node_id
         self.auto_run = config.auto_run
         self.tracker = config.tracker
