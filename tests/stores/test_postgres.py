@@ -218,3 +218,37 @@ def test_a_forked_child_uses_connections_of_its_own(postgres_url: str) -> None:
     # The parent's connections still work after the child's exit.
     assert store.load_record("run_child") == make_record("run_child")
     store.close()
+
+
+def test_a_batch_the_server_fails_at_its_last_statement_is_not_written(postgres_url: str) -> None:
+    # A batch's statements are pipelined: an error of one whose answer nobody reads (the
+    # merged run's refresh, the fragment path's last statement) comes at the pipeline's
+    # end. It must still raise (the writer keeps the batch and retries), and roll back.
+    store = open_store(postgres_url)
+    assert isinstance(store, PostgreSQLStore)
+    schema = store.schema
+    with psycopg.connect(postgres_base_url(), autocommit=True) as connection:
+        connection.execute(
+            f'CREATE FUNCTION "{schema}".poison() RETURNS trigger AS $$ BEGIN '
+            "IF NEW.goal_id = convert_to('poison', 'UTF8') THEN "
+            "RAISE EXCEPTION 'poisoned refresh'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        connection.execute(
+            f'CREATE TRIGGER poison BEFORE UPDATE ON "{schema}".runs '
+            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".poison()'
+        )
+    poisoned = make_record("run_poisoned", goal_id="poison")
+    poisoned["fragment_id"] = "tool:1/0000000000000001"
+    try:
+        with pytest.raises(psycopg.Error, match="poisoned refresh"):
+            store.save_records([poisoned])
+        assert store.load_fragments("run_poisoned") == []
+        # The pool's connection is out of its pipeline and transaction: the next batch
+        # (fragment path too) is written.
+        fine = make_record("run_fine")
+        fine["fragment_id"] = "tool:1/0000000000000002"
+        store.save_records([fine, make_record("run_root")])
+        assert [f["id"] for f in store.load_fragments("run_fine")] == ["run_fine"]
+        assert store.load_record("run_root") == make_record("run_root")
+    finally:
+        store.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -18,6 +18,38 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from decisiontrace.stores.base import StoreError
+
+
+class Pipeline:
+    """A libpq pipeline on one connection, that steps aside for a COPY (which a
+    pipeline cannot carry). Where libpq has no pipelines (before 14) it does nothing.
+
+    Statements sent in it go out without waiting for each other's answers; a result
+    read (``fetchall``) and :meth:`paused` wait for every answer so far. Errors come
+    at those points, as the statement's own exception.
+    """
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self._connection = connection
+        self._stack = ExitStack()
+
+    def _start(self) -> None:
+        if psycopg.Pipeline.is_supported():
+            self._stack.enter_context(self._connection.pipeline())
+
+    def __enter__(self) -> Pipeline:
+        self._start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stack.__exit__(*exc_info)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Out of the pipeline for the ``with`` block (every answer so far is in)."""
+        self._stack.close()
+        yield
+        self._start()
 
 
 def redact(url: str) -> str:
