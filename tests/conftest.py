@@ -126,16 +126,21 @@ def postgres_url() -> Iterator[str]:
     drop_schema(base, schema)
 
 
-@pytest.fixture
-def pipeline() -> Iterator[Pipeline]:
-    store = MemoryStore()
+def make_pipeline(store: Any) -> Pipeline:
+    """A provider feeding ``store`` through a run-record processor, and an exporter."""
     processor = RunRecordProcessor(store, flush_interval=0.05)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(processor)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield Pipeline(provider, exporter, processor, store)
-    provider.shutdown()
+    return Pipeline(provider, exporter, processor, store)
+
+
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    made = make_pipeline(MemoryStore())
+    yield made
+    made.provider.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ class StoreSink(Sink):
     def run_amended(self, run: PendingRun, handed: Run | None) -> Run | None:
         # The processor already has (or wrote) the first version: give it the amended
         # run span with its decisions, as one more run; the store replaces it by id.
-        spans = list(run.decisions.values())
+        spans = [span for _, span in run.decision_items()]
         if run.run is not None:
             spans.append(run.run)
         self.pipeline.processor.assemble_again(spans)
@@ -161,6 +161,7 @@ def with_run(pending: PendingRun, run: SpanData) -> PendingRun:
     amended = PendingRun(0.0)
     amended.run = run
     amended.decisions = pending.decisions
+    amended.packed = pending.packed
     amended.tokens = pending.tokens
     return amended
 

@@ -16,7 +16,7 @@ from decisiontrace.compat._storage import Sink, StoreSink, assemble, resolve, wi
 from decisiontrace.models import DecisionType, Run, RunStatus
 from decisiontrace.spanmodel._jsonsafe import safe_repr
 from decisiontrace.stores.base import RunStore
-from decisiontrace.tracking._live import LiveRun
+from decisiontrace.tracking._live import LiveDecision, LiveRun
 
 logger = logging.getLogger("decisiontrace")
 #: Ended runs per tracker that a later end_run for the same execution can still amend.
@@ -34,7 +34,10 @@ class _EndedRun:
 
     def __init__(self, live: LiveRun) -> None:
         self.run_span: Any = live.span
-        self.decision_spans: list[Any] = [d.span for d in live.decisions.values()]
+        # compat keeps ended SDK spans (keep_ended_spans): no decision of its is packed
+        self.decision_spans: list[Any] = [
+            d.span for d in live.decisions.values() if isinstance(d, LiveDecision)
+        ]
         self.pending: Any = None  # the assembled run, once built
         self.handed: Run | None = None  # the Run given to save_run
 

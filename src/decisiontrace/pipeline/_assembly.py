@@ -15,7 +15,7 @@ from typing import Any
 
 from decisiontrace._internal.errors import internal_error
 from decisiontrace.pipeline._tokens import attribute_tree
-from decisiontrace.spanmodel import _codec, _decode
+from decisiontrace.spanmodel import _codec, _decode, _packed
 from decisiontrace.spanmodel import semconv as sc
 
 #: Pending runs are keyed by trace id; fragments (what another process recorded into
@@ -31,6 +31,10 @@ class PendingRun:
     span form (:meth:`compact`), which a store may keep instead of the record and turn
     back into exactly the same record with :func:`record_from_compact`.
 
+    Decision spans are in ``decisions`` by span id, beyond ``_packed.PACK_AFTER`` packed
+    in ``packed`` (a long run's wait costs a tuple per decision the garbage collector
+    stops scanning): add one with :meth:`add_decision`, read with :meth:`decision_items`.
+
     A *fragment* (``fragment`` set) holds the decisions and problems one process
     recorded into a run started elsewhere; its record is a Run with the same id, a
     ``fragment_id`` and status ``running``, which stores merge with the run's record.
@@ -38,13 +42,14 @@ class PendingRun:
 
     __slots__ = (
         "decisions", "first_seen", "fragment", "fragment_attributes", "last_added",
-        "options_cache", "problems", "reason", "run", "run_seen", "run_tokens", "status",
-        "tokens",
+        "options_cache", "packed", "problems", "reason", "run", "run_seen", "run_tokens",
+        "status", "tokens",
     )  # fmt: skip
 
     def __init__(self, now: float, options_cache: _decode.OptionsCache | None = None) -> None:
         self.run: _decode.SpanData | None = None
         self.decisions: dict[int, _decode.SpanData] = {}
+        self.packed: dict[int, _packed.Packed] | None = None  # see the class docstring
         # LLM tokens by the decision span they count for, and for the run only
         # (docs/span-model.md, "Tokens from LLM spans"; decided in _tokens).
         self.tokens: dict[int, int] = {}
@@ -60,6 +65,29 @@ class PendingRun:
         # The assembler's: decisions offering the same options share their decoding.
         self.options_cache = options_cache
 
+    def add_decision(self, span: _decode.SpanData) -> None:
+        """Take a decision span (again: the later copy replaces the earlier, in place)."""
+        decisions = self.decisions
+        span_id = span.span_id
+        if len(decisions) < _packed.PACK_AFTER or span_id in decisions:
+            decisions[span_id] = span
+            return
+        packed = self.packed
+        if packed is None:
+            packed = self.packed = {}
+        packed[span_id] = _packed.pack_span(span)
+
+    def decision_items(self) -> Iterable[tuple[int, _decode.SpanData]]:
+        """The decision spans by span id, in arrival order (packed ones unpacked)."""
+        if self.packed is None:
+            return self.decisions.items()
+        unpack = _packed.unpack_span
+        return [*self.decisions.items(), *((k, unpack(p)) for k, p in self.packed.items())]
+
+    def decision_count(self) -> int:
+        """How many decision spans have arrived."""
+        return len(self.decisions) + (0 if self.packed is None else len(self.packed))
+
     def complete(self) -> bool:
         """The run span has ended and every decision it counted has arrived."""
         run = self.run
@@ -69,7 +97,7 @@ class PendingRun:
         if expected is None:
             return True
         try:
-            return len(self.decisions) >= int(expected)
+            return self.decision_count() >= int(expected)
         except (TypeError, ValueError):
             return True
 
@@ -82,7 +110,7 @@ class PendingRun:
         decisions = []
         run_tokens = self.run_tokens
         cache = self.options_cache
-        for key, d in self.decisions.items():
+        for key, d in self.decision_items():
             extra = self._extra_tokens(key, d)
             if extra and sc.OUTCOME_SUCCESS not in d.attributes:
                 run_tokens += extra  # a decision without an outcome has no token count
@@ -103,7 +131,7 @@ class PendingRun:
         run = self.run
         if run is None:
             # The root span was lost: rebuild what the decisions say about their run.
-            first = min(self.decisions.values(), key=lambda d: d.start_ns)
+            first = min((d for _, d in self.decision_items()), key=lambda d: d.start_ns)
             attributes: dict[str, Any] = {sc.RUN_ID: first.attributes.get(sc.RUN_ID, "")}
             record = _decode.run_record(
                 attributes,
@@ -146,7 +174,7 @@ class PendingRun:
         return max(0, counted - on_span) if type(on_span) is int else counted
 
     def _fragment_record(self, decisions: list[_codec.Record]) -> _codec.Record:
-        starts = [d.start_ns for d in self.decisions.values()]
+        starts = [d.start_ns for _, d in self.decision_items()]
         starts.extend(e.time_ns for e in self.problems)
         record = _decode.run_record(
             self.fragment_attributes,
@@ -171,7 +199,7 @@ class PendingRun:
                 "run": None,
                 "decisions": [
                     [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0), d.span_id]
-                    for key, d in self.decisions.items()
+                    for key, d in self.decision_items()
                 ],
                 "trace_id": trace_hex,
                 "status": None,
@@ -197,7 +225,7 @@ class PendingRun:
             ],
             "decisions": [
                 [d.start_ns, d.end_ns, d.attributes, self.tokens.get(key, 0), d.span_id]
-                for key, d in self.decisions.items()
+                for key, d in self.decision_items()
             ],
             "trace_id": trace_hex,
             "status": self.status,
@@ -345,7 +373,7 @@ class RunAssembler:
         if fragment is not None and kind != sc.KIND_RUN:
             pending = self._fragment_for((span.trace_id, str(fragment)), span, now)
             if kind == sc.KIND_DECISION:
-                pending.decisions[span.span_id] = span
+                pending.add_decision(span)
                 root = self.pending.get(span.trace_id)
                 if root is not None and span.span_id in root.tokens:
                     # LLM spans under it ended first, before anyone knew its fragment.
@@ -360,7 +388,7 @@ class RunAssembler:
             pending.run = span
             pending.run_seen = now
         elif kind == sc.KIND_DECISION:
-            pending.decisions[span.span_id] = span
+            pending.add_decision(span)
 
     def add_tokens(
         self, trace_id: int, decision_span_id: int | None, tokens: int, key: Key | None = None

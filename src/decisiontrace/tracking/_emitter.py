@@ -53,6 +53,7 @@ from decisiontrace.tracking._live import (
     ROOT_CONTEXT,
     LiveDecision,
     LiveRun,
+    packed_attributes,
 )
 from decisiontrace.tracking._pauses import is_pause
 
@@ -168,7 +169,7 @@ class SpanEmitter:
             decisions = list(live.decisions.values())
             open_spans = []
             for decision in decisions:
-                if decision.end_ns is None:
+                if isinstance(decision, LiveDecision) and decision.end_ns is None:
                     decision.end_ns = end_ns
                     if decision.span is not PENDING_SPAN and decision.span is not ENDED_SPAN:
                         open_spans.append(decision.span)
@@ -189,17 +190,18 @@ class SpanEmitter:
         totals = _records.Totals()
         intents_failed = []
         for decision in decisions:
-            outcome = decision.outcome
+            if isinstance(decision, LiveDecision):
+                outcome, attributes = decision.outcome, decision.attributes
+            else:  # packed: ended with its outcome
+                outcome = attributes = packed_attributes(decision)
             if outcome is None:
                 success_ = None
                 totals.add(None)
             else:
                 success_ = bool(outcome[sc.OUTCOME_SUCCESS])
                 totals.add(success_, outcome.get(sc.OUTCOME_TOKENS, 0))
-            if _records.named_as_failed(
-                success_, bool(decision.attributes.get(sc.DECISION_PAUSED))
-            ):
-                intents_failed.append(str(decision.attributes[sc.DECISION_INTENT]))
+            if _records.named_as_failed(success_, bool(attributes.get(sc.DECISION_PAUSED))):
+                intents_failed.append(str(attributes[sc.DECISION_INTENT]))
         narrative = redact_text(
             _normalize.text(narrative, "end_run(): narrative")
         ) or _records.narrative(
@@ -274,7 +276,7 @@ class SpanEmitter:
             live.end_ns = end_ns
             open_spans = []
             for decision in live.decisions.values():
-                if decision.end_ns is None:
+                if isinstance(decision, LiveDecision) and decision.end_ns is None:
                     decision.end_ns = end_ns
                     if decision.span is not PENDING_SPAN and decision.span is not ENDED_SPAN:
                         open_spans.append(decision.span)
@@ -438,11 +440,7 @@ class SpanEmitter:
             span.set_status(span_status)
         span.end(end_time=end_ns)
         if not self.keep_ended_spans:
-            # The ended SDK span is the processors' now: the live view keeps its id only
-            # (its events, links and attribute copy were ~2.4 KB per decision, and objects
-            # the garbage collector rescanned for as long as the run was open).
-            decision.span = ENDED_SPAN
-            decision.options = None  # only a late choice reads them, and it came or not
+            live.keep_ended(decision)
         if self.outcome_aggregator is not None:
             from decisiontrace.models import Outcome
 

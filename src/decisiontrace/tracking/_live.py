@@ -28,7 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span
 
-from decisiontrace.spanmodel import _codec, _decode, _ids
+from decisiontrace.spanmodel import _codec, _decode, _ids, _packed
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.tracking import _remote
 
@@ -121,12 +121,43 @@ class SpanWriter(Protocol):
     ) -> None: ...
 
 
+#: The fields a packed ended decision keeps beside its attributes (see :func:`pack`).
+_PACKED_FIELDS = 3
+
+
+def pack(decision: LiveDecision) -> _packed.Packed:
+    """An ended decision with its outcome, as the run keeps it from then on.
+
+    One tuple of atoms (:mod:`decisiontrace.spanmodel._packed`): its attributes, start
+    and end time and span id. The SDK span is the processors' then; the tuple is a
+    third of the decision's size and nothing the garbage collector keeps scanning.
+    """
+    return _packed.pack(decision.attributes, decision.start_ns, decision.end_ns, decision.span_id)
+
+
+def packed_attributes(packed: _packed.Packed) -> _codec.Attributes:
+    """The attributes of a packed decision (outcome included), as a new dict."""
+    return _packed.attributes_of(packed, _PACKED_FIELDS)
+
+
+def unpack(packed: _packed.Packed) -> LiveDecision:
+    """A packed decision as an ended :class:`LiveDecision` (a new one, for reading)."""
+    attributes = _packed.attributes_of(packed, _PACKED_FIELDS)
+    start_ns, end_ns, span_id = _packed.fields_of(packed, _PACKED_FIELDS)
+    decision = LiveDecision(str(attributes[sc.DECISION_ID]), ENDED_SPAN, attributes, start_ns)
+    decision.span_id = span_id
+    decision.end_ns = end_ns
+    decision.outcome = attributes
+    return decision
+
+
 class LiveDecision:
     """A decision in flight: its span while open, and the attributes it was given.
 
-    Once ended, the SDK span is the processors': the decision keeps the span's id only
-    (``span`` is then :data:`ENDED_SPAN`), so an open run holds little per decision.
-    ``span_id`` is set when the span has started (0 before, and in a run nobody records).
+    Once ended with its outcome, the run keeps it packed (:func:`pack`), unless the
+    tracker keeps ended SDK spans (compat). An ended decision that is not packed keeps
+    the span's id only (``span`` is then :data:`ENDED_SPAN`). ``span_id`` is set when
+    the span has started (0 before, and in a run nobody records).
     """
 
     __slots__ = (
@@ -181,8 +212,10 @@ class LiveRun:
 
     Read-only for callers: ``run_id``, ``execution_id``, ``goal_id``, ``span``,
     ``context`` (what to attach to make the run current), ``baggage``, ``recording``,
-    ``end_ns`` (None while open), ``end_attributes``, ``decisions``. Recording goes
-    through the methods.
+    ``end_ns`` (None while open), ``end_attributes``, ``decisions`` (by id, in the
+    order they were made: a :class:`LiveDecision`, or once ended with its outcome a
+    packed tuple, see :func:`pack`; :meth:`decision` gives either as a LiveDecision).
+    Recording goes through the methods.
     """
 
     __slots__ = (
@@ -251,7 +284,7 @@ class LiveRun:
         self.start_ns = start_ns
         self.end_ns: int | None = None
         self.end_attributes: _codec.Attributes = {}
-        self.decisions: dict[str, LiveDecision] = {}
+        self.decisions: dict[str, LiveDecision | _packed.Packed] = {}
         self.decision_count = 0
         self.problems: list[tuple[_codec.Attributes, int]] = []
         self.problem_count = 0
@@ -297,11 +330,13 @@ class LiveRun:
         )  # fmt: skip
 
     def decision(self, decision_id: Any) -> LiveDecision | None:
-        """The decision with this id, or None (whatever ``decision_id`` is)."""
+        """The decision with this id, or None (whatever ``decision_id`` is); a packed
+        one as a new, ended LiveDecision."""
         try:
-            return self.decisions.get(decision_id)
+            decision = self.decisions.get(decision_id)
         except Exception:  # expected: the agent's id, unhashable or a __hash__ that raises
             return None
+        return unpack(decision) if isinstance(decision, tuple) else decision
 
     def record_outcome(
         self,
@@ -338,6 +373,8 @@ class LiveRun:
             # The decision made now is the open one whose span is current; scanning
             # from the newest, that is almost always the first one looked at.
             for decision in reversed(self.decisions.values()):
+                if isinstance(decision, tuple):  # packed: ended
+                    continue
                 if decision.span is span and decision.end_ns is None:
                     decision.pending_choice = (chosen, reasoning)
                     return True
@@ -415,6 +452,18 @@ class LiveRun:
         self.span.set_attributes(attributes)
         return True
 
+    def keep_ended(self, decision: LiveDecision) -> None:
+        """Keep a decision that ended with its outcome: its SDK span is the processors'
+        now, so the live view keeps the span's id only (the span's events, links and
+        attribute copy were ~2.4 KB per decision, and objects the garbage collector
+        rescanned for as long as the run was open); in a long run, the decision
+        packed (:func:`pack`: its object and dict were ~0.6 KB more, scanned too)."""
+        if self.decision_count > _packed.PACK_AFTER:
+            self.decisions[decision.decision_id] = pack(decision)
+        else:
+            decision.span = ENDED_SPAN
+            decision.options = None  # only a late choice reads them, and it came or not
+
     # --- the live view -----------------------------------------------------------------
 
     def record(self) -> _codec.Record:
@@ -429,7 +478,11 @@ class LiveRun:
             {**self.attributes, sc.RUN_NODES: nodes, **end_attributes},
             self.start_ns,
             end_ns,
-            [d.record() for d in decisions if d.span is not PENDING_SPAN],
+            [
+                unpack(d).record() if isinstance(d, tuple) else d.record()
+                for d in decisions
+                if isinstance(d, tuple) or d.span is not PENDING_SPAN
+            ],
             [_decode.problem_record(a, t) for a, t in problems],
             trace_id=self.trace_id,
             span_id=self.span.get_span_context().span_id,
@@ -450,4 +503,14 @@ def _service_name(span: Span) -> str | None:
     return name if isinstance(name, str) else None
 
 
-__all__ = ["ENDED_SPAN", "PENDING_SPAN", "ROOT_CONTEXT", "LiveDecision", "LiveRun", "SpanWriter"]
+__all__ = [
+    "ENDED_SPAN",
+    "PENDING_SPAN",
+    "ROOT_CONTEXT",
+    "LiveDecision",
+    "LiveRun",
+    "SpanWriter",
+    "pack",
+    "packed_attributes",
+    "unpack",
+]
