@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/writer.py --parts         # and the parts of a pass
     .venv/bin/python benchmarks/writer.py --profile       # and cProfile of a pass
     .venv/bin/python benchmarks/writer.py --e2e           # and end to end (throughput.py)
+    .venv/bin/python benchmarks/writer.py --parts --e2e --json   # results/writer.json
 
 Persisting competes with the agent for the GIL, so every microsecond the writer spends
 per decision lowers the end-to-end rate (issue #16, part 2: under ~10 µs).
@@ -34,6 +35,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import json
+import os
+import platform
 import pstats
 import statistics
 import tempfile
@@ -51,6 +55,7 @@ import decisiontrace as dt
 from decisiontrace.stores import SQLiteStore
 
 RUNS_PER_PASS = 100
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class Recorder(SpanProcessor):
@@ -159,7 +164,9 @@ def profile(workdir: Path, calls: list[tuple[bool, Any]], runs: int) -> None:
     stats.sort_stats("tottime").print_stats(25)
 
 
-def parts(workdir: Path, calls: list[tuple[bool, Any]], runs: int, repeats: int) -> None:
+def parts(
+    workdir: Path, calls: list[tuple[bool, Any]], runs: int, repeats: int
+) -> dict[str, list[float]]:
     """The stages of a pass, each timed alone (µs per decision, median and min–max).
 
     The store's stages run on the records of one pass (100 runs) at a time, as
@@ -231,6 +238,15 @@ def parts(workdir: Path, calls: list[tuple[bool, Any]], runs: int, repeats: int)
     width = max(len(label) for label in samples)
     for label, values in samples.items():
         print(f"  {label:{width}s} {spread(values)}")
+    return samples
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(samples), 2),
+        "min": round(min(samples), 2),
+        "max": round(max(samples), 2),
+    }
 
 
 def spread(samples: list[float]) -> str:
@@ -244,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--e2e", action="store_true", help="end to end, --runs runs")
+    parser.add_argument("--json", action="store_true", help="write results/writer.json")
     args = parser.parse_args(argv)
+    load_before = [round(value, 1) for value in os.getloadavg()]
     workdir = Path(tempfile.mkdtemp(prefix="decisiontrace-writer-"))
     calls = recorded_calls(args.runs)
     passes, situ = [], []
@@ -255,9 +273,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.repeats} repeats, median (min–max):")
     print(f"  pass ({RUNS_PER_PASS} runs a pass, this thread): {spread(passes)}")
     print(f"  in situ (writer thread's CPU clock):       {spread(situ)}")
+    output: dict[str, Any] = {
+        "machine": f"{platform.platform()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores, load average before {load_before}",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "runs": args.runs,
+        "repeats": args.repeats,
+        "decisions_per_run": DECISIONS_PER_RUN,
+        "writer_cpu_us_per_decision": {"pass": summary(passes), "in_situ": summary(situ)},
+    }
     if args.parts:
         print("the parts of a pass, µs per decision, median (min–max):")
-        parts(workdir, calls, args.runs, args.repeats)
+        stages = parts(workdir, calls, args.runs, args.repeats)
+        output["parts_us_per_decision"] = {
+            label.strip(): summary(values) for label, values in stages.items()
+        }
     if args.profile:
         profile(workdir, calls, args.runs)
     if args.e2e:
@@ -272,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
             f"raw_light: {result['ratio_to_raw_light']:.2f}x "
             f"(raw {result['ratio_to_raw']:.2f}x)"
         )
+        output["end_to_end"] = result
+    output["load_average_after"] = [round(value, 1) for value in os.getloadavg()]
+    if args.json:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "writer.json").write_text(json.dumps(output, indent=2) + "\n", "utf-8")
     return 0
 
 

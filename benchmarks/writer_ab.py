@@ -21,6 +21,12 @@ Then, each repeat, µs per decision of:
   collector off;
 - ``writer pass``: a whole writer pass (``writer.pass_us``, collector on), SQLite
   transaction included. Median (min–max).
+
+With ``--e2e``, also end to end as ``throughput.py`` measures it (``--e2e-runs`` runs
+recorded through each side's tracker and ``RunRecordProcessor`` on SQLite, with a
+``BatchSpanProcessor`` and a no-op exporter beside it, until ``force_flush`` returns),
+interleaved with ``raw_light`` (the same decisions written by hand with the SDK) and
+reported as decisions per second and the ratio to ``raw_light`` of the same repeat.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import gc
 import importlib
 import io
 import json
+import os
 import re
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -41,7 +49,9 @@ from types import ModuleType
 from typing import Any
 
 import writer
-from workload import DECISIONS_PER_RUN
+from opentelemetry.sdk.trace import TracerProvider
+from scenarios import raw_light_run
+from workload import DECISIONS_PER_RUN, OPTIONS, batch_processor, manual_run
 
 import decisiontrace
 
@@ -93,11 +103,50 @@ def side(package: ModuleType) -> dict[str, Any]:
     }
 
 
+def end_to_end(package: Any, runs: int, path: Path) -> float:
+    """Decisions per second recorded and persisted through ``package``."""
+    store = package.stores.SQLiteStore(path)
+    processor = package.RunRecordProcessor(store, handle_sigterm=False)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(batch_processor())
+    tracker = package.DecisionTracker("bench", tracer_provider=provider)
+    gc.collect()
+    started = time.perf_counter()
+    for _ in range(runs):
+        manual_run(tracker)
+    while not processor.force_flush(60_000):
+        pass
+    rate = runs * DECISIONS_PER_RUN / (time.perf_counter() - started)
+    stored = len(store.list_summaries())
+    if stored != runs:
+        print(f"  ({package.__name__}: {stored} of {runs} runs stored)")
+    provider.shutdown()
+    return rate
+
+
+def raw_light(runs: int) -> float:
+    """Decisions per second written by hand with the SDK (``raw_light``)."""
+    provider = TracerProvider()
+    provider.add_span_processor(batch_processor())
+    tracer = provider.get_tracer("raw")
+    gc.collect()
+    started = time.perf_counter()
+    for _ in range(runs):
+        raw_light_run(tracer, OPTIONS)
+    provider.force_flush()
+    rate = runs * DECISIONS_PER_RUN / (time.perf_counter() - started)
+    provider.shutdown()
+    return rate
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("revision")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--e2e", action="store_true", help="and end to end, interleaved")
+    parser.add_argument("--e2e-runs", type=int, default=1000)
     args = parser.parse_args()
     sides = {args.revision: side(package_at(args.revision)), "this tree": side(decisiontrace)}
     calls = writer.recorded_calls(args.runs)
@@ -158,10 +207,27 @@ def main() -> int:
                 workdir, calls, args.runs, f"{len(samples)}-{repeat}", parts["package"]
             )
             samples.setdefault(f"writer pass, {name}", []).append(pass_us)
+            if args.e2e:
+                light = raw_light(args.e2e_runs)
+                rate = end_to_end(
+                    parts["package"],
+                    args.e2e_runs,
+                    workdir / f"e2e-{name.replace(' ', '-')}-{repeat}.db",
+                )
+                samples.setdefault(f"e2e decisions/s, {name}", []).append(rate)
+                samples.setdefault(f"e2e /raw_light, {name}", []).append(rate / light)
     print(f"µs per decision, {args.runs} runs of {DECISIONS_PER_RUN}, {args.repeats} repeats:")
     width = max(len(label) for label in samples)
     for label in sorted(samples):
-        print(f"  {label:{width}s} {writer.spread(samples[label])}")
+        values = samples[label]
+        if label.startswith("e2e"):
+            digits = 0 if "/s" in label else 2
+            low, high = min(values), max(values)
+            median = statistics.median(values)
+            print(f"  {label:{width}s} {median:,.{digits}f} ({low:,.{digits}f}–{high:,.{digits}f})")
+        else:
+            print(f"  {label:{width}s} {writer.spread(values)}")
+    print(f"load average {os.getloadavg()}")
     return 0
 
 

@@ -302,6 +302,11 @@ def test_the_options_cache_stays_bounded() -> None:
         attributes = {sc.DECISION_OPTIONS: f'[{{"id": "o{number}"}}]'}
         assert _decode.decoded_options(attributes, cache) == [{"id": f"o{number}"}]
         assert len(cache) <= cache.MAX
+    # A long text is decoded each time, not kept.
+    cache.clear()
+    long_text = "[" + ",".join(['{"id": "x"}'] * cache.MAX_CHARS) + "]"
+    assert len(_decode.decoded_options({sc.DECISION_OPTIONS: long_text}, cache)) == cache.MAX_CHARS
+    assert not cache
     # Not JSON text, not a list, no list of objects: decoded as without the cache.
     for value in ("[1, {", "{}", "[1, 2]", '[{"id": 1}, 2]'):
         attributes = {sc.DECISION_OPTIONS: value}

@@ -107,16 +107,19 @@ class OptionsCache(dict[str, list[dict[str, Any]]]):
     text is a third of a decision's decode. A writer decoding many runs keeps one of
     these, so decisions whose spans carry the same text get *the same* list: records
     built with it are read-only (the stores and listeners read them). It holds at most
-    ``MAX`` lists and is emptied when full. One thread at a time.
+    ``MAX`` lists, of texts up to ``MAX_CHARS`` long (longer ones are decoded each
+    time), and is emptied when full. One thread at a time.
     """
 
-    MAX = 128
+    MAX = 64
+    MAX_CHARS = 4096
 
     def keep(self, text: str, options: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Remember ``options`` as the decoding of ``text``; returns them."""
-        if len(self) >= self.MAX:
-            self.clear()
-        self[text] = options
+        """Remember ``options`` as the decoding of ``text`` (if short); returns them."""
+        if len(text) <= self.MAX_CHARS:
+            if len(self) >= self.MAX:
+                self.clear()
+            self[text] = options
         return options
 
 
