@@ -151,7 +151,7 @@ class Statements:
         self.upsert_root = f"""
             INSERT INTO {s}.runs (run_id, goal_id, status, started_at, completed_at, nodes,
                 summary, record, record_format)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            VALUES (%s, %s, %s, %s, %s, %b, %s, %s, %s)
             ON CONFLICT (run_id) DO UPDATE SET
                 goal_id = excluded.goal_id, status = excluded.status,
                 started_at = excluded.started_at, completed_at = excluded.completed_at,
@@ -165,7 +165,7 @@ class Statements:
                 record = excluded.record, record_format = excluded.record_format
         """
         self.with_fragments = (
-            f"SELECT run_id FROM {s}.runs WHERE run_id = ANY(%s) AND fragments > 0"
+            f"SELECT run_id FROM {s}.runs WHERE run_id = ANY(%b) AND fragments > 0"
         )
         self.refresh = f"""
             UPDATE {s}.runs SET goal_id = %s, status = %s, started_at = %s,
@@ -194,7 +194,9 @@ class Statements:
             f"SELECT decision_id, judgement FROM {s}.evaluations WHERE run_id = %s "
             "ORDER BY evaluated_at"
         )
-        self.decisions_delete = f"DELETE FROM {s}.decisions WHERE run_id = ANY(%s)"
+        # %b (here, in with_fragments, the aggregates' run ids and the runs' nodes): id
+        # arrays in binary; as text, psycopg escapes each id with a regular expression.
+        self.decisions_delete = f"DELETE FROM {s}.decisions WHERE run_id = ANY(%b)"
         self.decisions_copy = f"COPY {s}.decisions FROM STDIN"
         self.update_summary = f"UPDATE {s}.runs SET summary = %s WHERE run_id = %s"
         self.journal_insert = (

@@ -272,7 +272,7 @@ class PostgreSQLStore(RunStore):
                         copy.write_row(row)
 
         _aggregates.replace(
-            cursor.execute, self._dialect.aggregates, [("%s", [list(run_ids)])],
+            cursor.execute, self._dialect.aggregates, [("%b", [list(run_ids)])],
             delete_and_insert,
         )  # fmt: skip
 
