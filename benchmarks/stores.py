@@ -41,6 +41,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: ``store``: runs assembled first, then only their writes timed (the store's rate);
 #: ``pipeline``: recording and storing together (what an agent host sees).
 MODES = ("store", "pipeline")
+#: The PostgreSQL server of this project's machines (trust auth, database ``test``).
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 CHILD = """
 import json, sys, time
@@ -152,9 +154,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 runs, 1 repeat")
     parser.add_argument(
         "--postgres",
-        default=os.environ.get(
-            "DECISIONTRACE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
+        default=os.environ.get("DECISIONTRACE_TEST_POSTGRES_URL", LOCAL_POSTGRES),
     )
     args = parser.parse_args()
     if args.quick:
