@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from decisiontrace.models import Run
-from decisiontrace.pipeline._assembly import PendingRun, RunAssembler, record_from_compact
+from decisiontrace.pipeline._assembly import RunAssembler
+from decisiontrace.pipeline._pending import PendingRun, record_from_compact
 from decisiontrace.spanmodel import _codec, _decode, _ids, _records
 from decisiontrace.spanmodel import semconv as sc
 

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic_core import to_json
 
 import decisiontrace as dt
-from decisiontrace.pipeline import _assembly
+from decisiontrace.pipeline import _pending
 from decisiontrace.spanmodel import _decode
 from decisiontrace.stores import SQLiteStore
 from decisiontrace.stores import _stored_form as stored_form
@@ -55,7 +55,7 @@ def _record_runs(store: Any) -> list[str]:
 
 def _a_new_span_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """The span model's version changes, and its decoder with it."""
-    monkeypatch.setattr(_assembly, "COMPACT_FORMAT", "decisiontrace.spans/2")
+    monkeypatch.setattr(_pending, "COMPACT_FORMAT", "decisiontrace.spans/2")
 
     def refuses(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a stored run was decoded by the span model")

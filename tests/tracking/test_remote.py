@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import decisiontrace as dt
-from decisiontrace.pipeline._assembly import record_from_compact
+from decisiontrace.pipeline._pending import record_from_compact
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import MemoryStore
 from decisiontrace.tracking import _remote, propagation

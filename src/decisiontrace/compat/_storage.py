@@ -33,8 +33,8 @@ from opentelemetry.trace import Tracer
 from decisiontrace._version import __version__
 from decisiontrace.compat._handover import SaveRunHandOver, wait_for_private_hand_overs
 from decisiontrace.models import Run, RunStatus
-from decisiontrace.pipeline._assembly import PendingRun
 from decisiontrace.pipeline._inbox import span_data
+from decisiontrace.pipeline._pending import PendingRun
 from decisiontrace.pipeline.processor import RunRecordProcessor
 from decisiontrace.spanmodel import _records
 from decisiontrace.spanmodel import semconv as sc

@@ -14,7 +14,7 @@ and takes the entries of its killed predecessor back into assembly instead
 (:func:`resume`): their runs complete when their other spans arrive.
 
 An entry is ``(run_id, trace_id, data)``: ``trace_id`` as 32 hex digits and ``data`` a
-JSON-ready dict in the shapes of :meth:`~decisiontrace.pipeline._assembly.PendingRun.compact`.
+JSON-ready dict in the shapes of :meth:`~decisiontrace.pipeline._pending.PendingRun.compact`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from decisiontrace.pipeline._assembly import PendingRun, RunAssembler
+from decisiontrace.pipeline._assembly import RunAssembler
 from decisiontrace.pipeline._inbox import Tokens
+from decisiontrace.pipeline._pending import PendingRun
 from decisiontrace.spanmodel import _decode
 from decisiontrace.spanmodel import semconv as sc
 

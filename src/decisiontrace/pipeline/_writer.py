@@ -39,7 +39,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
 from decisiontrace._internal.errors import Once, background_error, warn_once
 from decisiontrace.pipeline import _journal
-from decisiontrace.pipeline._assembly import PendingRun, RunAssembler
+from decisiontrace.pipeline._assembly import RunAssembler
 from decisiontrace.pipeline._inbox import (
     Abandoned,
     OpenRun,
@@ -51,6 +51,7 @@ from decisiontrace.pipeline._inbox import (
     span_data,
 )
 from decisiontrace.pipeline._open_spans import OpenSpans
+from decisiontrace.pipeline._pending import PendingRun
 from decisiontrace.spanmodel import _codec
 from decisiontrace.stores import RunStore
 from decisiontrace.stores.base import AssembledRun

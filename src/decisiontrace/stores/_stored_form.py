@@ -10,7 +10,7 @@ Forms written by decisiontrace 0.1 are still read:
 
 - :data:`RECORD_JSON` (1): the run record as JSON text;
 - :data:`SPANS` (2): the run's spans in compact form, decoded by the span model of the
-  writing version (``_assembly.record_from_compact``). Opening a store rewrites these
+  writing version (``_pending.record_from_compact``). Opening a store rewrites these
   rows in the current form once (see the stores' schema modules), so after that no
   stored run depends on the span model.
 """
@@ -122,7 +122,7 @@ def decode(data: bytes | str, form: Any) -> Record:
 def _legacy_spans(data: bytes | str) -> Record:
     """A 0.1 row in compact span form, read once by the span model (then rewritten)."""
     # Imported here: only old rows need the span model, and the stores do not otherwise.
-    from decisiontrace.pipeline._assembly import record_from_compact
+    from decisiontrace.pipeline._pending import record_from_compact
 
     raw = data.encode() if isinstance(data, str) else data
     return record_from_compact(from_json(zlib.decompress(raw)))

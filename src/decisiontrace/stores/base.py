@@ -30,13 +30,13 @@ JournalEntry = tuple[str, str, dict[str, Any]]
 
 
 class AssembledRun(Protocol):
-    """A run the processor assembled from spans (``_assembly.PendingRun``)."""
+    """A run the processor assembled from spans (``_pending.PendingRun``)."""
 
     def record(self, *, light: bool = False) -> Record:
         """The full record; with ``light``, without the large JSON fields."""
 
     def compact(self) -> dict[str, Any]:
-        """The run's spans as JSON-ready data (see ``_assembly.record_from_compact``)."""
+        """The run's spans as JSON-ready data (see ``_pending.record_from_compact``)."""
 
 
 _generic_update_lock = threading.Lock()
