@@ -380,6 +380,27 @@ def test_spans_the_journal_could_not_take_are_not_acknowledged(tmp_path: Path) -
         provider.shutdown()
 
 
+def test_stopping_on_a_store_without_journal_stores_decisions_held_as_a_stuck_run(
+    service: IngestService,
+) -> None:
+    # Nowhere to leave them for the next service: the run is stored as stuck, as before.
+    exporter = InMemorySpanExporter()
+    provider, tracker = _agent(exporter)
+    with tracker.run("g") as run:
+        tracker.quick_decision(intent="held", action="a", reasoning="r")
+    held = [
+        s for s in exporter.get_finished_spans()
+        if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_DECISION
+    ]  # fmt: skip
+    assert _post(service, _otlp_json.request_line(held).encode(), "application/json").status == 200
+    service.stop(5)
+    provider.shutdown()
+    stored = service.store.load_run(run.run_id)
+    assert stored is not None
+    assert stored.status.value == "stuck"
+    assert [d.intent for d in stored.decisions] == ["held"]
+
+
 def test_requests_beyond_the_concurrency_limit_get_503(service: IngestService) -> None:
     http_server = service._http
     assert http_server is not None

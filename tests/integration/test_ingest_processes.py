@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import decisiontrace as dt
@@ -304,38 +305,92 @@ def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
     ]
 
 
-def test_sigterm_stores_what_the_service_holds(ingest: Ingest, tmp_path: Path) -> None:
-    # A run whose run span never reaches the service: only its decisions are held.
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    import decisiontrace as dt
-    from decisiontrace.export import _otlp_json
-    from decisiontrace.spanmodel import semconv as sc
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracker = dt.DecisionTracker("lost", tracer_provider=provider)
-    with tracker.run("g") as run:
-        tracker.quick_decision(intent="held", action="a", reasoning="r")
-    decisions = [
-        s for s in exporter.get_finished_spans()
-        if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_DECISION
-    ]  # fmt: skip
-    import http.client
-
-    connection = http.client.HTTPConnection("127.0.0.1", ingest.http_port, timeout=10)
+def _export(ingest: Ingest, spans: list[ReadableSpan]) -> SpanExportResult:
+    """``spans`` sent to the service by the SDK's OTLP/HTTP exporter."""
+    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{ingest.http_port}/v1/traces")
     try:
-        connection.request("POST", "/v1/traces", _otlp_json.request_line(decisions).encode(),
-                           {"Content-Type": "application/json"})  # fmt: skip
-        assert connection.getresponse().status == 200
+        return exporter.export(spans)
     finally:
-        connection.close()
-    assert ingest.stop() == 0
+        exporter.shutdown()
+
+
+def _run_in_two_parts(
+    tracker_spans: InMemorySpanExporter, tool_spans: InMemorySpanExporter, late: str
+) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
+    """What an agent exporting in batches sends before a restart, and after it: the
+    ``late`` part ("run span": the second decision too; "decision": that alone)."""
+    spans = list(tracker_spans.get_finished_spans())
+    rest = [
+        s for s in spans
+        if (s.attributes or {}).get(sc.DECISION_INTENT) == "second"
+        or (late == "run span" and (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_RUN)
+    ]  # fmt: skip
+    first = [s for s in spans if s not in rest]
+    return first + list(tool_spans.get_finished_spans()), rest
+
+
+def _made_run(late: str = "run span") -> tuple[str, list[ReadableSpan], list[ReadableSpan]]:
+    _, front_spans, front = _exporting("front")
+    _, tool_spans, tool = _exporting("tool")
+
+    @dt.decision("Look it up", options=["kb", "web"], tracker=tool)
+    def look_up() -> str:
+        return "kb"
+
+    headers: dict[str, str] = {}
+    with front.run("g") as run:
+        front.quick_decision(intent="first", action="a", reasoning="r")
+        front.quick_decision(intent="second", action="b", reasoning="r")
+        propagation.inject(headers)
+    with propagation.attached(headers):
+        look_up()  # as another process would: a fragment of the run
+    first, rest = _run_in_two_parts(front_spans, tool_spans, late)
+    return run.run_id, first, rest
+
+
+@pytest.mark.parametrize("late", ["run span", "decision"])
+def test_a_rolling_restart_loses_no_decision(ingest_any: Ingest, late: str) -> None:
+    # SIGTERM with a run whose run span has not arrived (or that waits for a late
+    # decision): the service stores what is complete and leaves the rest in the
+    # journal; its successor completes the run when the rest arrives.
+    ingest = ingest_any
+    run_id, first, rest = _made_run(late)
+    assert _export(ingest, first) == SpanExportResult.SUCCESS
+    assert ingest.stop() == 0, "".join(ingest.log)
     with open_store(ingest.store_url) as store:
-        stored = store.load_run(run.run_id)
+        held = store.load_run(run_id)
+    assert held is None or held.status.value != "stuck"
+    ingest.start()  # the same store
+    assert _export(ingest, rest) == SpanExportResult.SUCCESS
+    assert ingest.stop() == 0, "".join(ingest.log)
+    with open_store(ingest.store_url) as store:
+        stored = store.load_run(run_id)
+    assert stored is not None
+    assert stored.status.value == "completed"
+    assert [(d.intent, getattr(d, "service", None)) for d in stored.decisions] == [
+        ("first", None),
+        ("second", None),
+        ("Look it up", "tool"),
+    ]
+    log = "".join(ingest.log)
+    assert "taken back from the journal" in log, log
+
+
+def test_what_a_stopped_service_left_in_the_journal_is_stored_as_stuck_by_a_later_processor(
+    ingest_any: Ingest,
+) -> None:
+    # No service on the store again: any processor journaling on it stores the run.
+    ingest = ingest_any
+    run_id, first, _ = _made_run()
+    assert _export(ingest, first) == SpanExportResult.SUCCESS
+    assert ingest.stop() == 0, "".join(ingest.log)
+    with open_store(ingest.store_url) as store:
+        held = store.load_run(run_id)
+    assert held is None or held.status.value != "stuck"  # left in the journal
+    processor = dt.RunRecordProcessor(ingest.store_url, journal=True, handle_sigterm=False)
+    assert processor.force_flush()
+    stored = processor.store.load_run(run_id)
+    processor.shutdown()
     assert stored is not None
     assert stored.status.value == "stuck"
-    assert [d.intent for d in stored.decisions] == ["held"]
+    assert [d.intent for d in stored.decisions] == ["first", "Look it up"]

@@ -112,6 +112,8 @@ def serve(
         token = token_from_environment()
     url = store_url(ctx)
     store = open_store(url)
+    # Before the service: its writer logs at once what it takes back from the journal.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         service = IngestService(
             store,
@@ -127,7 +129,6 @@ def serve(
     except BaseException:
         store.close()
         raise
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     def started() -> None:
         listening = []

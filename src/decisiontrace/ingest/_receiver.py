@@ -9,8 +9,10 @@ exporters (and the collector) keep the spans and send them again.
 
 On a store that keeps a journal (SQLite, PostgreSQL) the processor runs with
 ``journal="resume"``: what a request brought is journaled or written before it is
-answered, and a service restarted after a SIGKILL takes the spans its predecessor
-held back into assembly (:mod:`decisiontrace.pipeline._journal`).
+answered, and a service restarted after a SIGKILL or a SIGTERM takes the spans its
+predecessor held back into assembly (:mod:`decisiontrace.pipeline._journal`): on
+shutdown it stores only what is complete, and leaves in the journal the runs whose run
+span has not arrived, so that a rolling restart loses no decision.
 """
 
 from __future__ import annotations
@@ -62,13 +64,14 @@ class Receiver:
         late_span_grace: float = 5.0,
         run_timeout: float = 3600.0,
     ) -> None:
+        self._resumes = store.supports_journal
         self.processor = RunRecordProcessor(
             store,
             flush_interval=flush_interval,
             max_queue_size=max_queue_spans,
             late_span_grace=late_span_grace,
             run_timeout=run_timeout,
-            journal="resume" if store.supports_journal else False,
+            journal="resume" if self._resumes else False,
             handle_sigterm=False,  # the service handles SIGTERM itself
         )
         self.store = store
@@ -133,7 +136,12 @@ class Receiver:
         }
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Store everything held (decisions whose run span never came as stuck runs)."""
+        """Store what is complete; what is not stays in the journal for the next service
+        to resume, or, on a store without one, is stored now (decisions whose run span
+        never came as stuck runs)."""
+        if self._resumes:  # the processor's shutdown writes only what is complete
+            self.processor.shutdown(int(timeout * 1000))
+            return
         self.processor.store_orphans()
         self.processor.force_flush(int(timeout * 500))
         self.processor.shutdown(int(timeout * 500))

@@ -10,7 +10,8 @@ next processor to start on the store assembles it into a ``stuck`` run.
 
 A receiver of spans that others keep sending (the ingest service,
 ``RunRecordProcessor(journal="resume")``) journals what it takes in before it answers,
-and takes the entries of its killed predecessor back into assembly instead
+leaves the runs it still assembles in the journal when it shuts down, and takes the
+entries of its killed or stopped predecessor back into assembly instead
 (:func:`resume`): their runs complete when their other spans arrive.
 
 An entry is ``(run_id, trace_id, data)``: ``trace_id`` as 32 hex digits and ``data`` a

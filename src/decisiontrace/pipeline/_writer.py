@@ -14,7 +14,8 @@ through this interface (docs/architecture.md):
   the queue is full), :meth:`Writer.receive` (decoded spans, with a
   :class:`~decisiontrace.pipeline._inbox.PassMark`), :meth:`Writer.take_orphans`;
 - from any thread, waiting at most their timeout: :meth:`Writer.flush`,
-  :meth:`Writer.stop` (with :meth:`Writer.cancel_open_runs` before it);
+  :meth:`Writer.stop` (with :meth:`Writer.cancel_open_runs`, and for a resuming
+  journal :meth:`Writer.keep_journaled`, before it);
 - counters: :attr:`Writer.queue_length`, :attr:`Writer.store_failing`,
   :attr:`Writer.written_runs`, :attr:`Writer.dropped_runs`.
 
@@ -148,6 +149,7 @@ class Writer:
         self._stopping = False
         self._orphans_requested = False
         self._cancel_reason: str | None = None
+        self._keep_journaled = False
         self._unwritten: list[AssembledRun] = []
         self._failing_since: float | None = None
         self._retry_at = 0.0
@@ -230,6 +232,11 @@ class Writer:
     def cancel_open_runs(self, reason: str) -> None:
         """At the next pass, store the runs still open as ``cancelled`` for ``reason``."""
         self._cancel_reason = reason
+
+    def keep_journaled(self) -> None:
+        """From now on (shutdown), runs still being assembled are not forced out: they
+        stay in the journal, for the next processor to resume (``journal="resume"``)."""
+        self._keep_journaled = True
 
     def stop(self, timeout_s: float) -> int:
         """Stop the thread once the queue is empty, waiting at most ``timeout_s``.
@@ -329,7 +336,9 @@ class Writer:
                 if journal is not None:
                     journal.append(data)
         self._abandon_open_runs(now)
-        runs = assembler.take_ready_runs(force=force, now=now)
+        # Resuming, a flush at shutdown writes what is ready and leaves the rest (all
+        # journaled) to the next processor, which completes it as its spans arrive.
+        runs = assembler.take_ready_runs(force=force and not self._keep_journaled, now=now)
         orphans_now, self._orphans_requested = self._orphans_requested, False
         runs.extend(assembler.take_orphan_runs(0.0 if orphans_now else self.run_timeout, now))
         journaled = self._write_journal(journal, runs) if journal else True

@@ -84,9 +84,10 @@ class RunRecordProcessor(SpanProcessor):
             keep a journal (SQLite, PostgreSQL). ``"resume"``, for spans that their
             senders keep sending (the ingest service's): a pass answers
             :meth:`receive` only once its spans are journaled or written (fragments are
-            written in the pass that takes them), and the next processor takes a killed
-            one's spans back into assembly, so their runs complete as their other spans
-            arrive.
+            written in the pass that takes them), runs still being assembled at
+            shutdown are left in the journal, and the next processor takes a killed or
+            stopped one's spans back into assembly, so their runs complete as their
+            other spans arrive.
         handle_sigterm: when built in the main thread and SIGTERM has its default
             disposition (or a Python handler), store every run on SIGTERM before the
             process terminates (see ``decisiontrace.pipeline._signals``).
@@ -394,7 +395,12 @@ class RunRecordProcessor(SpanProcessor):
             return False
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
-        """Store runs still open as cancelled, flush, and stop the writer within the timeout."""
+        """Store runs still open as cancelled, flush, and stop the writer within the timeout.
+
+        With ``journal="resume"``, runs still being assembled (decisions whose run span
+        has not arrived, runs waiting for late decisions) are not stored: they stay in
+        the journal, and the next processor on the store resumes them.
+        """
         # The provider's own exit hook may get here first: say why the runs were open.
         exiting = not threading.main_thread().is_alive()
         self._shutdown_with(_EXIT_REASON if exiting else _SHUTDOWN_REASON, timeout_millis)
@@ -407,6 +413,8 @@ class RunRecordProcessor(SpanProcessor):
             deadline = time.monotonic() + timeout_millis / 1000
             writer = self._writer
             writer.cancel_open_runs(reason)
+            if self._resume_journal:
+                writer.keep_journaled()
             self.force_flush(timeout_millis)
             self._shutdown = True
             waiting = writer.stop(deadline - time.monotonic())
