@@ -269,10 +269,9 @@ def _exporting(service: str) -> tuple[TracerProvider, InMemorySpanExporter, dt.D
     return provider, exporter, dt.DecisionTracker(service, tracer_provider=provider)
 
 
-def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
-    ingest_any: Ingest,
-) -> None:
-    ingest = ingest_any
+def _run_with_a_fragment(*intents: str) -> tuple[str, list[ReadableSpan], list[ReadableSpan]]:
+    """A run of "front" with a decision per intent, and a decision "tool" made in it as
+    another process would (a fragment): the run's id, front's spans, tool's spans."""
     _, front_spans, front = _exporting("front")
     _, tool_spans, tool = _exporting("tool")
 
@@ -282,24 +281,37 @@ def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
 
     headers: dict[str, str] = {}
     with front.run("g") as run:
-        front.quick_decision(intent="held", action="a", reasoning="r")
+        for intent in intents:
+            front.quick_decision(intent=intent, action="a", reasoning="r")
         propagation.inject(headers)
     with propagation.attached(headers):
-        look_up()  # as another process would: a fragment of the run
+        look_up()
     spans = list(front_spans.get_finished_spans())
+    return run.run_id, spans, list(tool_spans.get_finished_spans())
+
+
+def _completed_decisions(ingest: Ingest, run_id: str) -> list[tuple[str, str | None]]:
+    """(intent, service) of each decision of a stored run, which must be completed."""
+    with open_store(ingest.store_url) as store:
+        stored = store.load_run(run_id)
+    assert stored is not None and stored.status.value == "completed", stored
+    return [(d.intent, getattr(d, "service", None)) for d in stored.decisions]
+
+
+def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
+    ingest_any: Ingest,
+) -> None:
+    ingest = ingest_any
+    run_id, spans, tool_spans = _run_with_a_fragment("held")
     run_span = [s for s in spans if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_RUN]
     decisions = [s for s in spans if s not in run_span]
     # Answered: the run's decisions wait for its span, the fragment for nothing.
-    assert _post_spans(ingest, decisions + list(tool_spans.get_finished_spans())) == 200
+    assert _post_spans(ingest, decisions + tool_spans) == 200
     assert ingest.stop(signal.SIGKILL) == -signal.SIGKILL
     ingest.start()  # the same store
     assert _post_spans(ingest, run_span) == 200
     assert ingest.stop() == 0, "".join(ingest.log)
-    with open_store(ingest.store_url) as store:
-        stored = store.load_run(run.run_id)
-    assert stored is not None
-    assert stored.status.value == "completed"
-    assert [(d.intent, getattr(d, "service", None)) for d in stored.decisions] == [
+    assert _completed_decisions(ingest, run_id) == [
         ("held", None),
         ("Look it up", "tool"),
     ]
@@ -314,38 +326,18 @@ def _export(ingest: Ingest, spans: list[ReadableSpan]) -> SpanExportResult:
         exporter.shutdown()
 
 
-def _run_in_two_parts(
-    tracker_spans: InMemorySpanExporter, tool_spans: InMemorySpanExporter, late: str
-) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
-    """What an agent exporting in batches sends before a restart, and after it: the
-    ``late`` part ("run span": the second decision too; "decision": that alone)."""
-    spans = list(tracker_spans.get_finished_spans())
+def _made_run(late: str) -> tuple[str, list[ReadableSpan], list[ReadableSpan]]:
+    """A run with a fragment, in what an agent exporting in batches sends before a
+    restart and after it: the ``late`` part ("run span": the second decision and the
+    run span; "decision": the second decision alone)."""
+    run_id, spans, tool_spans = _run_with_a_fragment("first", "second")
     rest = [
         s for s in spans
         if (s.attributes or {}).get(sc.DECISION_INTENT) == "second"
         or (late == "run span" and (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_RUN)
     ]  # fmt: skip
     first = [s for s in spans if s not in rest]
-    return first + list(tool_spans.get_finished_spans()), rest
-
-
-def _made_run(late: str = "run span") -> tuple[str, list[ReadableSpan], list[ReadableSpan]]:
-    _, front_spans, front = _exporting("front")
-    _, tool_spans, tool = _exporting("tool")
-
-    @dt.decision("Look it up", options=["kb", "web"], tracker=tool)
-    def look_up() -> str:
-        return "kb"
-
-    headers: dict[str, str] = {}
-    with front.run("g") as run:
-        front.quick_decision(intent="first", action="a", reasoning="r")
-        front.quick_decision(intent="second", action="b", reasoning="r")
-        propagation.inject(headers)
-    with propagation.attached(headers):
-        look_up()  # as another process would: a fragment of the run
-    first, rest = _run_in_two_parts(front_spans, tool_spans, late)
-    return run.run_id, first, rest
+    return run_id, first + tool_spans, rest
 
 
 @pytest.mark.parametrize("late", ["run span", "decision"])
@@ -363,11 +355,7 @@ def test_a_rolling_restart_loses_no_decision(ingest_any: Ingest, late: str) -> N
     ingest.start()  # the same store
     assert _export(ingest, rest) == SpanExportResult.SUCCESS
     assert ingest.stop() == 0, "".join(ingest.log)
-    with open_store(ingest.store_url) as store:
-        stored = store.load_run(run_id)
-    assert stored is not None
-    assert stored.status.value == "completed"
-    assert [(d.intent, getattr(d, "service", None)) for d in stored.decisions] == [
+    assert _completed_decisions(ingest, run_id) == [
         ("first", None),
         ("second", None),
         ("Look it up", "tool"),
@@ -381,7 +369,7 @@ def test_what_a_stopped_service_left_in_the_journal_is_stored_as_stuck_by_a_late
 ) -> None:
     # No service on the store again: any processor journaling on it stores the run.
     ingest = ingest_any
-    run_id, first, _ = _made_run()
+    run_id, first, _ = _made_run("run span")
     assert _export(ingest, first) == SpanExportResult.SUCCESS
     assert ingest.stop() == 0, "".join(ingest.log)
     with open_store(ingest.store_url) as store:
