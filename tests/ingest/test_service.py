@@ -401,6 +401,36 @@ def test_stopping_on_a_store_without_journal_stores_decisions_held_as_a_stuck_ru
     assert [d.intent for d in stored.decisions] == ["held"]
 
 
+def test_a_service_restarted_with_the_same_pid_completes_the_run_its_predecessor_held(
+    tmp_path: Path,
+) -> None:
+    # A container restarted with `serve` as pid 1 again: the predecessor's journal
+    # entries carry this very pid, and are still taken back.
+    db = tmp_path / "runs.db"
+    exporter = InMemorySpanExporter()
+    provider, tracker = _agent(exporter)
+    with tracker.run("g") as run:
+        tracker.quick_decision(intent="held", action="a", reasoning="r")
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    kinds = [(s.attributes or {}).get(sc.SPAN_KIND) for s in spans]
+    held = [s for s, kind in zip(spans, kinds, strict=True) if kind == sc.KIND_DECISION]
+    rest = [s for s, kind in zip(spans, kinds, strict=True) if kind != sc.KIND_DECISION]
+    for part in (held, rest):
+        svc = IngestService(SQLiteStore(db), grpc_address=None, http_address="127.0.0.1:0")
+        svc.start()
+        try:
+            assert (
+                _post(svc, _otlp_json.request_line(part).encode(), "application/json").status == 200
+            )
+            _flushed(svc)
+        finally:
+            svc.stop(5)
+    stored = SQLiteStore(db).load_run(run.run_id)
+    assert stored is not None
+    assert (stored.status.value, [d.intent for d in stored.decisions]) == ("completed", ["held"])
+
+
 def test_requests_beyond_the_concurrency_limit_get_503(service: IngestService) -> None:
     http_server = service._http
     assert http_server is not None

@@ -518,6 +518,22 @@ def test_the_journal_brings_back_the_run_of_a_killed_process(
     processor.shutdown()
 
 
+def test_entries_released_at_shutdown_are_orphans_even_for_a_process_of_the_same_pid(
+    store_under_test: StoreUnderTest,
+) -> None:
+    # A restarted container's process is pid 1 again: it would take entries tagged with
+    # its own pid for those of a live process and never recover them.
+    store = store_under_test.open()
+    if not store.supports_journal:
+        pytest.skip(f"the {store_under_test.kind} store keeps no journal")
+    entry = ("run_held", "ab" * 16, {"kind": "decision", "note": "held"})
+    store.journal_append([entry])
+    assert store.journal_take_orphans() == []  # this process is alive
+    store.journal_release()
+    again = store_under_test.open()  # the next process, with the same pid
+    assert again.journal_take_orphans() == [entry]
+
+
 def test_a_judgement_of_a_remote_decision_survives_a_late_fragment(store: RunStore) -> None:
     from decisiontrace.evaluation.judgement import build, stored_form
 

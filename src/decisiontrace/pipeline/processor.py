@@ -428,9 +428,23 @@ class RunRecordProcessor(SpanProcessor):
                 # The writer is stuck in the store (a lock, a hung disk): closing the
                 # store under it could block too, and shutdown must keep its timeout.
                 return
+            if self._journal:
+                self._release_journal()
             self.store.close()
         except Exception as error:
             internal_error("RunRecordProcessor shutdown", error, once=self._once)
+
+    def _release_journal(self) -> None:
+        """What this process leaves in the journal becomes anyone's orphans: a process
+        restarted with the same pid (a container's pid 1) would take them for its own."""
+        try:
+            self.store.journal_release()
+        except Exception:  # expected: the store failing; they stay under this pid
+            logger.warning(
+                "decisiontrace: could not hand this process's journal entries over at "
+                "shutdown; a process with the same pid will not recover them",
+                exc_info=True,
+            )
 
     # --- process lifecycle ---------------------------------------------------------------
 

@@ -88,6 +88,12 @@ class PostgreSQLJournal:
                 connection.execute(self._sql.journal_delete_seq, (unreadable,))
         return entries
 
+    def release(self, connect: Connect) -> None:
+        """Hand this process's entries to whichever process of this host recovers next."""
+        if self.in_use:
+            with connect() as connection, connection.transaction():
+                connection.execute(self._sql.journal_release, (self._host, os.getpid()))
+
     def clear(self, run_ids: Sequence[str], connect: Connect) -> None:
         """Delete the entries of these runs, in one transaction."""
         if run_ids:

@@ -212,6 +212,8 @@ class Statements:
             f"(SELECT run_id FROM {s}.runs WHERE record IS NOT NULL)"
         )
         self.journal_pids = f"SELECT DISTINCT pid FROM {s}.journal WHERE host = %s"
+        # Pid 0 is no process's: entries released to it are any later process's orphans.
+        self.journal_release = f"UPDATE {s}.journal SET pid = 0 WHERE host = %s AND pid = %s"
         self.journal_orphans = (
             f"SELECT seq, run_id, trace_id, data FROM {s}.journal "
             "WHERE host = %s AND pid = ANY(%s) ORDER BY seq"

@@ -95,6 +95,11 @@ class SQLiteJournal:
             transaction([("DELETE FROM journal WHERE seq = ?", [(s,) for s in unreadable])])
         return entries
 
+    def release(self, transaction: Transaction) -> None:
+        """Hand this process's entries to whichever process recovers orphans next."""
+        if self.in_use:
+            transaction([(_schema.JOURNAL_RELEASE, [(os.getpid(),)])])
+
     @staticmethod
     def clear(run_ids: Sequence[str], transaction: Transaction) -> None:
         """Delete the entries of these runs, in one transaction."""

@@ -99,6 +99,8 @@ EVALUATIONS_OF_RUN = (
 JOURNAL_INSERT = "INSERT INTO journal (run_id, trace_id, pid, data) VALUES (?, ?, ?, ?)"
 JOURNAL_DELETE = "DELETE FROM journal WHERE run_id = ?"
 JOURNAL_DELETE_OF = "DELETE FROM journal WHERE run_id = ? AND pid = ?"
+# Pid 0 is no process's: entries released to it are any later process's orphans.
+JOURNAL_RELEASE = "UPDATE journal SET pid = 0 WHERE pid = ?"
 # Entries of runs whose root record is stored (a run known only from fragments of other
 # processes is not saved yet: its root's entries are still needed).
 JOURNAL_DELETE_SAVED = (

@@ -110,6 +110,12 @@ class RunStore(abc.ABC):
     def journal_clear(self, run_ids: Sequence[str]) -> None:  # noqa: B027
         """Delete the journal entries of these runs (this store keeps no journal: nothing)."""
 
+    def journal_release(self) -> None:  # noqa: B027
+        """Hand what this process left in the journal to the next process that recovers
+        orphans, as if this process were gone (called at a graceful shutdown: a
+        restarted container's process may get the same pid, and would take its own
+        entries for those of a live process)."""
+
     # -- judgements of decisions ------------------------------------------------------------
 
     def update_evaluations(

@@ -471,6 +471,10 @@ class PostgreSQLStore(RunStore):
         """Delete the journal entries of these runs, in one transaction."""
         self._journal.clear(run_ids, self._connection)
 
+    def journal_release(self) -> None:
+        """Hand this process's entries over as orphans (see RunStore.journal_release)."""
+        self._journal.release(self._connection)
+
     def close(self) -> None:
         """Close this process's pool; a later use opens a new one."""
         self._connections.close()

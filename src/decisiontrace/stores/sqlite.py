@@ -203,6 +203,10 @@ class SQLiteStore(RunStore):
         """Delete the journal entries of these runs, in one transaction."""
         self._journal.clear(run_ids, self._transaction)
 
+    def journal_release(self) -> None:
+        """Hand this process's entries over as orphans (see RunStore.journal_release)."""
+        self._journal.release(self._transaction)
+
     def load_record(self, run_id: str) -> Record | None:
         """The stored record of ``run_id`` with its judgements, or None.
 
