@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,24 @@ class UrandomIdGenerator(IdGenerator):
         return int.from_bytes(os.urandom(16), "big") or 1
 
 
+class ForkSafeExporter(InMemorySpanExporter):
+    """The SDK's in-memory exporter with its lock renewed in a forked child.
+
+    Its lock is a plain ``threading.Lock``: a fork while another thread of the parent
+    was exporting (the fork tests' busy thread, all the time) left the child's copy held
+    for ever, and the child hung at the first span it ended. That is this test
+    exporter's fault, not the pipeline's (the SDK's BatchSpanProcessor, which users
+    export through, renews its own locks at fork).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        os.register_at_fork(after_in_child=self._renew_lock)
+
+    def _renew_lock(self) -> None:
+        self._lock = threading.Lock()
+
+
 @dataclass
 class Pipeline:
     """A real SDK pipeline: the run processor first, then an in-memory exporter."""
@@ -57,7 +76,7 @@ def make_pipeline(store: RunStore, *, tracker_options: Any = None, **options: An
     options.setdefault("flush_interval", 0.02)
     options.setdefault("handle_sigterm", False)
     processor = dt.RunRecordProcessor(store, **options)
-    exporter = InMemorySpanExporter()
+    exporter = ForkSafeExporter()
     provider = TracerProvider(id_generator=UrandomIdGenerator())
     provider.add_span_processor(processor)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
