@@ -341,6 +341,17 @@ def test_bad_configuration_raises_value_error(kwargs: dict[str, Any]) -> None:
         dt.RunRecordProcessor(MemoryStore(), **kwargs)
 
 
+@pytest.mark.parametrize("journal", [1, "yes", "Resume", None])
+def test_a_journal_that_is_not_false_true_or_resume_raises_value_error(journal: Any) -> None:
+    with pytest.raises(ValueError, match='journal must be False, True or "resume"'):
+        dt.RunRecordProcessor(MemoryStore(), journal=journal)
+
+
+def test_a_journal_on_a_store_without_one_names_the_stores_that_keep_one() -> None:
+    with pytest.raises(ValueError, match=r"keeps a journal \(SQLite, PostgreSQL\)"):
+        dt.RunRecordProcessor(MemoryStore(), journal="resume")
+
+
 def test_a_store_url_is_opened(tmp_path: Any) -> None:
     processor = dt.RunRecordProcessor(f"sqlite:///{tmp_path}/x.db")
     assert type(processor.store).__name__ == "SQLiteStore"

@@ -122,11 +122,13 @@ class RunRecordProcessor(SpanProcessor):
         ):
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if journal not in (False, True, "resume") or type(journal) not in (bool, str):
+            raise ValueError(f'journal must be False, True or "resume", got {journal!r}')
         opened = store if isinstance(store, RunStore) else open_store(store)
         if journal and not getattr(opened, "supports_journal", False):
             raise ValueError(
-                f"journal=True needs a store that keeps a journal (SQLite); "
-                f"{type(opened).__name__} does not"
+                f"journal={journal!r} needs a store that keeps a journal (SQLite, "
+                f"PostgreSQL); {type(opened).__name__} does not"
             )
         self._store = opened
         self._flush_interval = float(flush_interval)
