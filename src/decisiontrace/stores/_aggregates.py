@@ -3,7 +3,7 @@
 Whenever a run's ``decisions`` rows are replaced (saved, saved again with late tokens,
 merged with a fragment), the counts of its old rows are taken out of these tables and
 those of its new rows put in, in the same transaction (set-based: a few statements a
-batch, whatever its size):
+batch, whatever its size; runs stored for the first time have no counts to take out):
 
 - ``decision_counts``: decisions by node, type, chosen option (and whether it is one of
   the decision's options) and outcome (-1 none, 0 failure, 1 success), with their
@@ -78,10 +78,11 @@ class Statements:
         self.bucket = f"CASE WHEN {bucket} > {BUCKETS - 1} THEN {BUCKETS - 1} " \
             f"WHEN {bucket} < 0 THEN 0 ELSE {bucket} END"  # fmt: skip
 
-    def group_rows(self, sign: str, where: str) -> list[str]:
+    def group_rows(self, sign: str, where: str, source: str | None = None) -> list[str]:
         """SELECTs of the rows of each table (in :data:`TABLES` order) over ``decisions d
-        WHERE where``, counts multiplied by ``sign``."""
-        d = f"{self.prefix}decisions d"
+        WHERE where`` (or ``source``, another relation aliased ``d``), counts multiplied
+        by ``sign``."""
+        d = source or f"{self.prefix}decisions d"
         known = f"({where}) AND d.outcome IS NOT NULL"
         return [
             "SELECT d.node_id, d.decision_type, d.chosen_listed, d.chosen_option_id, "
@@ -115,17 +116,37 @@ class Statements:
     def upserts(self, sign: str, where: str) -> list[str]:
         """Statements adding the counts of the ``decisions`` rows ``where`` selects,
         times ``sign``."""
-        statements = []
-        for (table, (keys, counted)), rows in zip(
-            TABLES.items(), self.group_rows(sign, where), strict=True
+        return [
+            self._upsert(table, rows)
+            for table, rows in zip(TABLES, self.group_rows(sign, where), strict=True)
+        ]
+
+    def combined(self, sign: str, marks: str) -> str:
+        """One statement doing what :meth:`updates` does (PostgreSQL: data-modifying
+        ``WITH``): the runs' ``decisions`` rows are read once rather than once a table,
+        and each table's rows are updated in key order, so that concurrent writers lock
+        the same rows in the same order (no deadlock, only queueing)."""
+        batch = (
+            f"batch AS MATERIALIZED (SELECT * FROM {self.prefix}decisions d "
+            f"WHERE {self.in_runs.format(marks=marks)})"
+        )
+        parts = [batch]
+        for index, (table, rows) in enumerate(
+            zip(TABLES, self.group_rows(sign, "TRUE", source="batch d"), strict=True)
         ):
-            names = ", ".join(keys + counted)
-            sums = ", ".join(f"{column} = t.{column} + excluded.{column}" for column in counted)
-            statements.append(
-                f"INSERT INTO {self.prefix}{table} AS t ({names}) {rows} "
-                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sums}"
-            )
-        return statements
+            order = ", ".join(str(position + 1) for position in range(len(TABLES[table][0])))
+            parts.append(f"u{index} AS ({self._upsert(table, f'{rows} ORDER BY {order}')})")
+        return f"WITH {', '.join(parts)} SELECT 1"
+
+    def _upsert(self, table: str, rows: str) -> str:
+        """``INSERT`` of the grouped ``rows`` into ``table``, adding to rows that exist."""
+        keys, counted = TABLES[table]
+        names = ", ".join(keys + counted)
+        sums = ", ".join(f"{column} = t.{column} + excluded.{column}" for column in counted)
+        return (
+            f"INSERT INTO {self.prefix}{table} AS t ({names}) {rows} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sums}"
+        )
 
     def readings(self, where: str | None) -> list[str]:
         """What ``stats`` reads (see ``DecisionTallies``), in :data:`TABLES` order: the

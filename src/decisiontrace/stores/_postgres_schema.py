@@ -164,8 +164,12 @@ class Statements:
             ON CONFLICT (run_id, fragment_id) DO UPDATE SET
                 record = excluded.record, record_format = excluded.record_format
         """
-        self.with_fragments = (
-            f"SELECT run_id FROM {s}.runs WHERE run_id = ANY(%b) AND fragments > 0"
+        # Of runs whose rows are locked: which have fragments, and which have decisions
+        # rows (and counts) from an earlier save.
+        self.run_state = (
+            f"SELECT r.run_id, r.fragments > 0, EXISTS "
+            f"(SELECT 1 FROM {s}.decisions d WHERE d.run_id = r.run_id) "
+            f"FROM {s}.runs r WHERE r.run_id = ANY(%b)"
         )
         self.refresh = f"""
             UPDATE {s}.runs SET goal_id = %s, status = %s, started_at = %s,

@@ -94,6 +94,9 @@ class PostgreSQLStore(RunStore):
             ),
             join="JOIN", key=_key, text=_text,
         )  # fmt: skip
+        # One statement each way, reading the runs' decisions rows once.
+        self._take_out = self._dialect.aggregates.combined("-1", "%b")
+        self._put_in = self._dialect.aggregates.combined("1", "%b")
         self.url = redact(url)
         self.timeout = timeout
         self._connections = PostgreSQLConnections(
@@ -194,7 +197,8 @@ class PostgreSQLStore(RunStore):
                 )
         run_ids = sorted({*roots, *(run_id for run_id, _ in parts)})
         # Pipelined: the transaction waits for the server a few times, not at each of its
-        # ~20 statements, and holds the aggregate rows' locks that much shorter.
+        # statements; the aggregate rows, which every writer updates, are locked last
+        # (from the counts' statement to the commit).
         with (
             self._connection() as connection,
             connection.transaction(),
@@ -205,20 +209,30 @@ class PostgreSQLStore(RunStore):
                 # Lock every run of the batch in id order (see Statements.lock_run).
                 cursor.executemany(self.sql.lock_run, [(run_id,) for run_id in run_ids])
                 cursor.executemany(self.sql.upsert_fragment, [parts[key] for key in sorted(parts)])
+            touched = {run_id for run_id, _ in parts}
             if roots:
                 ordered = sorted(roots)
                 cursor.executemany(self.sql.upsert_root, [roots[key] for key in ordered])
+                if clear_journal:
+                    # Roots only: fragments are never journaled, and their run's root may
+                    # still be held (and journaled) by this process.
+                    cursor.executemany(*self._journal.clearing(ordered))
+                # The run rows are locked now: no other writer changes their decisions.
+                cursor.execute(self.sql.run_state, (ordered,))
+                stored_before = []
+                for run_id, fragmented, had_rows in cursor.fetchall():
+                    if fragmented:
+                        touched.add(bytes(run_id))  # merged with its fragments below
+                    elif had_rows:
+                        stored_before.append(bytes(run_id))
+                whole = [key for key in ordered if key not in touched]
                 self._replace_decisions(
-                    cursor, ordered, [row for key in ordered for row in decisions[key]], pipeline
+                    cursor,
+                    whole,
+                    [row for key in whole for row in decisions[key]],
+                    pipeline,
+                    stored_before=stored_before,
                 )
-            if clear_journal and roots:
-                # Roots only: fragments are never journaled, and their run's root may
-                # still be held (and journaled) by this process.
-                cursor.executemany(*self._journal.clearing(sorted(roots)))
-            touched = {run_id for run_id, _ in parts}
-            if roots:
-                cursor.execute(self.sql.with_fragments, (list(roots),))
-                touched.update(bytes(run_id) for (run_id,) in cursor.fetchall())
             for run_id in sorted(touched):
                 self._refresh(cursor, run_id, pipeline)
 
@@ -256,25 +270,26 @@ class PostgreSQLStore(RunStore):
         run_ids: Sequence[bytes],
         rows: Sequence[_Row],
         pipeline: Pipeline | None = None,
+        *,
+        stored_before: Sequence[bytes] | None = None,
     ) -> None:
         """Replace the analytics rows of these runs (see ``stores._facts``) and their
         counts in the aggregate tables (``stores._aggregates``), in ``pipeline`` if any
-        (which steps aside for the COPY)."""
-
-        def delete_and_insert() -> None:
-            cursor.execute(self.sql.decisions_delete, (list(run_ids),))
-            if rows:
-                with (
-                    pipeline.paused() if pipeline is not None else nullcontext(),
-                    cursor.copy(self.sql.decisions_copy) as copy,
-                ):
-                    for row in rows:
-                        copy.write_row(row)
-
-        _aggregates.replace(
-            cursor.execute, self._dialect.aggregates, [("%b", [list(run_ids)])],
-            delete_and_insert,
-        )  # fmt: skip
+        (which steps aside for the COPY). ``stored_before``: those of the runs that may
+        have rows already (all of them if None); the others have no counts to take out.
+        """
+        old = list(run_ids if stored_before is None else stored_before)
+        if old:
+            cursor.execute(self._take_out, (old,))
+            cursor.execute(self.sql.decisions_delete, (old,))
+        if rows:
+            with (
+                pipeline.paused() if pipeline is not None else nullcontext(),
+                cursor.copy(self.sql.decisions_copy) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(self._put_in, (list(run_ids),))
 
     def _load_merged(self, cursor: psycopg.Cursor[Any], run_id: bytes) -> tuple[Record, int] | None:
         cursor.execute(self.sql.load_fragments, (run_id,))
