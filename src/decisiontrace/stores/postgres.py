@@ -205,6 +205,9 @@ class PostgreSQLStore(RunStore):
             Pipeline(connection) as pipeline,
         ):
             cursor = connection.cursor()
+            # Every statement here finds rows by run id. A table that grew since it was
+            # last analyzed (a new store) would otherwise get sequential scans.
+            cursor.execute("SET LOCAL enable_seqscan = off")
             if parts:
                 # Lock every run of the batch in id order (see Statements.lock_run).
                 cursor.executemany(self.sql.lock_run, [(run_id,) for run_id in run_ids])
