@@ -501,13 +501,29 @@ class PostgreSQLStore(RunStore):
         return f"PostgreSQLStore({self.url!r})"
 
 
+#: Ids and names as bytes, by their text: node ids, decision types, option ids and the
+#: run-local decision ids repeat from run to run. Emptied when full.
+_KEYS: dict[str, bytes] = {}
+_MAX_KEYS = 4096
+
+
+def _cached_key(value: str) -> bytes:
+    """``_key(value)``, remembered (see :data:`_KEYS`)."""
+    found = _KEYS.get(value)
+    if found is None:
+        if len(_KEYS) >= _MAX_KEYS:
+            _KEYS.clear()
+        found = _KEYS[value] = _key(value)
+    return found
+
+
 def _decision_row(run_id: bytes, row: _Row) -> _Row:
     """A ``_facts`` row as PostgreSQL keeps it: ids as bytes, text without NUL."""
     (_, seq, decision_id, node_id, kind, chosen, listed, confidence, option_ids, outcome,
      tokens, latency, judged, text) = row  # fmt: skip
     return (
-        run_id, seq, _key(decision_id), _key(node_id), _key(kind), _key(chosen), listed,
-        confidence, option_ids, outcome, tokens, latency, judged,
+        run_id, seq, _cached_key(decision_id), _cached_key(node_id), _cached_key(kind),
+        _cached_key(chosen), listed, confidence, option_ids, outcome, tokens, latency, judged,
         _rows.valid_text(text).replace("\x00", " "),
     )  # fmt: skip
 
