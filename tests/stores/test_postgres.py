@@ -96,7 +96,7 @@ def test_the_schema_is_created_versioned_indexed_and_opened_again(postgres_url: 
                 "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (store.schema,)
             )
         }
-    assert versions == [(1,), (2,), (3,), (4,)]
+    assert versions == [(1,), (2,), (3,), (4,), (5,)]
     # One index per filter list_runs and the CLI offer: goal, status, since, node.
     assert {"runs_goal_id", "runs_status", "runs_started_at", "runs_nodes"} <= indexes
     store.close()

@@ -1,4 +1,4 @@
-"""Locks that survive ``fork()``, and whether a process is still alive.
+"""Locks that survive ``fork()``.
 
 A lock another thread held at the moment of ``fork()`` stays held forever in the child,
 which has only the forking thread: the child's first writer would deadlock. Every
@@ -76,19 +76,3 @@ def _renew_in_child() -> None:
 os.register_at_fork(
     before=_wait_before_fork, after_in_parent=_release_in_parent, after_in_child=_renew_in_child
 )
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host exists (a reused pid looks alive: its
-    journal entries wait)."""
-    if pid == os.getpid():
-        return True
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, under another user
-        return True
-    return True

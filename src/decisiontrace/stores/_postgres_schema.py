@@ -22,7 +22,7 @@ from decisiontrace.stores import _aggregates
 logger = logging.getLogger("decisiontrace")
 
 #: The latest migration this module knows.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 DEFAULT_SCHEMA = "decisiontrace"
 
@@ -132,6 +132,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             for table in _aggregates.tables("text", "bytea", "bigint", "double precision")
         ),
     ),
+    # 5: journal entries carry their writer's start beside its pid (see
+    # ``stores._journal_writers``), so a reused pid is told apart; older entries keep NULL.
+    5: ("ALTER TABLE {s}.journal ADD COLUMN IF NOT EXISTS pid_start text",),
 }
 
 
@@ -203,25 +206,37 @@ class Statements:
         self.decisions_delete = f"DELETE FROM {s}.decisions WHERE run_id = ANY(%b)"
         self.decisions_copy = f"COPY {s}.decisions FROM STDIN"
         self.update_summary = f"UPDATE {s}.runs SET summary = %s WHERE run_id = %s"
+        # A writer is (host, pid, pid_start): see stores._journal_writers.
         self.journal_insert = (
-            f"INSERT INTO {s}.journal (run_id, trace_id, host, pid, data) "
-            "VALUES (%s, %s, %s, %s, %s)"
+            f"INSERT INTO {s}.journal (run_id, trace_id, host, pid, pid_start, data) "
+            "VALUES (%s, %s, %s, %s, %s, %s)"
         )
         self.journal_delete_of = (
-            f"DELETE FROM {s}.journal WHERE run_id = %s AND host = %s AND pid = %s"
+            f"DELETE FROM {s}.journal "
+            "WHERE run_id = %s AND host = %s AND pid = %s AND pid_start = %s"
         )
         self.journal_delete = f"DELETE FROM {s}.journal WHERE run_id = %s"
         self.journal_delete_saved = (
             f"DELETE FROM {s}.journal WHERE run_id IN "
             f"(SELECT run_id FROM {s}.runs WHERE record IS NOT NULL)"
         )
-        self.journal_pids = f"SELECT DISTINCT pid FROM {s}.journal WHERE host = %s"
+        # Held while a process of this host takes orphans: one at a time, each sees the
+        # entries the one before it took as that one's.
+        self.journal_take_lock = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+        self.journal_take_lock_key = f"decisiontrace:journal:{s}:"
+        self.journal_writers = f"SELECT DISTINCT pid, pid_start FROM {s}.journal WHERE host = %s"
         # Pid 0 is no process's: entries released to it are any later process's orphans.
-        self.journal_release = f"UPDATE {s}.journal SET pid = 0 WHERE host = %s AND pid = %s"
-        self.journal_orphans = (
-            f"SELECT seq, run_id, trace_id, data FROM {s}.journal "
-            "WHERE host = %s AND pid = ANY(%s) ORDER BY seq"
+        self.journal_release = (
+            f"UPDATE {s}.journal SET pid = 0 WHERE host = %s AND pid = %s AND pid_start = %s"
         )
+        # Re-tags the entries of writers that are gone (the arrays) as the taker's.
+        self.journal_take = f"""
+            UPDATE {s}.journal AS entry SET pid = %s, pid_start = %s
+            FROM unnest(%s::integer[], %s::text[]) AS gone(pid, pid_start)
+            WHERE entry.host = %s AND entry.pid = gone.pid
+                AND entry.pid_start IS NOT DISTINCT FROM gone.pid_start
+            RETURNING entry.seq, entry.run_id, entry.trace_id, entry.data
+        """
         self.journal_delete_seq = f"DELETE FROM {s}.journal WHERE seq = ANY(%s)"
 
 

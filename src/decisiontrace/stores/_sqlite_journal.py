@@ -1,8 +1,11 @@
 """The SQLite store's journal: the ``journal`` table (``RunRecordProcessor(journal=True)``).
 
-Entries are zlib-compressed JSON tagged with the writing process's pid. A process takes
-the entries of dead processes to recover them, and deletes its own and those it
-recovered in the transaction that saves their run (:meth:`SQLiteJournal.clearing`).
+Entries are zlib-compressed JSON tagged with the writing process: its pid and start
+(:mod:`decisiontrace.stores._journal_writers`), so a later process with the same pid
+is not taken for it. A process takes the entries of processes that are gone by
+re-tagging them as its own, in one write transaction (``BEGIN IMMEDIATE``: processes
+take orphans one at a time, so no entry is taken twice), and deletes its own entries
+in the transaction that saves their run (:meth:`SQLiteJournal.clearing`).
 
 The store owns the connections and transactions; it passes them in on each call.
 """
@@ -10,95 +13,117 @@ The store owns the connections and transactions; it passes them in on each call.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._journal_rows import decode_entries, encode_data
-from decisiontrace.stores._locks import process_alive
+from decisiontrace.stores._journal_writers import WRITERS, Writers
 from decisiontrace.stores.base import JournalEntry
 
 logger = logging.getLogger("decisiontrace")
 
-#: Runs ``executemany`` for each (statement, rows) in one write transaction.
-Transaction = Callable[[list[tuple[str, Sequence[tuple[Any, ...]]]]], None]
+#: Writers whose entries one statement takes: two parameters each, well under
+#: SQLite's oldest limit of 999.
+_WRITERS_PER_STATEMENT = 200
+
+
+class Transaction(Protocol):
+    """Runs ``executemany`` for each (statement, rows), then ``then``, in one write
+    transaction."""
+
+    def __call__(
+        self,
+        statements: list[tuple[str, Sequence[tuple[Any, ...]]]],
+        then: Callable[[sqlite3.Connection], None] | None = None,
+        /,
+    ) -> None: ...
 
 
 class SQLiteJournal:
-    """The journal of one SQLite store, for the processes that share its file."""
+    """The journal of one SQLite store, for the processes that share its file.
 
-    def __init__(self, path: str) -> None:
+    Args:
+        path: the file, as messages name it.
+        writers: who this process is and whether others live (tests give their own).
+    """
+
+    def __init__(self, path: str, writers: Writers = WRITERS) -> None:
         self._path = path
+        self._writers = writers
         #: True once this process appended or recovered: saving a run then clears it.
         self.in_use = False
-        # Pids of dead processes whose journal entries this process took to recover.
-        self._recovered_pids: set[int] = set()
 
     def clearing(self, run_ids: Iterable[str]) -> tuple[str, list[tuple[Any, ...]]]:
         """The statement and rows deleting these runs' entries as their save commits.
 
-        Only this process's entries, and those of dead processes it recovered: a run's
-        other fragments may still be in flight in other processes.
+        Only this process's entries (those it took from processes that are gone are
+        its own too): a run's other fragments may still be in flight in other processes.
         """
-        pids = {os.getpid(), *self._recovered_pids}
+        pid, start = self._writers.me()
         return _schema.JOURNAL_DELETE_OF, [
-            (run_id, pid) for run_id in dict.fromkeys(run_ids) for pid in pids
+            (run_id, pid, start) for run_id in dict.fromkeys(run_ids)
         ]
 
     def append(self, entries: Sequence[JournalEntry], transaction: Transaction) -> None:
-        """Append entries in one transaction, tagged with this process's pid."""
+        """Append entries in one transaction, tagged with this process."""
         self.in_use = True
         if not entries:
             return
-        pid = os.getpid()
+        pid, start = self._writers.me()
         rows = []
         for run_id, trace_id, data in entries:
             try:
                 run = _rows.checked_text(run_id)
             except ValueError:  # lone surrogates: see _stored_form.encode
                 run = _rows.valid_text(run_id)
-            rows.append((run, trace_id, pid, encode_data(data)))
+            rows.append((run, trace_id, pid, start, encode_data(data)))
         transaction([(_schema.JOURNAL_INSERT, rows)])
 
-    def take_orphans(
-        self, connection: sqlite3.Connection, transaction: Transaction
-    ) -> list[JournalEntry]:
+    def take_orphans(self, transaction: Transaction) -> list[JournalEntry]:
         """Entries, oldest first, of unsaved runs whose writing process is gone.
 
-        Entries of runs saved since are deleted, and so are unreadable entries (with a
-        warning). The orphans' entries stay until their runs are saved.
+        They become this process's entries in the transaction that reads them, so no
+        other process takes them too. Entries of runs saved since are deleted, and so
+        are unreadable entries (with a warning). The orphans' entries stay until their
+        runs are saved.
         """
         self.in_use = True
-        transaction([(_schema.JOURNAL_DELETE_SAVED, [()])])
-        pids = [pid for (pid,) in connection.execute("SELECT DISTINCT pid FROM journal")]
-        gone = [pid for pid in pids if not process_alive(pid)]
-        if not gone:
-            return []
-        self._recovered_pids.update(gone)
-        rows = connection.execute(
-            f"SELECT seq, run_id, trace_id, data FROM journal "
-            f"WHERE pid IN ({','.join('?' * len(gone))}) ORDER BY seq",
-            gone,
-        ).fetchall()
-        entries, unreadable = decode_entries(
-            (seq, str(run_id), trace_id, data) for seq, run_id, trace_id, data in rows
-        )
+        entries: list[JournalEntry] = []
+        unreadable: list[int] = []
+
+        def take(connection: sqlite3.Connection) -> None:
+            writers = connection.execute(_schema.JOURNAL_WRITERS).fetchall()
+            gone = [(pid, start) for pid, start in writers if not self._writers.alive(pid, start)]
+            me = self._writers.me()
+            rows: list[tuple[int, str, Any, bytes]] = []
+            for first in range(0, len(gone), _WRITERS_PER_STATEMENT):
+                chunk = gone[first : first + _WRITERS_PER_STATEMENT]
+                of = " OR ".join(["(pid = ? AND pid_start IS ?)"] * len(chunk))
+                values = [value for writer in chunk for value in writer]
+                rows.extend(connection.execute(_schema.JOURNAL_OF_WRITERS.format(of=of), values))
+                connection.execute(_schema.JOURNAL_RETAG.format(of=of), [*me, *values])
+            rows.sort(key=lambda row: row[0])
+            entries[:], unreadable[:] = decode_entries(
+                (seq, str(run_id), trace_id, data) for seq, run_id, trace_id, data in rows
+            )
+            connection.executemany(_schema.JOURNAL_DELETE_SEQ, [(seq,) for seq in unreadable])
+
+        transaction([(_schema.JOURNAL_DELETE_SAVED, [()])], take)
         if unreadable:
             logger.warning(
                 "decisiontrace: %d unreadable journal entries in %s were deleted",
                 len(unreadable),
                 self._path,
             )
-            transaction([("DELETE FROM journal WHERE seq = ?", [(s,) for s in unreadable])])
         return entries
 
     def release(self, transaction: Transaction) -> None:
         """Hand this process's entries to whichever process recovers orphans next."""
         if self.in_use:
-            transaction([(_schema.JOURNAL_RELEASE, [(os.getpid(),)])])
+            transaction([(_schema.JOURNAL_RELEASE, [self._writers.me()])])
 
     @staticmethod
     def clear(run_ids: Sequence[str], transaction: Transaction) -> None:

@@ -21,8 +21,9 @@ logger = logging.getLogger("decisiontrace")
 #: version knows what it is opening. 5: records in the store's own form
 #: (``stores._stored_form``), and the ``decisions`` table the analytics read. 6: the
 #: aggregate tables ``stats`` reads (``stores._aggregates``); 7: those tables keyed so
-#: that each is read in key order.
-SCHEMA_VERSION = 7
+#: that each is read in key order. 8: journal entries carry their writer's start
+#: (``pid_start``, see ``stores._journal_writers``), so a reused pid is told apart.
+SCHEMA_VERSION = 8
 # Every column of ``runs`` after the primary key, with its type. Opening a database
 # written by an older version adds whichever of these are missing.
 RUN_COLUMNS: dict[str, str] = {
@@ -67,9 +68,12 @@ CREATE TABLE IF NOT EXISTS journal (
     run_id TEXT NOT NULL,
     trace_id TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    pid_start TEXT
 )
 """
+# Added to the journal of a database of schema 7 or older; its entries keep NULL there.
+JOURNAL_START_COLUMN = "pid_start"
 #: Judgements of decisions (see ``decisiontrace.spanmodel._judgements``), apart from
 #: ``runs`` so that saving a run again (late spans) leaves them alone; merged into the
 #: record on read.
@@ -96,11 +100,20 @@ EVALUATIONS_OF_RUN = (
     "SELECT decision_id, judgement FROM evaluations WHERE run_id = ? ORDER BY evaluated_at"
 )
 
-JOURNAL_INSERT = "INSERT INTO journal (run_id, trace_id, pid, data) VALUES (?, ?, ?, ?)"
+# A writer is (pid, pid_start): see stores._journal_writers.
+JOURNAL_INSERT = (
+    "INSERT INTO journal (run_id, trace_id, pid, pid_start, data) VALUES (?, ?, ?, ?, ?)"
+)
 JOURNAL_DELETE = "DELETE FROM journal WHERE run_id = ?"
-JOURNAL_DELETE_OF = "DELETE FROM journal WHERE run_id = ? AND pid = ?"
+JOURNAL_DELETE_OF = "DELETE FROM journal WHERE run_id = ? AND pid = ? AND pid_start = ?"
 # Pid 0 is no process's: entries released to it are any later process's orphans.
-JOURNAL_RELEASE = "UPDATE journal SET pid = 0 WHERE pid = ?"
+JOURNAL_RELEASE = "UPDATE journal SET pid = 0 WHERE pid = ? AND pid_start = ?"
+JOURNAL_WRITERS = "SELECT DISTINCT pid, pid_start FROM journal"
+# The entries of writers that are gone: ``{of}`` is ``(pid = ? AND pid_start IS ?)``
+# joined by OR, one for each such writer.
+JOURNAL_OF_WRITERS = "SELECT seq, run_id, trace_id, data FROM journal WHERE {of} ORDER BY seq"
+JOURNAL_RETAG = "UPDATE journal SET pid = ?, pid_start = ? WHERE {of}"
+JOURNAL_DELETE_SEQ = "DELETE FROM journal WHERE seq = ?"
 # Entries of runs whose root record is stored (a run known only from fragments of other
 # processes is not saved yet: its root's entries are still needed).
 JOURNAL_DELETE_SAVED = (
@@ -116,6 +129,7 @@ def schema_is_current(connection: sqlite3.Connection) -> bool:
             return False
         names = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
         columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        journal = {row[1] for row in connection.execute("PRAGMA table_info(journal)")}
     except (sqlite3.Error, ValueError):
         return False
     expected = {
@@ -123,7 +137,7 @@ def schema_is_current(connection: sqlite3.Connection) -> bool:
         "decisions_judged", *_aggregates.TABLES,
         *INDEXES,
     }  # fmt: skip
-    return expected <= names and set(RUN_COLUMNS) <= columns
+    return expected <= names and set(RUN_COLUMNS) <= columns and JOURNAL_START_COLUMN in journal
 
 
 def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
@@ -142,6 +156,9 @@ def ensure_schema(connection: sqlite3.Connection, path: str) -> None:
         for index, column in INDEXES.items():
             connection.execute(f"CREATE INDEX IF NOT EXISTS {index} ON runs ({column})")
         connection.execute(JOURNAL_TABLE)
+        journal = {row[1] for row in connection.execute("PRAGMA table_info(journal)")}
+        if JOURNAL_START_COLUMN not in journal:
+            connection.execute(f"ALTER TABLE journal ADD COLUMN {JOURNAL_START_COLUMN} TEXT")
         connection.execute(EVALUATIONS_TABLE)
         connection.execute(_fragments.TABLE)
         connection.execute(_fragments.DECISIONS_TABLE)

@@ -101,9 +101,10 @@ class RunStore(abc.ABC):
     def journal_take_orphans(self) -> list[JournalEntry]:
         """Entries, oldest first, of runs never saved whose writing process is gone.
 
-        Entries of runs that were saved after all are deleted. The orphans' own entries
-        stay until their runs are saved (or :meth:`journal_clear`), so a crash while
-        recovering loses nothing. A store without a journal returns ``[]``.
+        The entries taken become this process's, at once, so two processes never both
+        take one. Entries of runs that were saved after all are deleted. The orphans'
+        own entries stay until their runs are saved (or :meth:`journal_clear`), so a
+        crash while recovering loses nothing. A store without a journal returns ``[]``.
         """
         return []
 
@@ -112,9 +113,8 @@ class RunStore(abc.ABC):
 
     def journal_release(self) -> None:  # noqa: B027
         """Hand what this process left in the journal to the next process that recovers
-        orphans, as if this process were gone (called at a graceful shutdown: a
-        restarted container's process may get the same pid, and would take its own
-        entries for those of a live process)."""
+        orphans, as if this process were gone (called at a graceful shutdown: the
+        process may live on for a while, and the next one need not wait for its end)."""
 
     # -- judgements of decisions ------------------------------------------------------------
 

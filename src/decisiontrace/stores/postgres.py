@@ -478,7 +478,7 @@ class PostgreSQLStore(RunStore):
     supports_journal = True
 
     def journal_append(self, entries: Sequence[JournalEntry]) -> None:
-        """Append journal entries in one transaction, tagged with this host and pid."""
+        """Append journal entries in one transaction, tagged with this host and process."""
         self._journal.append(entries, self._connection)
 
     def journal_take_orphans(self) -> list[JournalEntry]:

@@ -180,7 +180,8 @@ class SQLiteStore(RunStore):
     supports_journal = True
 
     def journal_append(self, entries: Sequence[JournalEntry]) -> None:
-        """Append journal entries in one transaction, tagged with this process's pid.
+        """Append journal entries in one transaction, tagged with this process (its pid
+        and start, see ``stores._journal_writers``).
 
         Raises:
             TypeError: an entry's data is not JSON-ready (nothing is appended).
@@ -191,13 +192,15 @@ class SQLiteStore(RunStore):
     def journal_take_orphans(self) -> list[JournalEntry]:
         """Entries, oldest first, of unsaved runs whose writing process is gone.
 
-        Entries of runs saved since are deleted, and so are unreadable entries (with a
-        warning). The orphans' entries stay until their runs are saved.
+        They become this process's entries in the transaction that reads them, so two
+        processes never both take one. Entries of runs saved since are deleted, and so
+        are unreadable entries (with a warning). The orphans' entries stay until their
+        runs are saved.
 
         Raises:
-            sqlite3.Error: the journal could not be read.
+            sqlite3.Error: the journal could not be read or re-tagged.
         """
-        return self._journal.take_orphans(self._connection(), self._transaction)
+        return self._journal.take_orphans(self._transaction)
 
     def journal_clear(self, run_ids: Sequence[str]) -> None:
         """Delete the journal entries of these runs, in one transaction."""
