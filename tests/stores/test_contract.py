@@ -521,8 +521,8 @@ def test_the_journal_brings_back_the_run_of_a_killed_process(
 def test_entries_released_at_shutdown_are_orphans_even_for_a_process_of_the_same_pid(
     store_under_test: StoreUnderTest,
 ) -> None:
-    # A restarted container's process is pid 1 again: it would take entries tagged with
-    # its own pid for those of a live process and never recover them.
+    # Released entries are anyone's orphans at once, even those of a process that lives
+    # on with the same pid and start (here: this one, through another handle).
     store = store_under_test.open()
     if not store.supports_journal:
         pytest.skip(f"the {store_under_test.kind} store keeps no journal")
@@ -530,7 +530,7 @@ def test_entries_released_at_shutdown_are_orphans_even_for_a_process_of_the_same
     store.journal_append([entry])
     assert store.journal_take_orphans() == []  # this process is alive
     store.journal_release()
-    again = store_under_test.open()  # the next process, with the same pid
+    again = store_under_test.open()
     assert again.journal_take_orphans() == [entry]
 
 
