@@ -31,10 +31,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import decisiontrace as dt
 from decisiontrace.cli.app import main
 from decisiontrace.export import _otlp_json
+from decisiontrace.ingest import IngestService
 from decisiontrace.models import Run
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.stores import open_store
 from decisiontrace.tracking import propagation
+from tests.stores.test_journal import JournalTable
 
 AGENT = Path(__file__).with_name("fleet_agent.py")
 _LISTENING = re.compile(r"OTLP/gRPC on [\d.]+:(\d+), OTLP/HTTP on [\d.]+:(\d+)")
@@ -315,6 +317,35 @@ def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
         ("held", None),
         ("Look it up", "tool"),
     ]
+
+
+def test_a_service_restarted_with_the_pid_of_its_killed_predecessor_takes_back_its_spans(
+    ingest_any: Ingest,
+) -> None:
+    # A container's `serve` is pid 1 after every restart. Played here by this process:
+    # the killed service's journal entries are given this process's pid, and a service
+    # started here must take them back rather than take them for its own.
+    ingest = ingest_any
+    run_id, spans, tool_spans = _run_with_a_fragment("held")
+    run_span = [s for s in spans if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_RUN]
+    decisions = [s for s in spans if s not in run_span]
+    assert _post_spans(ingest, decisions + tool_spans) == 200
+    assert ingest.stop(signal.SIGKILL) == -signal.SIGKILL
+    journal = JournalTable(ingest.store_url)
+    assert ingest.process is not None
+    assert [pid for pid, _ in journal.writers()] == [ingest.process.pid]
+    journal.execute(f"UPDATE {{t}}journal SET pid = {os.getpid()}")
+
+    restarted = IngestService(ingest.store_url, grpc_address=None, http_address="127.0.0.1:0")
+    restarted.start()
+    try:
+        assert (
+            _post_spans(Ingest(ingest.store_url, http_port=restarted.http_port or 0), run_span)
+            == 200
+        )
+    finally:
+        restarted.stop(30)
+    assert _completed_decisions(ingest, run_id) == [("held", None), ("Look it up", "tool")]
 
 
 def _export(ingest: Ingest, spans: list[ReadableSpan]) -> SpanExportResult:

@@ -34,21 +34,24 @@ ENTRY_TRACE = "ab" * 16
 
 
 class JournalTable:
-    """The journal table of a store under test, read and changed behind the store."""
+    """The tables of a SQLite or PostgreSQL store (its URL), read and changed behind it."""
 
-    def __init__(self, subject: StoreUnderTest) -> None:
-        self.subject = subject
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.subject = StoreUnderTest(
+            "sqlite" if url.startswith("sqlite:") else "postgres", url, shared=True
+        )
 
     def execute(self, statement: str) -> list[tuple[Any, ...]]:
         """Run ``statement`` (``{t}`` before a table's name) in a transaction of its own."""
         if self.subject.kind == "sqlite":
-            with sqlite3.connect(self.subject.url.removeprefix("sqlite:///")) as connection:
+            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as connection:
                 return connection.execute(statement.format(t="")).fetchall()
         import psycopg
 
         from tests.conftest import postgres_base_url
 
-        schema = parse_qs(urlsplit(self.subject.url).query)["schema"][0]
+        schema = parse_qs(urlsplit(self.url).query)["schema"][0]
         with psycopg.connect(postgres_base_url()) as connection:
             cursor = connection.execute(statement.format(t=f'"{schema}".'))
             return cursor.fetchall() if cursor.description else []
@@ -60,12 +63,12 @@ class JournalTable:
 @pytest.fixture(params=["sqlite", "postgres"])
 def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JournalTable]:
     if request.param == "sqlite":
-        subject = StoreUnderTest("sqlite", f"sqlite:///{tmp_path / 'runs.db'}", shared=True)
+        table = JournalTable(f"sqlite:///{tmp_path / 'runs.db'}")
     else:
-        subject = StoreUnderTest("postgres", request.getfixturevalue("postgres_url"), shared=True)
-    subject.open()  # creates the tables
-    yield JournalTable(subject)
-    for store in subject.opened:
+        table = JournalTable(request.getfixturevalue("postgres_url"))
+    table.subject.open()  # creates the tables
+    yield table
+    for store in table.subject.opened:
         store.close()
 
 
