@@ -437,14 +437,14 @@ class RunRecordProcessor(SpanProcessor):
             internal_error("RunRecordProcessor shutdown", error, once=self._once)
 
     def _release_journal(self) -> None:
-        """What this process leaves in the journal becomes anyone's orphans: a process
-        restarted with the same pid (a container's pid 1) would take them for its own."""
+        """What this process leaves in the journal becomes anyone's orphans at once: the
+        next process need not wait for this one to end."""
         try:
             self.store.journal_release()
-        except Exception:  # expected: the store failing; they stay under this pid
+        except Exception:  # expected: the store failing; they stay this process's
             logger.warning(
                 "decisiontrace: could not hand this process's journal entries over at "
-                "shutdown; a process with the same pid will not recover them",
+                "shutdown; they are recovered once this process has ended",
                 exc_info=True,
             )
 
