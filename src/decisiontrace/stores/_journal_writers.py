@@ -52,8 +52,17 @@ class Writers:
 
     def __init__(self, proc: str = "/proc") -> None:
         self._proc = proc
-        self._boot = self._read(os.path.join(proc, "sys", "kernel", "random", "boot_id"))
+        self._boot_id: str | None = None
+        self._boot_read = False
         self._mine: tuple[int, str] | None = None
+
+    @property
+    def _boot(self) -> str | None:
+        """This boot's id, read on first use (not at import), or None without /proc."""
+        if not self._boot_read:
+            path = os.path.join(self._proc, "sys", "kernel", "random", "boot_id")
+            self._boot_id, self._boot_read = self._read(path), True
+        return self._boot_id
 
     def me(self) -> tuple[int, str]:
         """This process's ``(pid, start)``, read again after a fork."""
@@ -71,10 +80,11 @@ class Writers:
         own_pid, own_start = self.me()
         if pid == own_pid:
             return start == own_start
-        if start is None or _SEPARATOR not in start or self._boot is None:
+        own_boot = self._boot
+        if start is None or _SEPARATOR not in start or own_boot is None:
             return process_alive(pid)
         boot, _, ticks = start.partition(_SEPARATOR)
-        if boot != self._boot:
+        if boot != own_boot:
             return False  # written before this host last booted
         stat = self._stat(pid)
         if stat is None:  # gone, or hidden from us (hidepid): kill(0) tells which
@@ -84,8 +94,9 @@ class Writers:
 
     def start_of(self, pid: int) -> str | None:
         """``{boot id}/{start ticks}`` of process ``pid``, or None if ``/proc`` cannot say."""
-        stat = self._stat(pid) if self._boot is not None else None
-        return None if stat is None else f"{self._boot}{_SEPARATOR}{stat[1]}"
+        boot = self._boot
+        stat = self._stat(pid) if boot is not None else None
+        return None if stat is None else f"{boot}{_SEPARATOR}{stat[1]}"
 
     def _stat(self, pid: int) -> tuple[str, str] | None:
         """Process ``pid``'s state and start ticks (``/proc/<pid>/stat`` fields 3, 22)."""

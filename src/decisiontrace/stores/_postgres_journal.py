@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from decisiontrace.stores._journal_rows import decode_entries, encode_data
-from decisiontrace.stores._journal_writers import WRITERS, Writers
+from decisiontrace.stores._journal_writers import WRITERS
 from decisiontrace.stores._postgres_schema import Statements, key, text
 from decisiontrace.stores.base import JournalEntry
 
@@ -34,18 +34,11 @@ Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
 
 class PostgreSQLJournal:
-    """The journal of one PostgreSQL store, for the processes of this host.
+    """The journal of one PostgreSQL store, for the processes of this host."""
 
-    Args:
-        sql: the store's statements.
-        url: the store, as messages name it.
-        writers: who this process is and whether others live (tests give their own).
-    """
-
-    def __init__(self, sql: Statements, url: str, writers: Writers = WRITERS) -> None:
+    def __init__(self, sql: Statements, url: str) -> None:
         self._sql = sql
         self._url = url
-        self._writers = writers
         self._host = socket.gethostname()
         #: True once this process appended or recovered: saving a run then clears it.
         self.in_use = False
@@ -56,7 +49,7 @@ class PostgreSQLJournal:
         Only this process's entries (those it took from processes that are gone are
         its own too): a run's other fragments may still be in flight in other processes.
         """
-        pid, start = self._writers.me()
+        pid, start = WRITERS.me()
         return self._sql.journal_delete_of, [(run_id, self._host, pid, start) for run_id in run_ids]
 
     def append(self, entries: Sequence[JournalEntry], connect: Connect) -> None:
@@ -64,7 +57,7 @@ class PostgreSQLJournal:
         self.in_use = True
         if not entries:
             return
-        pid, start = self._writers.me()
+        pid, start = WRITERS.me()
         rows = []
         for run_id, trace_id, data in entries:
             rows.append((key(run_id), trace_id, self._host, pid, start, encode_data(data)))
@@ -85,10 +78,10 @@ class PostgreSQLJournal:
             )
             connection.execute(self._sql.journal_delete_saved)
             writers = connection.execute(self._sql.journal_writers, (self._host,)).fetchall()
-            gone = [(pid, start) for pid, start in writers if not self._writers.alive(pid, start)]
+            gone = [(pid, start) for pid, start in writers if not WRITERS.alive(pid, start)]
             if not gone:
                 return []
-            pid, start = self._writers.me()
+            pid, start = WRITERS.me()
             rows = connection.execute(
                 self._sql.journal_take,
                 (pid, start, [p for p, _ in gone], [s for _, s in gone], self._host),
@@ -110,7 +103,7 @@ class PostgreSQLJournal:
     def release(self, connect: Connect) -> None:
         """Hand this process's entries to whichever process of this host recovers next."""
         if self.in_use:
-            pid, start = self._writers.me()
+            pid, start = WRITERS.me()
             with connect() as connection, connection.transaction():
                 connection.execute(self._sql.journal_release, (self._host, pid, start))
 

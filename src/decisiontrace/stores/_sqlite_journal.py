@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _sqlite_schema as _schema
 from decisiontrace.stores._journal_rows import decode_entries, encode_data
-from decisiontrace.stores._journal_writers import WRITERS, Writers
+from decisiontrace.stores._journal_writers import WRITERS
 from decisiontrace.stores.base import JournalEntry
 
 logger = logging.getLogger("decisiontrace")
@@ -43,16 +43,10 @@ class Transaction(Protocol):
 
 
 class SQLiteJournal:
-    """The journal of one SQLite store, for the processes that share its file.
+    """The journal of one SQLite store, for the processes that share its file."""
 
-    Args:
-        path: the file, as messages name it.
-        writers: who this process is and whether others live (tests give their own).
-    """
-
-    def __init__(self, path: str, writers: Writers = WRITERS) -> None:
+    def __init__(self, path: str) -> None:
         self._path = path
-        self._writers = writers
         #: True once this process appended or recovered: saving a run then clears it.
         self.in_use = False
 
@@ -62,7 +56,7 @@ class SQLiteJournal:
         Only this process's entries (those it took from processes that are gone are
         its own too): a run's other fragments may still be in flight in other processes.
         """
-        pid, start = self._writers.me()
+        pid, start = WRITERS.me()
         return _schema.JOURNAL_DELETE_OF, [
             (run_id, pid, start) for run_id in dict.fromkeys(run_ids)
         ]
@@ -72,7 +66,7 @@ class SQLiteJournal:
         self.in_use = True
         if not entries:
             return
-        pid, start = self._writers.me()
+        pid, start = WRITERS.me()
         rows = []
         for run_id, trace_id, data in entries:
             try:
@@ -96,8 +90,8 @@ class SQLiteJournal:
 
         def take(connection: sqlite3.Connection) -> None:
             writers = connection.execute(_schema.JOURNAL_WRITERS).fetchall()
-            gone = [(pid, start) for pid, start in writers if not self._writers.alive(pid, start)]
-            me = self._writers.me()
+            gone = [(pid, start) for pid, start in writers if not WRITERS.alive(pid, start)]
+            me = WRITERS.me()
             rows: list[tuple[int, str, Any, bytes]] = []
             for first in range(0, len(gone), _WRITERS_PER_STATEMENT):
                 chunk = gone[first : first + _WRITERS_PER_STATEMENT]
@@ -123,7 +117,7 @@ class SQLiteJournal:
     def release(self, transaction: Transaction) -> None:
         """Hand this process's entries to whichever process recovers orphans next."""
         if self.in_use:
-            transaction([(_schema.JOURNAL_RELEASE, [self._writers.me()])])
+            transaction([(_schema.JOURNAL_RELEASE, [WRITERS.me()])])
 
     @staticmethod
     def clear(run_ids: Sequence[str], transaction: Transaction) -> None:
