@@ -44,9 +44,17 @@ def plain(attributes: Any) -> dict[str, Any]:
 def span_data(span: ReadableSpan) -> _decode.SpanData:
     """An SDK span in the source-neutral form the codec decodes.
 
-    The writer calls this for every span it takes in, so it reads each property once
-    and builds the span form positionally (keywords cost twice as much here).
+    The writer calls this for every span it takes in, so it builds the span form
+    positionally (keywords cost twice as much here), and for the SDK's own span classes
+    reads their fields directly rather than through a property each (a third of the
+    time); other span types, or an SDK whose fields are named otherwise, go through
+    the public properties.
     """
+    if type(span) in _SDK_SPANS:
+        try:
+            return _sdk_span_data(span)
+        except AttributeError:  # expected: an SDK release with other private names
+            pass
     context = span.context
     assert context is not None  # an SDK span always has one
     parent = span.parent
@@ -67,6 +75,33 @@ def span_data(span: ReadableSpan) -> _decode.SpanData:
         else (),
         span.status.status_code is StatusCode.ERROR,
         _service_name(span.resource),
+    )
+
+
+#: The SDK's span classes, whose fields :func:`_sdk_span_data` reads.
+_SDK_SPANS = (Span, ReadableSpan)
+
+
+def _sdk_span_data(span: Any) -> _decode.SpanData:
+    """:func:`span_data` of an SDK span, read from its fields (the properties return
+    them as they are, except ``attributes`` and ``events``: see :func:`attributes_of`)."""
+    context = span._context
+    parent = span._parent
+    events = span._events
+    resource = span._resource
+    return _decode.SpanData(
+        context.trace_id,
+        context.span_id,
+        None if parent is None else parent.span_id,
+        span._name,
+        span._start_time or 0,
+        span._end_time,
+        plain(span._attributes or span.attributes),
+        [_decode.EventData(e.name, e.timestamp, plain(e.attributes)) for e in events]
+        if events
+        else (),
+        span._status.status_code is StatusCode.ERROR,
+        _service_name(resource),
     )
 
 

@@ -33,9 +33,18 @@ def ns_to_datetime(time_ns: int) -> datetime:
     return datetime.fromtimestamp(seconds) + timedelta(microseconds=rest // 1000)
 
 
-@functools.lru_cache(maxsize=4096)
+#: ISO text of whole seconds since the epoch (see :func:`ns_to_iso`), emptied when full.
+_SECOND_ISO: dict[int, str] = {}
+_SECOND_ISO_MAX = 4096
+
+
 def _second_iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds).isoformat()
+    text = _SECOND_ISO.get(seconds)
+    if text is None:
+        if len(_SECOND_ISO) >= _SECOND_ISO_MAX:
+            _SECOND_ISO.clear()
+        text = _SECOND_ISO[seconds] = datetime.fromtimestamp(seconds).isoformat()
+    return text
 
 
 @functools.lru_cache(maxsize=64)
@@ -52,11 +61,16 @@ def ns_to_iso(time_ns: int) -> str:
     """ISO 8601 text of :func:`ns_to_datetime` (``datetime.isoformat``'s form).
 
     Converting to local time is the slow part, and the decisions of a run mostly fall
-    in a few seconds, so the text of each second is cached.
+    in a few seconds, so the text of each second is cached (a plain dict: the writer
+    stamps two times per decision, and an ``lru_cache`` call costs more than the rest).
     """
-    seconds, rest = divmod(int(time_ns), _EPOCH_NS)
-    micros = rest // 1000
-    prefix = _second_iso(seconds)
+    if type(time_ns) is not int:
+        time_ns = int(time_ns)
+    micros = time_ns // 1000
+    prefix = _SECOND_ISO.get(micros // 1_000_000)
+    if prefix is None:
+        prefix = _second_iso(micros // 1_000_000)
+    micros %= 1_000_000
     return f"{prefix}.{micros:06d}" if micros else prefix
 
 
