@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from decisiontrace.stores import _sqlite_rows as _rows
+from decisiontrace.stores import _stored_form as _form
 from decisiontrace.stores._facts import COLUMNS, decision_facts
 
 from ._records import make_record
@@ -34,3 +36,36 @@ def test_decisions_sharing_one_options_list_get_the_columns_of_their_own_choice(
         (1, 0.9), (1, None), (0, None), (1, 0.9), (0, None),
     ]  # fmt: skip
     assert "first\nb\nsecond" in rows[0][text] and "first" not in rows[4][text]
+
+
+def test_the_writers_rows_are_the_checked_rows_and_replace_a_lone_surrogate() -> None:
+    """``record_part`` (the writer's rows, checked once through the record's JSON) gives
+    the rows ``record_row``/``decision_rows`` give, and U+FFFD for text UTF-8 cannot
+    hold wherever it is: in a run field, a decision's text, an option, a key."""
+    clean = make_record("run_clean")
+    fragment, row, decisions = _rows.record_part(clean)
+    assert (fragment, row, decisions) == (
+        "",
+        _rows.record_row(clean),
+        _rows.decision_rows(clean["id"], clean),
+    )
+    half = "\ud83d"
+    for place in ("goal", "intent", "option", "key"):
+        record = make_record("run_half")
+        decision = record["decisions"][0]
+        if place == "goal":
+            record["goal_id"] = f"goal {half}"
+        elif place == "intent":
+            decision["intent"] = f"Intent {half}"
+        elif place == "option":
+            decision["options"][0]["description"] = half
+        else:
+            decision["input_context"] = {half: 1}
+        fragment, row, decisions = _rows.record_part(record)
+        valid = _rows.valid_text(record)
+        assert valid != record
+        assert (row, decisions) == (
+            _rows.record_row(valid),
+            _rows.decision_rows(valid["id"], valid),
+        )
+        assert _form.decode(row[6], row[8]) == valid

@@ -102,8 +102,9 @@ class PendingRun:
         decisions = []
         run_tokens = self.run_tokens
         cache = self.options_cache
+        counted = self.tokens
         for key, d in self.decision_items():
-            extra = self._extra_tokens(key, d)
+            extra = self._extra_tokens(key, d) if counted else 0
             if extra and sc.OUTCOME_SUCCESS not in d.attributes:
                 run_tokens += extra  # a decision without an outcome has no token count
                 extra = 0

@@ -262,10 +262,23 @@ def problems_of(events: Iterable[EventData]) -> list[Record]:
     return [problem_record(e.attributes, e.time_ns) for e in events if e.name == sc.PROBLEM_EVENT]
 
 
+#: Sort keys of the run's own decision ids (``dec_N``), which recur in every run.
+_ORDER_KEYS: dict[str, tuple[int, str]] = {}
+_ORDER_KEYS_MAX = 4096
+
+
 def _decision_order(decision: Record) -> tuple[int, str]:
     # The run's own decisions by number; those recorded elsewhere after, by time.
-    number = _ids.decision_number(decision["id"])
-    return (number, "") if number is not None else (1 << 62, decision["timestamp"])
+    decision_id = decision["id"]
+    key = _ORDER_KEYS.get(decision_id)
+    if key is None:
+        number = _ids.decision_number(decision_id)
+        if number is None:
+            return (1 << 62, decision["timestamp"])
+        if len(_ORDER_KEYS) >= _ORDER_KEYS_MAX:
+            _ORDER_KEYS.clear()
+        key = _ORDER_KEYS[decision_id] = (number, "")
+    return key
 
 
 def run_record(

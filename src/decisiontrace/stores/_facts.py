@@ -57,28 +57,45 @@ COLUMN_MAX = 2**40
 
 def decision_facts(record: Record) -> list[tuple[Any, ...]]:
     """``(seq, *COLUMNS)`` of each decision of a run record, in the record's order."""
-    # Runs for every stored decision on the writer thread: each key is read once, and
-    # what a decision's options give is worked out once per options list of the record
-    # (the writer's records share one list between decisions offering the same options).
+    return [row[1:] for row in fact_rows(None, record)]
+
+
+def fact_rows(run_id: Any, record: Record) -> list[tuple[Any, ...]]:
+    """``(run_id, seq, *COLUMNS)`` of each decision of a run record, in the record's
+    order: the rows of a store's ``decisions`` table."""
+    # Runs for every stored decision on the writer thread: each key is read once, text
+    # already text is not converted again, and what a decision's options give is worked
+    # out once per options list of the record (the writer's records share one list
+    # between decisions offering the same options, and mostly offer the same list).
     rows: list[tuple[Any, ...]] = []
     offers: dict[tuple[int, str], _Offer] = {}
+    last_options: Any = None
+    last_chosen = ""
+    offer = _NO_OFFER
     for seq, decision in enumerate(record.get("decisions") or ()):
         if not isinstance(decision, dict):
             continue
         get = decision.get
-        chosen_id = str(get("chosen_option_id") or "")
+        chosen_id = get("chosen_option_id")
+        if type(chosen_id) is not str:
+            chosen_id = str(chosen_id or "")
         options = get("options") or ()
-        key = (id(options), chosen_id)
-        offer = offers.get(key)
-        if offer is None:
-            offer = offers[key] = _offer(options, chosen_id)
-        words = [str(get("intent") or ""), str(get("reasoning") or "")]
+        if options is not last_options or chosen_id != last_chosen:
+            key = (id(options), chosen_id)
+            offer = offers.get(key) or offers.setdefault(key, _offer(options, chosen_id))
+            last_options, last_chosen = options, chosen_id
+        intent, reasoning = get("intent"), get("reasoning")
+        words = [
+            intent if type(intent) is str else str(intent or ""),
+            reasoning if type(reasoning) is str else str(reasoning or ""),
+        ]
         if offer.words is not None:
             words.append(offer.words)
         outcome = get("outcome")
         if isinstance(outcome, dict):
-            words.append(str(outcome.get("summary") or ""))
-            words.append(str(outcome.get("error") or ""))
+            summary, error = outcome.get("summary"), outcome.get("error")
+            words.append(summary if type(summary) is str else str(summary or ""))
+            words.append(error if type(error) is str else str(error or ""))
             result: int | None = 1 if outcome.get("success") else 0
             tokens, latency = outcome.get("tokens_used"), outcome.get("latency_ms")
             if type(tokens) is not int or not -COLUMN_MAX <= tokens <= COLUMN_MAX:
@@ -89,6 +106,7 @@ def decision_facts(record: Record) -> list[tuple[Any, ...]]:
             result, tokens, latency = None, 0, 0
         rows.append(
             (
+                run_id,
                 seq,
                 str(get("id", "")),
                 str(get("node_id", "unknown")),
@@ -140,6 +158,10 @@ def _offer(options: Any, chosen_id: str) -> _Offer:
     )
 
 
+#: What ``fact_rows`` starts from (replaced at the first decision).
+_NO_OFFER = _Offer(0, None, "[]", None)
+
+
 @dataclass
 class DecisionTallies:
     """Counts over the decisions of the runs that match some filters, as a SQL store
@@ -187,4 +209,4 @@ def _int(value: Any) -> int:
     return max(-COLUMN_MAX, min(COLUMN_MAX, number))
 
 
-__all__ = ["BUCKETS", "COLUMNS", "DecisionTallies", "bucket_of", "decision_facts"]
+__all__ = ["BUCKETS", "COLUMNS", "DecisionTallies", "bucket_of", "decision_facts", "fact_rows"]

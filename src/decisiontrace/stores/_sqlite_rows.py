@@ -11,7 +11,7 @@ from typing import Any
 
 from decisiontrace.spanmodel import _records
 from decisiontrace.stores import _stored_form as _form
-from decisiontrace.stores._facts import decision_facts
+from decisiontrace.stores._facts import fact_rows
 from decisiontrace.stores._filters import record_node_ids
 from decisiontrace.stores._fragments import fragment_key
 from decisiontrace.stores._stored_form import checked_text, dumps, json_bytes, valid_text
@@ -23,14 +23,22 @@ RunRows = tuple[tuple[Any, ...], list[tuple[Any, ...]]]
 
 def record_row(record: Record) -> tuple[Any, ...]:
     """The ``runs`` row of one record (ValueError for text UTF-8 cannot hold)."""
+    checked_text(record["id"])
+    checked_text(record["goal_id"])
+    checked_text(record.get("status", "running"))
+    return _row(record, _form.encode(record))
+
+
+def _row(record: Record, stored: bytes) -> tuple[Any, ...]:
+    """The ``runs`` row of a record whose text UTF-8 can hold, ``stored`` its stored form."""
     return (
-        checked_text(record["id"]),
-        checked_text(record["goal_id"]),
-        checked_text(record.get("status", "running")),
+        record["id"],
+        record["goal_id"],
+        record.get("status", "running"),
         record.get("started_at"),
         record.get("completed_at"),
         dumps(record_node_ids(record)),
-        _form.encode(record),
+        stored,
         dumps(_records.summary_from_record(record)),
         _form.CURRENT,
     )
@@ -38,7 +46,7 @@ def record_row(record: Record) -> tuple[Any, ...]:
 
 def decision_rows(run_id: Any, record: Record) -> list[tuple[Any, ...]]:
     """The ``decisions`` rows of a (merged) run record (ValueError: see record_row)."""
-    rows = [(run_id, *facts) for facts in decision_facts(record)]
+    rows = fact_rows(run_id, record)
     for row in rows:
         # Every text column at once: ids, names, option ids and the search text.
         checked_text("".join((row[2], row[3], row[4], row[5], row[8], row[13])))
@@ -46,16 +54,24 @@ def decision_rows(run_id: Any, record: Record) -> list[tuple[Any, ...]]:
 
 
 def record_part(record: Record) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:
-    """``(fragment_id, runs row, decisions rows)`` of one record (``""``: the root)."""
+    """``(fragment_id, runs row, decisions rows)`` of one record (``""``: the root).
+
+    Text UTF-8 cannot hold (a lone surrogate) is stored as U+FFFD. Both JSON encoders
+    refuse such text anywhere in the record, keys included, and every column's text
+    comes from the record's, so once the record's JSON is made no column needs the
+    check :func:`record_row` and :func:`decision_rows` make.
+
+    Raises:
+        TypeError: the record holds a value JSON cannot represent.
+    """
     fragment = fragment_key(record)
     try:
-        row = record_row(record)
-        decisions = [] if fragment else decision_rows(row[0], record)
+        payload = json_bytes(record)
     except (TypeError, ValueError):  # a lone surrogate: store U+FFFD in its place
         record = valid_text(record)
-        row = record_row(record)
-        decisions = [] if fragment else decision_rows(row[0], record)
-    return fragment, row, decisions
+        payload = json_bytes(record)
+    row = _row(record, _form.encoded(payload))
+    return fragment, row, [] if fragment else fact_rows(row[0], record)
 
 
 def assembled_part(run: AssembledRun) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:

@@ -96,6 +96,12 @@ def encode(record: Record) -> bytes:
         payload = json_bytes(record)
     except (TypeError, ValueError):
         payload = json_bytes(valid_text(record))
+    return encoded(payload)
+
+
+def encoded(payload: bytes) -> bytes:
+    """The current form (:data:`CURRENT`) of a record whose :func:`json_bytes` are
+    ``payload``."""
     return zlib.compress(payload, 1)
 
 
@@ -161,6 +167,7 @@ __all__ = [
     "decode",
     "dumps",
     "encode",
+    "encoded",
     "has_surrogate",
     "json_bytes",
     "valid_text",
