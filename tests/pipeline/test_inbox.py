@@ -41,12 +41,14 @@ def test_sdk_spans_and_other_spans_convert_alike() -> None:
         run.add_event("problem", {"severity": "warning"}, timestamp=123)
         with tracer.start_as_current_span("decision", attributes={"c": (1, 2)}) as decision:
             decision.set_status(Status(StatusCode.ERROR, "failed"))
+        tracer.start_span("bare").end()
     spans = exporter.get_finished_spans()
-    assert len(spans) == 2
+    assert len(spans) == 3
     for span in spans:
         fast, public = span_data(span), span_data(public_copy(span))
         assert fast == public
-    decision_data, run_data = (span_data(span) for span in spans)
+    decision_data, bare_data, run_data = (span_data(span) for span in spans)
+    assert bare_data.attributes == {} and bare_data.events == ()
     assert run_data.events[0].attributes == {"severity": "warning"}
     assert run_data.events[0].time_ns == 123
     assert decision_data.events == ()

@@ -13,8 +13,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import StatusCode
 
 from decisiontrace.pipeline._tokens import Tokens
@@ -88,7 +90,7 @@ def _sdk_span_data(span: Any) -> _decode.SpanData:
     context = span._context
     parent = span._parent
     events = span._events
-    resource = span._resource
+    attributes = span._attributes
     return _decode.SpanData(
         context.trace_id,
         context.span_id,
@@ -96,12 +98,13 @@ def _sdk_span_data(span: Any) -> _decode.SpanData:
         span._name,
         span._start_time or 0,
         span._end_time,
-        plain(span._attributes or span.attributes),
+        # Emptiness read from the containers underneath: the SDK's __len__ is Python.
+        plain(attributes) if type(attributes) is not BoundedAttributes else attributes._dict,
         [_decode.EventData(e.name, e.timestamp, plain(e.attributes)) for e in events]
-        if events
+        if (events._dq if type(events) is BoundedList else events)  # type: ignore[attr-defined]
         else (),
         span._status.status_code is StatusCode.ERROR,
-        _service_name(resource),
+        _service_name(span._resource),
     )
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.sdk.trace import Span
 
 from decisiontrace._internal.errors import Once, background_error, warn_once
 from decisiontrace.pipeline import _journal
@@ -312,7 +313,12 @@ class Writer:
         for _ in range(len(inbox)):
             item = inbox.popleft()
             kind = type(item)
-            if kind is Received:
+            if kind is Span:  # an ended SDK span: nearly every item (the else below too)
+                data = span_data(item)
+                add(data, now)
+                if journal is not None:
+                    journal.append(data)
+            elif kind is Received:
                 add(item.data, now)
                 if journal is not None:
                     journal.append(item.data)
