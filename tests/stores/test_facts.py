@@ -7,7 +7,7 @@ from typing import Any
 
 from decisiontrace.stores import _sqlite_rows as _rows
 from decisiontrace.stores import _stored_form as _form
-from decisiontrace.stores._facts import COLUMNS, decision_facts
+from decisiontrace.stores._facts import COLUMNS, Offers, _offer, decision_facts, fact_rows
 
 from ._records import make_record
 
@@ -69,3 +69,23 @@ def test_the_writers_rows_are_the_checked_rows_and_replace_a_lone_surrogate() ->
             _rows.decision_rows(valid["id"], valid),
         )
         assert _form.decode(row[6], row[8]) == valid
+
+
+def test_offers_kept_across_records_follow_each_list_and_its_choice() -> None:
+    """The writer keeps what option lists give across runs (``offers``): each record's
+    rows are still those of its own lists, even where an entry was made for another
+    list now gone whose id the new list took."""
+    offers: Offers = {}
+    record = make_record("run_a")
+    assert fact_rows("a", record, offers) == fact_rows("a", record)
+    other = make_record("run_b")
+    options = [{"id": "zed", "description": "Zed", "confidence": 0.3}]
+    for decision in other["decisions"]:
+        decision["options"] = options
+    other["decisions"][1]["chosen_option_id"] = "zed"
+    stale = _offer([{"id": "old"}], "zed")
+    offers[(id(options), "zed")] = ([{"id": "old"}], stale)  # a list gone, its id reused
+    rows = fact_rows("b", other, offers)
+    assert rows == fact_rows("b", other)
+    assert rows[1][COLUMNS.index("option_ids") + 2] == '["zed"]'
+    assert fact_rows("a", record, offers) == fact_rows("a", record)

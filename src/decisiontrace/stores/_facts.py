@@ -60,15 +60,30 @@ def decision_facts(record: Record) -> list[tuple[Any, ...]]:
     return [row[1:] for row in fact_rows(None, record)]
 
 
-def fact_rows(run_id: Any, record: Record) -> list[tuple[Any, ...]]:
+#: What an options list gives for a chosen id, by the list's id and the chosen id (the
+#: list kept beside, so that its id stays its own): see :func:`fact_rows`.
+Offers = dict[tuple[int, str], tuple[Any, "_Offer"]]
+#: How many entries an ``Offers`` passed to :func:`fact_rows` keeps (emptied when full).
+OFFERS_MAX = 256
+
+
+def fact_rows(run_id: Any, record: Record, offers: Offers | None = None) -> list[tuple[Any, ...]]:
     """``(run_id, seq, *COLUMNS)`` of each decision of a run record, in the record's
-    order: the rows of a store's ``decisions`` table."""
+    order: the rows of a store's ``decisions`` table.
+
+    What a decision's options give is worked out once per options list and chosen id:
+    of this record, or of every record given the same ``offers``, which is only for
+    records whose option lists nobody changes (the processor's writer: decisions
+    offering the same options share one list across runs, see
+    ``spanmodel._decode.OptionsCache``).
+    """
     # Runs for every stored decision on the writer thread: each key is read once, text
-    # already text is not converted again, and what a decision's options give is worked
-    # out once per options list of the record (the writer's records share one list
-    # between decisions offering the same options, and mostly offer the same list).
+    # already text is not converted again, and the last options list's offer is reused.
     rows: list[tuple[Any, ...]] = []
-    offers: dict[tuple[int, str], _Offer] = {}
+    if offers is None:
+        offers = {}
+    elif len(offers) >= OFFERS_MAX:
+        offers.clear()
     last_options: Any = None
     last_chosen = ""
     offer = _NO_OFFER
@@ -82,7 +97,10 @@ def fact_rows(run_id: Any, record: Record) -> list[tuple[Any, ...]]:
         options = get("options") or ()
         if options is not last_options or chosen_id != last_chosen:
             key = (id(options), chosen_id)
-            offer = offers.get(key) or offers.setdefault(key, _offer(options, chosen_id))
+            known = offers.get(key)
+            if known is None or known[0] is not options:
+                known = offers[key] = (options, _offer(options, chosen_id))
+            offer = known[1]
             last_options, last_chosen = options, chosen_id
         intent, reasoning = get("intent"), get("reasoning")
         words = [
@@ -209,4 +227,12 @@ def _int(value: Any) -> int:
     return max(-COLUMN_MAX, min(COLUMN_MAX, number))
 
 
-__all__ = ["BUCKETS", "COLUMNS", "DecisionTallies", "bucket_of", "decision_facts", "fact_rows"]
+__all__ = [
+    "BUCKETS",
+    "COLUMNS",
+    "DecisionTallies",
+    "Offers",
+    "bucket_of",
+    "decision_facts",
+    "fact_rows",
+]

@@ -11,7 +11,7 @@ from typing import Any
 
 from decisiontrace.spanmodel import _records
 from decisiontrace.stores import _stored_form as _form
-from decisiontrace.stores._facts import fact_rows
+from decisiontrace.stores._facts import Offers, fact_rows
 from decisiontrace.stores._filters import record_node_ids
 from decisiontrace.stores._fragments import fragment_key
 from decisiontrace.stores._stored_form import checked_text, dumps, json_bytes, valid_text
@@ -53,8 +53,11 @@ def decision_rows(run_id: Any, record: Record) -> list[tuple[Any, ...]]:
     return rows
 
 
-def record_part(record: Record) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:
-    """``(fragment_id, runs row, decisions rows)`` of one record (``""``: the root).
+def record_part(
+    record: Record, offers: Offers | None = None
+) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:
+    """``(fragment_id, runs row, decisions rows)`` of one record (``""``: the root);
+    ``offers``: see :func:`~decisiontrace.stores._facts.fact_rows`.
 
     Text UTF-8 cannot hold (a lone surrogate) is stored as U+FFFD. Both JSON encoders
     refuse such text anywhere in the record, keys included, and every column's text
@@ -71,13 +74,22 @@ def record_part(record: Record) -> tuple[str, tuple[Any, ...], list[tuple[Any, .
         record = valid_text(record)
         payload = json_bytes(record)
     row = _row(record, _form.encoded(payload))
-    return fragment, row, [] if fragment else fact_rows(row[0], record)
+    return fragment, row, [] if fragment else fact_rows(row[0], record, offers)
 
 
 def assembled_part(run: AssembledRun) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:
     """``(fragment_id, runs row, decisions rows)`` of a run the processor assembled
-    (text UTF-8 cannot hold is stored as U+FFFD: see :func:`record_part`)."""
-    return record_part(run.record())
+    (text UTF-8 cannot hold is stored as U+FFFD: see :func:`record_part`).
+
+    Its records are read-only (see :class:`~decisiontrace.stores.base.AssembledRun`),
+    so what their option lists give is kept across runs.
+    """
+    return record_part(run.record(), _ASSEMBLED_OFFERS)
+
+
+#: ``fact_rows``'s offers of the processor's records, shared by every store and writer
+#: thread of the process (entries are set and read whole; a lost one is made again).
+_ASSEMBLED_OFFERS: Offers = {}
 
 
 __all__ = [

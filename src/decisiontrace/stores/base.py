@@ -33,7 +33,8 @@ class AssembledRun(Protocol):
     """A run the processor assembled from spans (``_pending.PendingRun``)."""
 
     def record(self, *, light: bool = False) -> Record:
-        """The full record; with ``light``, without the large JSON fields."""
+        """The full record; with ``light``, without the large JSON fields. Read-only:
+        records share parts (an options list) with other runs' records."""
 
     def compact(self) -> dict[str, Any]:
         """The run's spans as JSON-ready data (see ``_pending.record_from_compact``)."""
