@@ -180,12 +180,13 @@ def parts(
     from decisiontrace.spanmodel import _records
     from decisiontrace.stores import _sqlite_rows as rows
     from decisiontrace.stores import _stored_form as form
-    from decisiontrace.stores._facts import decision_facts
+    from decisiontrace.stores._facts import fact_rows
     from decisiontrace.stores._filters import record_node_ids
 
     ended = [span for started, span in calls if not started]
     decisions = runs * DECISIONS_PER_RUN
     samples: dict[str, list[float]] = {}
+    offers: dict[Any, Any] = {}
 
     def timed(label: str, fn: Callable[[], Any]) -> Any:
         before = time.thread_time()
@@ -204,7 +205,8 @@ def parts(
         timed("    summary and nodes columns",
               lambda: [(form.dumps(_records.summary_from_record(r)),
                         form.dumps(record_node_ids(r))) for r in made])  # fmt: skip
-        timed("    analytics facts (decision_facts)", lambda: [decision_facts(r) for r in made])
+        timed("    analytics facts (fact_rows, offers kept as the writer keeps them)",
+              lambda: [fact_rows(r["id"], r, offers) for r in made])  # fmt: skip
         prepared = [rows.record_part(record) for record in made]
         timed("  SQL: the transaction of those rows", lambda: sql_store._write(prepared))
 
