@@ -76,7 +76,7 @@ def one_round(
     _, seconds["ingest: hand over to the queue"] = _timed(
         lambda: [receiver.receive(d.items) for d in decoded]
     )
-    receiver._inbox.clear()  # taken by hand below, not by its writer
+    receiver._writer._inbox.clear()  # taken by hand below, not by its writer
     receiver.shutdown(1000)
     datas = [item.data for d in decoded for item in d.items if type(item) is Received]
     runs, seconds["ingest: assemble"] = _timed(lambda: _assemble(datas))
@@ -92,7 +92,7 @@ def one_round(
             processor.on_end(span)
 
     _, seconds["in-process: on_start + on_end"] = _timed(hooks)
-    processor._inbox.clear()
+    processor._writer._inbox.clear()
     processor.shutdown(1000)
     datas, seconds["in-process: read the SDK spans"] = _timed(
         lambda: [span_data(span) for span in spans]

@@ -125,6 +125,29 @@ def test_values_are_immutable_and_shared_safely() -> None:
     assert _wire.read_attributes([raw]) == {sc.DECISION_EVALUATION: {"k": 1}}
 
 
+def test_our_unread_attributes_are_skipped_by_their_bytes_once_met(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Option ids and counts repeat as options do: read once, then a look-up."""
+    unread = KeyValue(
+        key=sc.DECISION_OPTION_IDS,
+        value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value="kb")])),
+    ).SerializeToString()
+    theirs = KeyValue(key="http.url", value=AnyValue(string_value="x")).SerializeToString()
+    kept = KeyValue(key=sc.DECISION_INTENT, value=AnyValue(string_value="i")).SerializeToString()
+    assert _wire.read_attributes([unread, theirs, kept]) == {sc.DECISION_INTENT: "i"}
+    read: list[bytes] = []
+    original = _wire._read_pair
+
+    def counting(kv: bytes) -> Any:
+        read.append(kv)
+        return original(kv)
+
+    monkeypatch.setattr(_wire, "_read_pair", counting)
+    assert _wire.read_attributes([unread, theirs, kept]) == {sc.DECISION_INTENT: "i"}
+    assert read == [theirs]  # not ours: its key is looked at each time
+
+
 def test_bad_bytes_in_kept_attributes_are_errors_and_others_are_skipped() -> None:
     bad_text = b"\x0a\x02\xff\xfe"  # AnyValue.string_value, not UTF-8
     ours = KeyValue(key=sc.DECISION_INTENT).SerializeToString() + b"\x12\x04" + bad_text

@@ -17,7 +17,8 @@ so the values are those protobuf itself reads (``tests/ingest/test_wire.py`` che
 both against each other). Reading bytes in Python costs about what the generated
 classes cost, so attributes already read are remembered by their bytes (most of an
 agent's repeat: span kinds, run ids, node and option ids, options, outcomes); a
-look-up is a tenth of a read. Values are immutable (arrays are tuples, as in the SDK),
+look-up is a tenth of a read; ours that are not read (option ids and counts) are
+remembered as skipped. Values are immutable (arrays are tuples, as in the SDK),
 so spans can share them.
 """
 
@@ -68,6 +69,7 @@ UNREAD_KEYS: Final = frozenset(
     }
 )
 _OURS_TEXT: Final = sc.PREFIX + "."
+_OURS: Final = _OURS_TEXT.encode()
 
 # --- the message classes -----------------------------------------------------------------
 
@@ -153,9 +155,11 @@ _STRING, _BOOL, _INT, _DOUBLE_TAG, _ARRAY, _BYTES = 0x0A, 0x10, 0x18, 0x21, 0x2A
 _known_keys: dict[bytes, Any] = {}
 _MAX_KNOWN_KEYS = 4096
 _NEW: Final = object()
-#: Attributes read so far, by their ``KeyValue`` bytes: key and (immutable) value.
-#: Bounded in entries and entry size; emptied when full.
-_pairs: dict[bytes, tuple[str, Any]] = {}
+#: Attributes read so far, by their ``KeyValue`` bytes: key and (immutable) value, or
+#: :data:`_SKIP` for one of ours that is not read (:data:`UNREAD_KEYS`: option ids and
+#: counts repeat as the options do). Bounded in entries and entry size; emptied when full.
+_pairs: dict[bytes, tuple[()] | tuple[str, Any]] = {}
+_SKIP: Final = ()
 _MAX_PAIRS = 4096
 _MAX_PAIR_BYTES = 1024
 _SCALARS: Final = frozenset({str, int, float, bool, bytes, type(None)})
@@ -269,6 +273,8 @@ def read_attributes(key_values: Iterable[bytes]) -> dict[str, Any]:
             pair = _read_pair(kv)
             if pair is None:
                 continue
+        elif not pair:  # _SKIP
+            continue
         result[pair[0]] = pair[1]
     return result
 
@@ -285,7 +291,9 @@ def _read_pair(kv: bytes) -> tuple[str, Any] | None:
         found = _known_keys.get(raw_key, _NEW)
         key = _new_key(raw_key) if found is _NEW else found
         if key is None or end == len(kv):
-            return None  # not ours, or no value
+            if key is None and len(kv) <= _MAX_PAIR_BYTES and raw_key.startswith(_OURS):
+                _remember(kv, _SKIP)
+            return None  # not read, or no value
         if kv[end] != 0x12:
             raise IndexError
         value_length = kv[end + 1]
@@ -306,10 +314,14 @@ def _read_pair(kv: bytes) -> tuple[str, Any] | None:
         return None
     pair = (key, value)
     if len(kv) <= _MAX_PAIR_BYTES and _shareable(value):
-        if len(_pairs) >= _MAX_PAIRS:
-            _pairs.clear()
-        _pairs[kv] = pair
+        _remember(kv, pair)
     return pair
+
+
+def _remember(kv: bytes, pair: tuple[()] | tuple[str, Any]) -> None:
+    if len(_pairs) >= _MAX_PAIRS:
+        _pairs.clear()
+    _pairs[kv] = pair
 
 
 def _shareable(value: Any) -> bool:
