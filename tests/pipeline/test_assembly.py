@@ -12,7 +12,7 @@ import pytest
 from decisiontrace.models import Run
 from decisiontrace.pipeline._assembly import RunAssembler
 from decisiontrace.pipeline._pending import PendingRun, record_from_compact
-from decisiontrace.spanmodel import _codec, _decode, _ids, _records
+from decisiontrace.spanmodel import _codec, _decode, _ids, _packed, _records
 from decisiontrace.spanmodel import semconv as sc
 
 TRACE = 0x0123456789ABCDEF0123456789ABCDEF
@@ -312,3 +312,26 @@ def test_the_options_cache_stays_bounded() -> None:
     for value in ("[1, {", "{}", "[1, 2]", '[{"id": 1}, 2]'):
         attributes = {sc.DECISION_OPTIONS: value}
         assert _decode.decoded_options(attributes, cache) == _decode.decoded_options(attributes)
+
+
+def test_a_long_run_packs_its_decisions_and_a_resent_one_replaces_its_earlier_copy() -> None:
+    count = _packed.PACK_AFTER + 2 * _packed.CHUNK + 5
+    spans = [decision_span(n, success=n % 3 != 0) for n in range(count)]
+    resent = decision_span(_packed.PACK_AFTER + 3, success=False, tokens=42)  # frozen chunk
+    pending = PendingRun(0.0)
+    for span in spans[:-1]:
+        pending.add_decision(span)
+    assert pending.packed is not None
+    assert all(type(chunk) is bytes for chunk in pending.packed.chunks)
+    pending.add_decision(resent)
+    pending.run = run_span(count)
+    assert not pending.complete()  # the copy is not the decision still missing
+    pending.add_decision(spans[-1])
+    assert pending.complete() and pending.decision_count() == count
+    record = pending.record()
+    expected = [*spans[: _packed.PACK_AFTER + 3], resent, *spans[_packed.PACK_AFTER + 4 :]]
+    assert record["decisions"] == [
+        _decode.decision_record(s.attributes, s.start_ns, s.end_ns, span_id=s.span_id)
+        for s in expected
+    ]
+    assert record_from_compact(pending.compact()) == record

@@ -1,8 +1,8 @@
 """A long open run keeps its ended decisions packed (``spanmodel/_packed.py``) beyond
-its first ``PACK_AFTER``: the tracker's live view once a decision has its outcome, the
-processor's pending run as its spans arrive. Packed or not, what ``get_run`` returns and
-what is stored are the decisions as they were recorded: checked here against the
-exported SDK spans, which no packing touches."""
+its first ``PACK_AFTER``, in chunks frozen into bytes: the tracker's live view once a
+decision has its outcome, the processor's pending run as its spans arrive. Packed or
+not, what ``get_run`` returns and what is stored are the decisions as they were
+recorded: checked here against the exported SDK spans, which no packing touches."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 import decisiontrace as dt
 from decisiontrace.spanmodel import _decode
 from decisiontrace.spanmodel import semconv as sc
-from decisiontrace.spanmodel._packed import PACK_AFTER
+from decisiontrace.spanmodel._packed import CHUNK, PACK_AFTER
 from decisiontrace.stores import SQLiteStore
 from decisiontrace.tracking._live import ENDED_SPAN, LiveDecision
 from tests.conftest import Pipeline, make_pipeline
@@ -24,8 +24,8 @@ OPTIONS: list[dict[str, Any]] = [
     {"id": "howto", "description": "How-to", "confidence": 0.8},
     {"id": "bug", "description": "Bug", "confidence": 0.2},
 ]
-#: Enough decisions for the processor to pack most of them.
-DECISIONS = 3 * PACK_AFTER + 7
+#: Enough decisions to pack most of them, in two frozen chunks and some more.
+DECISIONS = PACK_AFTER + 2 * CHUNK + 7
 
 
 def _record_long_run(tracker: dt.DecisionTracker, execution_id: str) -> list[str]:
@@ -85,16 +85,24 @@ def test_a_long_run_reads_and_stores_its_decisions_as_recorded(pipeline: Pipelin
     live = tracker.registry.lookup("e")
     assert live is not None
     kept = list(live.decisions.values())
-    # a run's first decisions as they are, those ended in a long run packed
-    assert all(isinstance(d, LiveDecision) for d in kept[:PACK_AFTER])
-    assert all(isinstance(d, tuple) for d in kept[PACK_AFTER:-1])
-    assert isinstance(kept[-1], LiveDecision) and kept[-1].end_ns is None
+    # a run's first decisions as they are, those ended in a long run packed apart
+    assert [d.decision_id for d in kept] == [*ids[:PACK_AFTER], ids[-1]]
+    assert all(isinstance(d, LiveDecision) for d in kept)
+    assert kept[-1].end_ns is None
+    packed = live.ended
+    assert packed is not None and len(packed) == DECISIONS - PACK_AFTER - 1
+    assert len(packed.chunks) == 2 and all(type(c) is bytes for c in packed.chunks)
     gc.collect()  # untracks the option ids' tuples; the next collection, the decisions
     gc.collect()
-    assert not any(gc.is_tracked(d) for d in kept[PACK_AFTER:-1])
-    ended = live.decision(ids[-2])
-    assert ended is not None and ended.span is ENDED_SPAN and ended.decision_id == ids[-2]
-    assert ended.end_ns is not None and ended.outcome is not None
+    assert not any(gc.is_tracked(p) for p in packed.latest)
+    for decision_id in (ids[-2], ids[PACK_AFTER]):  # in the latest, in a frozen chunk
+        ended = live.decision(decision_id)
+        assert ended is not None and ended.span is ENDED_SPAN
+        assert ended.decision_id == decision_id
+        assert ended.end_ns is not None and ended.outcome is not None
+    # ids the run did not make are not looked for
+    assert live.decision(f"dec_{DECISIONS}") is None and live.decision("dec_x") is None
+    assert live.decision(f"{ids[PACK_AFTER]}@elsewhere") is None
     view = tracker.get_run("e")
     assert view is not None
     exported = _from_spans(pipeline.spans())

@@ -162,6 +162,7 @@ def with_run(pending: PendingRun, run: SpanData) -> PendingRun:
     amended.run = run
     amended.decisions = pending.decisions
     amended.packed = pending.packed
+    amended.packed_ids = pending.packed_ids
     amended.tokens = pending.tokens
     return amended
 

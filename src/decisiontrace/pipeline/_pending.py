@@ -24,8 +24,10 @@ class PendingRun:
     back into exactly the same record with :func:`record_from_compact`.
 
     Decision spans are in ``decisions`` by span id, beyond ``_packed.PACK_AFTER`` packed
-    in ``packed`` (a long run's wait costs a tuple per decision the garbage collector
-    stops scanning): add one with :meth:`add_decision`, read with :meth:`decision_items`.
+    in ``packed`` (a :class:`~decisiontrace.spanmodel._packed.PackedLog`: a long run's
+    wait costs no object per decision that the garbage collector keeps meeting), their
+    span ids in ``packed_ids``: add one with :meth:`add_decision`, read with
+    :meth:`decision_items`.
 
     A *fragment* (``fragment`` set) holds the decisions and problems one process
     recorded into a run started elsewhere; its record is a Run with the same id, a
@@ -34,14 +36,15 @@ class PendingRun:
 
     __slots__ = (
         "decisions", "first_seen", "fragment", "fragment_attributes", "last_added",
-        "options_cache", "packed", "problems", "reason", "run", "run_seen", "run_tokens",
-        "status", "tokens",
+        "options_cache", "packed", "packed_ids", "problems", "reason", "run", "run_seen",
+        "run_tokens", "status", "tokens",
     )  # fmt: skip
 
     def __init__(self, now: float, options_cache: _decode.OptionsCache | None = None) -> None:
         self.run: _decode.SpanData | None = None
         self.decisions: dict[int, _decode.SpanData] = {}
-        self.packed: dict[int, _packed.Packed] | None = None  # see the class docstring
+        self.packed: _packed.PackedLog | None = None  # see the class docstring
+        self.packed_ids: set[int] = set()
         # LLM tokens by the decision span they count for, and for the run only
         # (docs/span-model.md, "Tokens from LLM spans"; decided in _tokens).
         self.tokens: dict[int, int] = {}
@@ -58,7 +61,7 @@ class PendingRun:
         self.options_cache = options_cache
 
     def add_decision(self, span: _decode.SpanData) -> None:
-        """Take a decision span (again: the later copy replaces the earlier, in place)."""
+        """Take a decision span (again: the later copy replaces the earlier)."""
         decisions = self.decisions
         span_id = span.span_id
         if len(decisions) < _packed.PACK_AFTER or span_id in decisions:
@@ -66,15 +69,34 @@ class PendingRun:
             return
         packed = self.packed
         if packed is None:
-            packed = self.packed = {}
-        packed[span_id] = _packed.pack_span(span)
+            packed = self.packed = _packed.PackedLog()
+        packed.append(_packed.pack_span(span))
+        if span_id in self.packed_ids:
+            self._drop_earlier_copy(span_id)
+        else:
+            self.packed_ids.add(span_id)
+
+    def _drop_earlier_copy(self, span_id: int) -> None:
+        """Keep only the latest copy of a packed span that came again (a resent span:
+        rare, so the whole log is rebuilt)."""
+        assert self.packed is not None
+        spans = list(_packed.unpacked(self.packed.snapshot()))
+        latest = spans.pop()
+        self.packed = rebuilt = _packed.PackedLog()
+        for packed in spans:
+            if _packed.fields_of(packed, _packed.SPAN_FIELDS)[1] != span_id:
+                rebuilt.append(packed)
+        rebuilt.append(latest)
 
     def decision_items(self) -> Iterable[tuple[int, _decode.SpanData]]:
         """The decision spans by span id, in arrival order (packed ones unpacked)."""
         if self.packed is None:
             return self.decisions.items()
         unpack = _packed.unpack_span
-        return [*self.decisions.items(), *((k, unpack(p)) for k, p in self.packed.items())]
+        return [
+            *self.decisions.items(),
+            *((s.span_id, s) for s in map(unpack, _packed.unpacked(self.packed.snapshot()))),
+        ]
 
     def decision_count(self) -> int:
         """How many decision spans have arrived."""

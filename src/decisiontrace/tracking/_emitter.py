@@ -21,10 +21,11 @@ Problems are events or spans of their own (:mod:`decisiontrace.tracking._problem
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -33,7 +34,7 @@ from opentelemetry.trace import Link, SpanKind
 
 from decisiontrace._internal.errors import Once, warn_once
 from decisiontrace.pipeline._tokens import LEDGER
-from decisiontrace.spanmodel import _codec, _decode, _records
+from decisiontrace.spanmodel import _codec, _decode, _packed, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._jsonsafe import safe_str
 from decisiontrace.spanmodel._kinds import RunStatus
@@ -167,9 +168,10 @@ class SpanEmitter:
                 return
             live.end_ns = end_ns
             decisions = list(live.decisions.values())
+            ended = None if live.ended is None else live.ended.snapshot()
             open_spans = []
             for decision in decisions:
-                if isinstance(decision, LiveDecision) and decision.end_ns is None:
+                if decision.end_ns is None:
                     decision.end_ns = end_ns
                     if decision.span is not PENDING_SPAN and decision.span is not ENDED_SPAN:
                         open_spans.append(decision.span)
@@ -189,11 +191,14 @@ class SpanEmitter:
                 status_value = "failed"
         totals = _records.Totals()
         intents_failed = []
-        for decision in decisions:
-            if isinstance(decision, LiveDecision):
-                outcome, attributes = decision.outcome, decision.attributes
-            else:  # packed: ended with its outcome
-                outcome = attributes = packed_attributes(decision)
+        kept: Iterable[tuple[_codec.Attributes | None, _codec.Attributes]] = (
+            (d.outcome, d.attributes) for d in decisions
+        )
+        if ended is not None:  # packed: ended with their outcome
+            kept = itertools.chain(
+                kept, ((a, a) for a in map(packed_attributes, _packed.unpacked(ended)))
+            )
+        for outcome, attributes in kept:
             if outcome is None:
                 success_ = None
                 totals.add(None)
@@ -276,7 +281,7 @@ class SpanEmitter:
             live.end_ns = end_ns
             open_spans = []
             for decision in live.decisions.values():
-                if isinstance(decision, LiveDecision) and decision.end_ns is None:
+                if decision.end_ns is None:
                     decision.end_ns = end_ns
                     if decision.span is not PENDING_SPAN and decision.span is not ENDED_SPAN:
                         open_spans.append(decision.span)

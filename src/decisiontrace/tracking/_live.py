@@ -22,6 +22,7 @@ the :class:`SpanWriter` protocol.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -134,9 +135,10 @@ class LiveRun:
     Read-only for callers: ``run_id``, ``execution_id``, ``goal_id``, ``span``,
     ``context`` (what to attach to make the run current), ``baggage``, ``recording``,
     ``end_ns`` (None while open), ``end_attributes``, ``decisions`` (by id, in the
-    order they were made: a :class:`LiveDecision`, or once ended with its outcome a
-    packed tuple, see :func:`pack`; :meth:`decision` gives either as a LiveDecision).
-    Recording goes through the methods.
+    order they were made, each a :class:`LiveDecision`) and ``ended`` (None, or in a
+    long run the decisions that ended with their outcome beyond its first
+    ``PACK_AFTER``, packed: see :meth:`keep_ended`); :meth:`decision` finds either,
+    :meth:`ended_snapshot` reads the packed ones. Recording goes through the methods.
     """
 
     __slots__ = (
@@ -148,6 +150,7 @@ class LiveRun:
         "decisions",
         "end_attributes",
         "end_ns",
+        "ended",
         "execution_id",
         "fragment_id",
         "goal_id",
@@ -205,7 +208,8 @@ class LiveRun:
         self.start_ns = start_ns
         self.end_ns: int | None = None
         self.end_attributes: _codec.Attributes = {}
-        self.decisions: dict[str, LiveDecision | _packed.Packed] = {}
+        self.decisions: dict[str, LiveDecision] = {}
+        self.ended: _packed.PackedLog | None = None
         self.decision_count = 0
         self.problems: list[tuple[_codec.Attributes, int]] = []
         self.problem_count = 0
@@ -257,7 +261,32 @@ class LiveRun:
             decision = self.decisions.get(decision_id)
         except Exception:  # expected: the agent's id, unhashable or a __hash__ that raises
             return None
-        return unpack(decision) if isinstance(decision, tuple) else decision
+        if decision is None and self.ended is not None and type(decision_id) is str:
+            packed = self._find_ended(decision_id)
+            return None if packed is None else unpack(packed)
+        return decision
+
+    def _find_ended(self, decision_id: str) -> _packed.Packed | None:
+        """The packed decision with this id (a scan: only a second outcome asks)."""
+        number, _, fragment = decision_id.partition(_ids.FRAGMENT_SEPARATOR)
+        number_ = _ids.decision_number(number)
+        if number_ is None or number_ >= self.decision_count:
+            return None  # no id this run made: no scan
+        if (fragment or None) != self.fragment_id:
+            return None
+        for packed in self.ended_snapshot():
+            if packed_attributes(packed).get(sc.DECISION_ID) == decision_id:
+                return packed
+        return None
+
+    def ended_snapshot(self) -> Iterator[_packed.Packed]:
+        """The packed decisions as they are now (see :meth:`keep_ended`), read lazily."""
+        ended = self.ended
+        if ended is None:
+            return iter(())
+        with self.lock:
+            snapshot = ended.snapshot()
+        return _packed.unpacked(snapshot)
 
     def record_outcome(
         self,
@@ -294,8 +323,6 @@ class LiveRun:
             # The decision made now is the open one whose span is current; scanning
             # from the newest, that is almost always the first one looked at.
             for decision in reversed(self.decisions.values()):
-                if isinstance(decision, tuple):  # packed: ended
-                    continue
                 if decision.span is span and decision.end_ns is None:
                     decision.pending_choice = (chosen, reasoning)
                     return True
@@ -378,12 +405,24 @@ class LiveRun:
         now, so the live view keeps the span's id only (the span's events, links and
         attribute copy were ~2.4 KB per decision, and objects the garbage collector
         rescanned for as long as the run was open); in a long run, the decision
-        packed (:func:`pack`: its object and dict were ~0.6 KB more, scanned too)."""
+        packed (:func:`pack`: its object and dict were ~0.6 KB more, scanned too) and
+        moved to ``ended``, whose chunks hold no object per decision."""
         if self.decision_count > _packed.PACK_AFTER:
-            self.decisions[decision.decision_id] = pack(decision)
+            packed = pack(decision)
+            with self.lock:
+                self.keep_packed(decision.decision_id, packed)
         else:
             decision.span = ENDED_SPAN
             decision.options = None  # only a late choice reads them, and it came or not
+
+    def keep_packed(self, decision_id: str, packed: _packed.Packed) -> None:
+        """Move an ended decision from ``decisions`` to ``ended``, packed (call under
+        ``lock``; with the lock, a snapshot sees it in one place or the other)."""
+        ended = self.ended
+        if ended is None:
+            ended = self.ended = _packed.PackedLog()
+        ended.append(packed)
+        self.decisions.pop(decision_id, None)
 
     # --- the live view -----------------------------------------------------------------
 
@@ -391,19 +430,19 @@ class LiveRun:
         """The run as a stored-form dict, decoded from the attributes its spans carry."""
         with self.lock:  # a snapshot under the lock; decoding outside it
             decisions = list(self.decisions.values())
+            ended = None if self.ended is None else self.ended.snapshot()
             problems = list(self.problems)
             nodes = list(self.nodes)
             end_ns = self.end_ns
             end_attributes = self.end_attributes
+        records = [d.record() for d in decisions if d.span is not PENDING_SPAN]
+        if ended is not None:  # decoding sorts the decisions by when they were made
+            records.extend(unpack(packed).record() for packed in _packed.unpacked(ended))
         return _decode.run_record(
             {**self.attributes, sc.RUN_NODES: nodes, **end_attributes},
             self.start_ns,
             end_ns,
-            [
-                unpack(d).record() if isinstance(d, tuple) else d.record()
-                for d in decisions
-                if isinstance(d, tuple) or d.span is not PENDING_SPAN
-            ],
+            records,
             [_decode.problem_record(a, t) for a, t in problems],
             trace_id=self.trace_id,
             span_id=self.span.get_span_context().span_id,
