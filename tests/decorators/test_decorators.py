@@ -32,6 +32,7 @@ from decisiontrace.decorators import agent, decision, default_tracker, node, set
 from decisiontrace.models import Run
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._jsonsafe import TRUNCATED_KEY
+from decisiontrace.spanmodel._packed import CHUNK, PACK_AFTER
 from decisiontrace.stores import MemoryStore
 
 IN = "gen_ai.usage.input_tokens"
@@ -1543,6 +1544,63 @@ def test_a_run_nobody_records_keeps_the_live_view_of_decorated_calls(
     assert (final.metrics.successful_decisions, final.metrics.failed_decisions) == (3, 1)
     assert final.metrics.total_tokens == 0
     assert final.metrics.nodes_executed == ["router", "unknown"]
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [trace.NoOpTracerProvider(), TracerProvider(sampler=ALWAYS_OFF)],
+    ids=["no SDK", "sampled out"],
+)
+def test_a_long_run_nobody_records_packs_its_ended_decisions_and_lists_them_all(
+    provider: trace.TracerProvider,
+) -> None:
+    # Beyond PACK_AFTER, an ended decision is packed (nothing the collector rescans);
+    # the live view reads the same essentials back, and a second outcome is refused.
+    tracker = dt.DecisionTracker("s", tracer_provider=provider)
+    count = PACK_AFTER + CHUNK + 3
+
+    @decision("route", options=["kb", "llm"])
+    def route(index: int) -> str:
+        if index % 7 == 3:
+            dt.choose("kb")
+            return "other"
+        return "llm"
+
+    @decision("fail")
+    def fail() -> None:
+        raise ValueError("no")
+
+    with tracker.run("g") as run:
+        for index in range(count):
+            if index % 5 == 4:
+                with pytest.raises(ValueError, match="no"):
+                    fail()
+            else:
+                route(index)
+        live = tracker.registry.current()
+        assert live is not None and live.ended is not None
+        assert len(live.decisions) == PACK_AFTER and len(live.ended) == count - PACK_AFTER
+        assert type(live.ended.chunks[0]) is bytes
+        view = run.get_run()
+        tracker.record_outcome(decision_id=f"dec_{count - 1}", success=False)
+        again = run.get_run()
+    assert view is not None and again is not None
+    expected = [
+        (f"dec_{i}", "fail", "", False)
+        if i % 5 == 4
+        else (f"dec_{i}", "route", "kb" if i % 7 == 3 else "llm", True)
+        for i in range(count)
+    ]
+    assert [
+        (d.id, d.intent, d.chosen_option_id, d.outcome and d.outcome.success)
+        for d in view.decisions
+    ] == expected
+    assert [d.model_dump() for d in again.decisions] == [d.model_dump() for d in view.decisions]
+    # packed or not, no span id: no decision span exists to lead to
+    assert not any(d.model_extra and "span_id" in d.model_extra for d in view.decisions)
+    final = run.get_run()
+    assert final is not None
+    assert final.metrics.failed_decisions == sum(1 for e in expected if not e[3])
 
 
 def test_a_decision_in_a_sampled_out_run_keeps_the_run_trace_current() -> None:

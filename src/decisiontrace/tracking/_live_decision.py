@@ -96,8 +96,8 @@ class LiveDecision:
         outcome = self.outcome
         if outcome is not None and outcome is not attributes:
             attributes = {**attributes, **outcome}
-        span_id = self.span_id or self.span.get_span_context().span_id
-        return _decode.decision_record(attributes, self.start_ns, self.end_ns, span_id=span_id)
+        # No span id in a run nobody records: no decision span exists to lead to.
+        return _decode.decision_record(attributes, self.start_ns, self.end_ns, span_id=self.span_id)
 
 
 __all__ = ["ENDED_SPAN", "LiveDecision", "pack", "packed_attributes", "unpack"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from decisiontrace.spanmodel import _codec
+from decisiontrace.spanmodel import _codec, _packed
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._jsonsafe import safe_str
 from decisiontrace.tracking import _context as ctx
@@ -24,6 +24,11 @@ _get_node = ctx.current_node.get
 # once set (records copy it), and one dict per call costs more than the rest of it.
 _SUCCESS: _codec.Attributes = {sc.OUTCOME_SUCCESS: True, sc.OUTCOME_TOKENS: 0}
 _FAILURE: _codec.Attributes = {sc.OUTCOME_SUCCESS: False, sc.OUTCOME_TOKENS: 0}
+#: The keys of a packed decision of such a run (``_live_decision.pack``'s form).
+_LAYOUT: _packed.Layout = (
+    sc.DECISION_INTENT, sc.NODE_ID, sc.DECISION_CHOSEN_ID, sc.DECISION_ID, sc.OUTCOME_SUCCESS,
+    sc.OUTCOME_TOKENS,
+)  # fmt: skip
 
 
 def decision(
@@ -71,10 +76,28 @@ def outcome(
     with live.lock:
         if decision.outcome is not None or decision.end_ns is not None:
             return  # the run ended first and closed the decision
+        attributes = decision.attributes
         if chosen is not None:
-            decision.attributes[sc.DECISION_CHOSEN_ID] = chosen
+            attributes[sc.DECISION_CHOSEN_ID] = chosen
         decision.outcome = kept
         decision.end_ns = end_ns
+        if live.decision_count > _packed.PACK_AFTER:
+            # Packed as the recorded path packs (LiveRun.keep_ended), built directly.
+            live.keep_packed(
+                decision.decision_id,
+                (
+                    attributes[sc.DECISION_INTENT],
+                    attributes[sc.NODE_ID],
+                    attributes[sc.DECISION_CHOSEN_ID],
+                    decision.decision_id,
+                    success,
+                    kept[sc.OUTCOME_TOKENS],
+                    _LAYOUT,
+                    decision.start_ns,
+                    end_ns,
+                    0,  # no span id: no decision span exists
+                ),
+            )
 
 
 # --- decorated calls -------------------------------------------------------------------
