@@ -17,7 +17,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 from decisiontrace.pipeline._tokens import Tokens
 from decisiontrace.spanmodel import _decode
@@ -91,10 +91,13 @@ def _sdk_span_data(span: Any) -> _decode.SpanData:
     parent = span._parent
     events = span._events
     attributes = span._attributes
+    last_service = _last_service
+    if type(context) is not SpanContext or not (parent is None or type(parent) is SpanContext):
+        raise AttributeError("not the API's span contexts")  # the public path, then
     return _decode.SpanData(
-        context.trace_id,
-        context.span_id,
-        None if parent is None else parent.span_id,
+        context[0],  # SpanContext is a tuple: its trace_id and span_id properties read it
+        context[1],
+        None if parent is None else parent[1],
         span._name,
         span._start_time or 0,
         span._end_time,
@@ -104,7 +107,7 @@ def _sdk_span_data(span: Any) -> _decode.SpanData:
         if (events._dq if type(events) is BoundedList else events)  # type: ignore[attr-defined]
         else (),
         span._status.status_code is StatusCode.ERROR,
-        _service_name(span._resource),
+        last_service[1] if span._resource is last_service[0] else _service_name(span._resource),
     )
 
 

@@ -359,9 +359,9 @@ def run_record(
     record: Record = {
         "id": str(get(sc.RUN_ID, "")),
         "goal_id": str(get(sc.GOAL_ID, "")),
-        "started_at": started.isoformat(),
+        "started_at": _records.ns_to_iso(start_ns),  # started.isoformat(), from a cache
         "status": status,
-        "completed_at": None if completed is None else completed.isoformat(),
+        "completed_at": None if end_ns is None else _records.ns_to_iso(end_ns),
         "decisions": decisions,
         "problems": problems,
         "metrics": {

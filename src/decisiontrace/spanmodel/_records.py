@@ -30,7 +30,17 @@ def ns_to_datetime(time_ns: int) -> datetime:
     same convention keeps old and new records comparable.
     """
     seconds, rest = divmod(int(time_ns), _EPOCH_NS)
-    return datetime.fromtimestamp(seconds) + timedelta(microseconds=rest // 1000)
+    base = _SECOND_DATETIME.get(seconds)
+    if base is None:
+        if len(_SECOND_DATETIME) >= _SECOND_ISO_MAX:
+            _SECOND_DATETIME.clear()
+        base = _SECOND_DATETIME[seconds] = datetime.fromtimestamp(seconds)
+    return base + timedelta(microseconds=rest // 1000)
+
+
+#: Local datetimes of whole seconds since the epoch (the writer makes two a run; the
+#: conversion to local time is most of their cost), emptied when full.
+_SECOND_DATETIME: dict[int, datetime] = {}
 
 
 #: ISO text of whole seconds since the epoch (see :func:`ns_to_iso`), emptied when full.
