@@ -5,6 +5,7 @@ and on the narrative it generates."""
 from __future__ import annotations
 
 import decisiontrace as dt
+from decisiontrace.spanmodel import _records
 from decisiontrace.spanmodel import semconv as sc
 from tests.conftest import Pipeline
 
@@ -52,3 +53,14 @@ def test_the_tracker_the_live_view_and_the_store_agree_on_totals_and_narrative(
         run_span[sc.RUN_PROBLEM_COUNT],
     ) == (4, 1, 1, 9, 1)
     assert live.narrative == stored.narrative and live.metrics == stored.metrics
+
+
+def test_iso_text_from_the_second_cache_is_the_datetimes_isoformat() -> None:
+    """``ns_to_iso`` (cached per second, what stored records hold) writes what
+    ``ns_to_datetime(...).isoformat()`` writes, fraction or none, either side of 1970."""
+    times = [0, 1, 999, 1000, -1, -1000, -1_000_000_001, 1_764_626_442_000_000_000]
+    times += [1_764_626_442_000_000_000 + n * 333_333_337 for n in range(1, 40)]
+    for time_ns in times + times:  # the second time from the caches
+        assert _records.ns_to_iso(time_ns) == _records.ns_to_datetime(time_ns).isoformat()
+    assert _records.ns_to_iso(1_764_626_442_000_001_000).endswith(".000001")
+    assert "." not in _records.ns_to_iso(1_764_626_442_000_000_999)
