@@ -17,6 +17,11 @@ and reports the store's size per decision. Prints one JSON object, also written 
     .venv/bin/python benchmarks/analytics.py --runs 10000 --repeats 3
     .venv/bin/python benchmarks/analytics.py --postgres URL       # the same on PostgreSQL
     .venv/bin/python benchmarks/analytics.py --store PATH --keep  # fill PATH once, keep it
+    .venv/bin/python benchmarks/analytics.py --postgres URL --schema NAME --keep  # the same
+
+On PostgreSQL the server's CPU time is reported beside the client's (see
+:func:`server_ticks`): with the server on the same machine, the client's CPU alone hides
+the queries' cost.
 """
 
 from __future__ import annotations
@@ -144,38 +149,220 @@ def fill(url: str, runs: int, decisions: int, batch: int = 1000) -> dict[str, fl
     start = datetime(2026, 11, 1)
     began = time.perf_counter()
     for first in range(0, runs, batch):
-        store.save_records(
-            [make_run(rng, s, decisions, start) for s in range(first, min(runs, first + batch))]
-        )
+        last = min(runs, first + batch)
+        records = [make_run(rng, s, decisions, start) for s in range(first, last)]
+        for attempt in range(3):
+            try:
+                store.save_records(records)  # all or nothing
+                break
+            except Exception as exc:
+                # PostgreSQL, psycopg 3.3.9: now and then a batch's pipelined statements
+                # answer out of step ("the last operation didn't produce records"):
+                # said, and the batch written again, as the processor would retry it.
+                print(f"batch at {first}: {exc!r}, attempt {attempt + 1}", file=sys.stderr)
+                if attempt == 2:
+                    raise
     seconds = time.perf_counter() - began
     store.close()
     return {"seconds": seconds, "decisions_per_s": runs * decisions / seconds}
 
 
-def timed(arguments: list[str], url: str, repeats: int) -> dict[str, Any]:
-    """Wall time and CPU time (user + system, the child's own: what a busy shared machine
-    does not inflate much) of ``decisiontrace ARGUMENTS --store URL`` in fresh processes."""
-    times, cpu = [], []
-    for _ in range(repeats):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        began = time.perf_counter()
-        result = subprocess.run(
-            [CLI, *arguments, "--store", url], capture_output=True, text=True, check=False
-        )
-        times.append(time.perf_counter() - began)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        if result.returncode != 0:
-            raise RuntimeError(f"{arguments}: {result.stderr or result.stdout}")
-    return {
+def _postmaster() -> int | None:
+    """The pid of a PostgreSQL postmaster on this machine readable in /proc, or None."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        if command and command[0].endswith(b"/postgres") and parent == 1:
+            return int(entry.name)
+    return None
+
+
+def server_ticks(postmaster: int) -> float:
+    """CPU seconds the server has used: the postmaster's children that have ended
+    (its cutime and cstime) plus those still running (backends, background workers).
+    A delta around a command is that command's queries, plus whatever else the server
+    did meanwhile (other clients of a shared server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int | str) -> list[str]:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+    # After ")": state ppid ... utime(12) stime(13) cutime(14) cstime(15) (0-based).
+    own = fields(postmaster)
+    total = int(own[13]) + int(own[14])
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            values = fields(child)
+        except OSError:  # ended meanwhile: in the cutime read next time
+            continue
+        total += int(values[11]) + int(values[12])
+    return total / tick
+
+
+def _command(tree: str | None) -> tuple[list[str], dict[str, str]]:
+    """How to run the CLI: the installed ``decisiontrace``, or this Python with ``tree``
+    (a ``src`` directory) first on the path."""
+    if tree is None:
+        return [CLI], dict(os.environ)
+    environment = dict(os.environ, PYTHONPATH=os.path.abspath(tree), PYTHONDONTWRITEBYTECODE="1")
+    return [sys.executable, "-c", _FROM_TREE], environment
+
+
+_FROM_TREE = (
+    "import sys; from decisiontrace.cli.app import main; sys.argv[0] = 'decisiontrace'; main()"
+)
+
+
+def _once(
+    arguments: list[str], url: str, postmaster: int | None, tree: str | None = None
+) -> tuple[float, float, float | None, str]:
+    """One run of ``decisiontrace ARGUMENTS --store URL``: wall s, the child's CPU s
+    (user + system), the server's CPU s (None without a postmaster), its output."""
+    command, environment = _command(tree)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    served = server_ticks(postmaster) if postmaster else 0.0
+    began = time.perf_counter()
+    result = subprocess.run(
+        [*command, *arguments, "--store", url],
+        capture_output=True, text=True, check=False, env=environment,
+    )  # fmt: skip
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    server = None
+    if postmaster:
+        time.sleep(0.05)  # the ended backends reaped, their time in the cutime
+        server = server_ticks(postmaster) - served
+    if result.returncode != 0:
+        raise RuntimeError(f"{arguments}: {result.stderr or result.stdout}")
+    return wall, cpu, server, result.stdout
+
+
+def _summary(times: list[float], cpu: list[float], server: list[float]) -> dict[str, Any]:
+    summary = {
         "median_s": round(statistics.median(times), 3),
         "min_s": round(min(times), 3),
         "max_s": round(max(times), 3),
         "cpu_median_s": round(statistics.median(cpu), 3),
         "cpu_min_s": round(min(cpu), 3),
         "cpu_max_s": round(max(cpu), 3),
-        "output_bytes": len(result.stdout),
     }
+    if server:
+        summary.update(
+            server_cpu_median_s=round(statistics.median(server), 3),
+            server_cpu_min_s=round(min(server), 3),
+            server_cpu_max_s=round(max(server), 3),
+        )
+    return summary
+
+
+def timed(
+    arguments: list[str], url: str, repeats: int, postmaster: int | None = None
+) -> dict[str, Any]:
+    """Wall time and CPU time (user + system, the child's own: what a busy shared machine
+    does not inflate much) of ``decisiontrace ARGUMENTS --store URL`` in fresh processes,
+    and the server's CPU time if ``postmaster`` is given."""
+    times, cpu, server = [], [], []
+    output = ""
+    for _ in range(repeats):
+        wall, used, served, output = _once(arguments, url, postmaster)
+        times.append(wall)
+        cpu.append(used)
+        if served is not None:
+            server.append(served)
+    return {**_summary(times, cpu, server), "output_bytes": len(output)}
+
+
+def side_by_side(
+    arguments: list[str], url: str, rounds: int, trees: dict[str, str], postmaster: int | None
+) -> dict[str, Any]:
+    """The command from each source tree, in rotated order each round (the machine's
+    load hits both alike): per tree its summary, and the after/before ratio of each
+    round's wall and total CPU (client + server)."""
+    measured: dict[str, tuple[list[float], list[float], list[float]]] = {
+        name: ([], [], []) for name in trees
+    }
+    names = list(trees)
+    for round_ in range(rounds):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            wall, used, served, _ = _once(arguments, url, postmaster, trees[name])
+            measured[name][0].append(wall)
+            measured[name][1].append(used)
+            if served is not None:
+                measured[name][2].append(served)
+    result: dict[str, Any] = {name: _summary(*values) for name, values in measured.items()}
+    (before_wall, before_cpu, before_server), (after_wall, after_cpu, after_server) = (
+        measured["before"], measured["after"]
+    )  # fmt: skip
+    walls = [a / b for a, b in zip(after_wall, before_wall, strict=True)]
+    after_total = [c + s for c, s in zip(after_cpu, after_server or [0.0] * rounds, strict=True)]
+    before_total = [c + s for c, s in zip(before_cpu, before_server or [0.0] * rounds, strict=True)]
+    totals = [a / b for a, b in zip(after_total, before_total, strict=True)]
+    result["wall_ratio"] = {
+        "median": round(statistics.median(walls), 2), "min": round(min(walls), 2),
+        "max": round(max(walls), 2),
+    }  # fmt: skip
+    result["cpu_ratio"] = {
+        "median": round(statistics.median(totals), 2), "min": round(min(totals), 2),
+        "max": round(max(totals), 2),
+    }  # fmt: skip
+    return result
+
+
+def filled_runs(url: str) -> int:
+    """How many runs the store at ``url`` holds (0 if it has no tables yet)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        path = url[len("sqlite:///") :]
+        if not os.path.exists(path):
+            return 0
+        with sqlite3.connect(path) as connection:
+            return int(connection.execute("SELECT count(*) FROM runs").fetchone()[0])
+    import psycopg
+
+    base, _, query = url.partition("?")
+    schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
+    with psycopg.connect(base) as connection:
+        if not connection.execute("SELECT to_regclass(%s)", (f'"{schema}".runs',)).fetchone()[0]:
+            return 0
+        return int(connection.execute(f'SELECT count(*) FROM "{schema}".runs').fetchone()[0])
+
+
+def planner_statistics(url: str, what: str) -> None:
+    """``analyze``: ``ANALYZE`` the schema's tables, as autovacuum would have after the
+    fill (the test server runs with ``autovacuum = off``): the plans of a live store.
+    ``forget``: delete their statistics (a superuser's catalog write), as if never
+    analyzed: the plans of a store filled on a server without autovacuum."""
+    import psycopg
+
+    base, _, query = url.partition("?")
+    schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
+    with psycopg.connect(base, autocommit=True) as connection:
+        tables = [
+            table
+            for (table,) in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+            ).fetchall()
+        ]
+        for table in tables:
+            name = f'"{schema}"."{table}"'
+            if what == "analyze":
+                connection.execute(f"ANALYZE {name}")
+            else:
+                connection.execute(
+                    "DELETE FROM pg_statistic WHERE starelid = %s::regclass", (name,)
+                )
+                connection.execute(
+                    "UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = %s::regclass",
+                    (name,),
+                )
 
 
 def store_size(url: str) -> int:
@@ -216,23 +403,48 @@ def main() -> None:
     parser.add_argument("--store", help="SQLite file to fill (or reuse with --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the store; reuse it if full")
     parser.add_argument("--postgres", help="a PostgreSQL URL: work in a schema of its own")
+    parser.add_argument("--schema", help="the PostgreSQL schema (with --keep: reuse it if full)")
+    parser.add_argument(
+        "--statistics", choices=("analyze", "forget"),
+        help="PostgreSQL: ANALYZE the tables before timing, or forget their statistics",
+    )  # fmt: skip
+    parser.add_argument("--before", help="a src tree: time it and --after side by side")
+    parser.add_argument("--after", default="src", help="the src tree compared with --before")
+    parser.add_argument("--out", type=Path, help="write the JSON here")
+    parser.add_argument("--only", action="append", help="time only this command (repeatable)")
     args = parser.parse_args()
 
     folder = tempfile.mkdtemp(prefix="dt-analytics-")
     schema = None
+    postmaster = None
     if args.postgres:
-        schema = f"dt_analytics_{secrets.token_hex(4)}"
+        schema = args.schema or f"dt_analytics_{secrets.token_hex(4)}"
+        postmaster = _postmaster()
         separator = "&" if "?" in args.postgres else "?"
         url = f"{args.postgres}{separator}schema={schema}"
     else:
         url = "sqlite:///" + os.path.abspath(args.store or os.path.join(folder, "runs.db"))
     try:
-        reuse = args.keep and args.store and os.path.exists(args.store)
+        reuse = args.keep and (args.store or args.schema) and filled_runs(url) == args.runs
         filled = None if reuse else fill(url, args.runs, args.decisions)
+        if args.postgres and args.statistics:
+            planner_statistics(url, args.statistics)
         size = store_size(url)
-        results = {name: timed(command, url, args.repeats) for name, command in COMMANDS.items()}
+        load = os.getloadavg()[0]
+        commands = {k: v for k, v in COMMANDS.items() if not args.only or k in args.only}
+        if args.before:
+            trees = {"before": args.before, "after": args.after}
+            results = {
+                name: side_by_side(command, url, args.repeats, trees, postmaster)
+                for name, command in commands.items()
+            }
+        else:
+            results = {
+                name: timed(command, url, args.repeats, postmaster)
+                for name, command in commands.items()
+            }
     finally:
-        if schema is not None and args.postgres:
+        if schema is not None and args.postgres and not args.keep:
             import psycopg
 
             with psycopg.connect(args.postgres, autocommit=True) as connection:
@@ -243,20 +455,28 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     output = {
         "machine": f"{platform.platform()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+        f"{os.cpu_count()} cores, load average {load:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": "PYDANTIC_DISABLE_PLUGINS=" + os.environ.get("PYDANTIC_DISABLE_PLUGINS", ""),
         "store": "postgresql" if args.postgres else "sqlite",
         "runs": args.runs,
         "decisions": args.runs * args.decisions,
         "fill": filled,
+        "statistics": args.statistics,
+        "side_by_side": {"before": args.before, "after": args.after} if args.before else None,
+        "server_cpu": "the PostgreSQL server's CPU time (postmaster's ended children and "
+        "live backends), a delta around each command"
+        if postmaster
+        else None,
         "store_bytes": size,
         "bytes_per_decision": round(size / (args.runs * args.decisions)),
         "commands": results,
     }
     RESULTS.mkdir(exist_ok=True)
     name = "analytics-postgres.json" if args.postgres else "analytics.json"
-    (RESULTS / name).write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+    out = args.out or RESULTS / name
+    out.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(output, indent=2))
 
 

@@ -33,10 +33,12 @@ class Dialect:
     has_node: str
     #: ``{text}`` contains the parameter.
     contains: str
-    #: How the search joins runs to their decisions: newest runs first, so that the
-    #: rows come in order and a search can stop early (SQLite: ``CROSS JOIN``, which
-    #: keeps the runs as the outer loop).
-    join: str
+    #: How the search reads each run's decisions, runs newest first, so that the rows
+    #: come in order and a search can stop early: False, a ``CROSS JOIN`` (SQLite keeps
+    #: its left table as the outer loop); True, a ``LATERAL`` subquery fenced with
+    #: ``OFFSET 0`` (PostgreSQL: a join lets the planner, misled by missing or stale
+    #: statistics, rescan the matching decisions for every run, quadratic in the store).
+    lateral: bool
     #: The aggregate tables' statements (see ``stores._aggregates``).
     aggregates: Statements
     #: An id or name as the database keeps it, and back.
@@ -93,6 +95,21 @@ def matching_runs(dialect: Dialect, filters: RunFilters) -> tuple[str, list[Any]
     return query, parameters
 
 
+def _named(text: Callable[[Any], str], rows: Iterable[tuple[Any, ...]], width: int) -> list[Any]:
+    """``rows`` with their first ``width`` columns (ids and names as the database keeps
+    them) as text, each distinct key converted once: the latency tables hold a few
+    hundred thousand rows over a few dozen keys."""
+    seen: dict[tuple[Any, ...], tuple[str, ...]] = {}
+    named = []
+    for row in rows:
+        head = row[:width]
+        key = seen.get(head)
+        if key is None:
+            key = seen[head] = tuple(map(text, head))
+        named.append(key + row[width:])
+    return named
+
+
 def tallies(execute: Execute, dialect: Dialect, filters: RunFilters) -> DecisionTallies:
     """Counts over the decisions of the matching runs (see ``DecisionTallies``)."""
     runs, parameters = matching_runs(dialect, filters)
@@ -118,14 +135,9 @@ def tallies(execute: Execute, dialect: Dialect, filters: RunFilters) -> Decision
              int(tokens), int(stated), float(total))
             for node, kind, listed, option, outcome, count, tokens, stated, total in counts
         ]  # fmt: skip
-        result.latencies = [
-            (text(node), text(kind), int(latency), int(count))
-            for node, kind, latency, count in latencies
-        ]
-        result.chosen_latencies = [
-            (text(node), text(kind), text(option), int(latency), int(count))
-            for node, kind, option, latency, count in chosen
-        ]
+        # Latencies and counts come as int (bigint columns, count(*)).
+        result.latencies = _named(text, latencies, 2)
+        result.chosen_latencies = _named(text, chosen, 3)
     result.offered = [
         (text(node), text(kind), str(option_ids), int(count))
         for node, kind, option_ids, count in offered
@@ -177,11 +189,13 @@ def search(
     in run order: every match, and (for text and judgements) some that the caller's own
     test then drops. ``runs.limit`` is not applied."""
     m = dialect.mark
-    where, parameters = _runs_where(dialect, runs)
-    conditions = [where]
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    # Judged in the decision's row or in the evaluations table: the latter read once (a
+    # hashed set, an index), not probed once per decision row.
     judged = (
-        f"(d.judged = 1 OR EXISTS (SELECT 1 FROM {dialect.evaluations} e "
-        "WHERE e.run_id = d.run_id AND e.decision_id = d.decision_id))"
+        "(d.judged = 1 OR (d.run_id, d.decision_id) IN "
+        f"(SELECT e.run_id, e.decision_id FROM {dialect.evaluations} e))"
     )
     for column, value in (
         ("d.node_id", wanted.node_id),
@@ -202,11 +216,21 @@ def search(
         parameters.append(wanted.text.casefold())
     if wanted.judged:
         conditions.append(judged)
+    where, run_parameters = _runs_where(dialect, runs)
+    if dialect.lateral:
+        of_run = " AND ".join(["d.run_id = r.run_id", *conditions])
+        source = (
+            "CROSS JOIN LATERAL (SELECT d.run_id, d.decision_id, d.seq "
+            f"FROM {dialect.decisions} d WHERE {of_run} ORDER BY d.seq OFFSET 0) d"
+        )
+        parameters = [*parameters, *run_parameters]
+    else:
+        source = f"CROSS JOIN {dialect.decisions} d ON d.run_id = r.run_id"
+        where = " AND ".join([where, *conditions])
+        parameters = [*run_parameters, *parameters]
     query = (
-        f"SELECT d.run_id, d.decision_id FROM {dialect.runs} r "
-        f"{dialect.join} {dialect.decisions} d ON d.run_id = r.run_id "
-        f"WHERE {' AND '.join(conditions)} "
-        "ORDER BY r.started_at DESC, r.run_id DESC, d.seq"
+        f"SELECT d.run_id, d.decision_id FROM {dialect.runs} r {source} "
+        f"WHERE {where} ORDER BY r.started_at DESC, r.run_id DESC, d.seq"
     )
     for run_id, decision_id in execute(query, parameters):
         yield dialect.text(run_id), dialect.text(decision_id)

@@ -92,7 +92,7 @@ class PostgreSQLStore(RunStore):
             aggregates=_aggregates.Statements(
                 f"{s}.", "d.run_id = ANY({marks})", "CAST(trunc({number}) AS INTEGER)"
             ),
-            join="JOIN", key=_key, text=_text,
+            lateral=True, key=_key, text=_text,
         )  # fmt: skip
         self.url = redact(url)
         self.timeout = timeout
@@ -291,8 +291,11 @@ class PostgreSQLStore(RunStore):
                 # Server-side: rows come as they are read, and the search may stop early.
                 connection.cursor(name="decisiontrace_search") as cursor,
             ):
-                # The caller stops after a page of matches: plan for the first rows.
+                # The caller stops after a page of matches: plan for the first rows, and
+                # compile nothing (a plan that may read every decision crosses the JIT
+                # thresholds, and compiling it costs more than the rows read early).
                 connection.execute("SET LOCAL cursor_tuple_fraction = 0.001")
+                connection.execute("SET LOCAL jit = off")
 
                 def execute(query: str, parameters: list[Any]) -> Iterator[tuple[Any, ...]]:
                     cursor.execute(query, parameters)

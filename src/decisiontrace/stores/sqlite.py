@@ -44,7 +44,7 @@ _DIALECT = _analytics.Dialect(
     has_node="EXISTS (SELECT 1 FROM json_each(r.nodes) WHERE value = ?)",
     contains="instr({text}, ?) > 0",
     aggregates=_fragment_rows.AGGREGATES,
-    join="CROSS JOIN",
+    lateral=False,
     key=str,
     text=str,
 )
