@@ -18,10 +18,13 @@ and reports the store's size per decision. Prints one JSON object, also written 
     .venv/bin/python benchmarks/analytics.py --postgres URL       # the same on PostgreSQL
     .venv/bin/python benchmarks/analytics.py --store PATH --keep  # fill PATH once, keep it
     .venv/bin/python benchmarks/analytics.py --postgres URL --schema NAME --keep  # the same
+    .venv/bin/python benchmarks/analytics.py ... --before /tmp/before/src --after src
 
 On PostgreSQL the server's CPU time is reported beside the client's (see
 :func:`server_ticks`): with the server on the same machine, the client's CPU alone hides
-the queries' cost.
+the queries' cost. ``--statistics analyze`` or ``forget`` sets the planner's statistics
+first (a server without autovacuum never gathers them). ``--before`` times each command
+from two source trees in rotated order, round after round (see :func:`side_by_side`).
 """
 
 from __future__ import annotations
@@ -330,9 +333,11 @@ def filled_runs(url: str) -> int:
     base, _, query = url.partition("?")
     schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
     with psycopg.connect(base) as connection:
-        if not connection.execute("SELECT to_regclass(%s)", (f'"{schema}".runs',)).fetchone()[0]:
+        [(table,)] = connection.execute("SELECT to_regclass(%s)", (f'"{schema}".runs',))
+        if table is None:
             return 0
-        return int(connection.execute(f'SELECT count(*) FROM "{schema}".runs').fetchone()[0])
+        [(count,)] = connection.execute(f'SELECT count(*) FROM "{schema}".runs')
+        return int(count)
 
 
 def planner_statistics(url: str, what: str) -> None:
@@ -381,7 +386,7 @@ def store_size(url: str) -> int:
             "WHERE n.nspname = %s AND c.relkind = 'r'",
             (schema,),
         ).fetchone()
-    return int(row[0] or 0)
+    return int(row[0] or 0) if row else 0
 
 
 COMMANDS: dict[str, list[str]] = {
