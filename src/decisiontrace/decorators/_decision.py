@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, cast
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from decisiontrace._internal.errors import internal_error
 from decisiontrace.decorators._generators import Session, drive, items_text
 from decisiontrace.decorators._kinds import Decorator, F, callable_or_none, tracker_or_none
 from decisiontrace.decorators._recording import Recorder
 from decisiontrace.decorators._run import default_tracker, generator_in_new_run, run_in_context
 from decisiontrace.spanmodel._kinds import DecisionType
 from decisiontrace.tracking import _context as ctx
-from decisiontrace.tracking import _no_provider, _normalize
+from decisiontrace.tracking import _no_provider, _normalize, _unrecorded
 from decisiontrace.tracking.tracker import DecisionTracker
 
 if TYPE_CHECKING:
@@ -112,18 +113,12 @@ class DecisionSpec(Recorder):
                 _check_outside_run()
                 return wrapped(*args, **kwargs)
             return self._sync_in_new_run(wrapped, instance, args, kwargs)
+        if not live.recording:
+            return self._sync_unrecorded(live, wrapped, args, kwargs)
         decision = self.open(live, self.node_id, instance, args, kwargs)
         if decision is None:
             return wrapped(*args, **kwargs)
-        # The decision span is current while the function runs. A run nobody records
-        # has none: its "decision span" is the run's own non-recording span, and inside
-        # ``tracker.run`` the run's context is already current (with start_run it is
-        # not, and is made current so spans started inside stay in the run's trace).
-        token = (
-            _attach(_in_span(decision.span))
-            if live.recording or _get_current() is not live.context
-            else None
-        )
+        token = _attach(_in_span(decision.span))  # the decision span is current meanwhile
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -133,6 +128,39 @@ class DecisionSpec(Recorder):
             if token is not None:
                 _detach(token)
         self.returned(live, decision, result)
+        return result
+
+    def _sync_unrecorded(
+        self, live: LiveRun, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+    ) -> Any:
+        """``call_sync`` in a run nobody records: straight to ``_unrecorded`` (what
+        ``open`` and ``returned`` do for such a run, without their checks for it).
+
+        The run has no decision span: its "decision span" is the run's own
+        non-recording span. Inside ``tracker.run`` the run's context is current already;
+        with start_run it is not, and is made current so that spans started inside stay
+        in the run's trace (and are dropped with it).
+        """
+        try:
+            decision = _unrecorded.open_call(live, self.intent, self.node_id)
+        except Exception as error:
+            internal_error("@decision opening a decision", error)
+            decision = None
+        if decision is None:
+            return wrapped(*args, **kwargs)
+        token = _attach(_in_span(decision.span)) if _get_current() is not live.context else None
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self.failed(live, decision, exc)
+            raise
+        finally:
+            if token is not None:
+                _detach(token)
+        try:
+            _unrecorded.close_call(live, decision, self._chosen(decision, result))
+        except Exception as error:
+            internal_error("@decision recording the outcome", error)
         return result
 
     def _sync_in_new_run(
