@@ -2,8 +2,9 @@
 
 Everything the agent's threads queue in ``on_start``/``on_end`` is handled here: spans
 decoded and assembled into runs (:mod:`decisiontrace.pipeline._assembly`), runs handed to
-the store in one transaction per pass, failed batches kept (bounded) and retried with
-backoff, runs that never end stored as ``stuck``, and journal entries written and
+the store in one transaction per pass (failed batches kept, bounded, and retried with
+backoff by :class:`~decisiontrace.pipeline._unwritten.UnwrittenRuns`, the one home of
+that rule), runs that never end stored as ``stuck``, and journal entries written and
 recovered.
 
 :class:`Writer` is composed into
@@ -54,6 +55,7 @@ from decisiontrace.pipeline._inbox import (
 )
 from decisiontrace.pipeline._open_spans import OpenSpans
 from decisiontrace.pipeline._pending import PendingRun
+from decisiontrace.pipeline._unwritten import UnwrittenRuns
 from decisiontrace.spanmodel import _codec
 from decisiontrace.stores import RunStore
 from decisiontrace.stores.base import AssembledRun
@@ -64,11 +66,6 @@ Listener = Callable[[list[_codec.Record]], None]
 
 #: Items short of the queue's bound from which :meth:`Writer.put` takes its lock.
 _LOCK_MARGIN = 64
-#: What a store failure pauses the retries for, at most (seconds).
-_MAX_BACKOFF = 5.0
-#: What a store raises for a run it cannot encode (text UTF-8 cannot hold, an integer
-#: its columns cannot): the same run fails every retry, so it is dropped and counted.
-_UNENCODABLE = (TypeError, ValueError, OverflowError)
 
 
 class _Recorded:
@@ -99,7 +96,8 @@ class Writer:
             runs among them that outlive ``run_timeout``, or all at shutdown.
         flush_interval: seconds between passes.
         max_queue_size: items the queue holds at most; :meth:`put` refuses beyond it.
-        max_unwritten_runs: runs kept while the store fails; the oldest are dropped.
+        max_unwritten_runs: runs kept while the store fails; the oldest are dropped
+            (see :class:`~decisiontrace.pipeline._unwritten.UnwrittenRuns`).
         run_timeout: see ``open_spans``, and decisions whose run span never arrived.
         journal: write the journal entries of what each pass takes in (a pass whose
             entries could not be written tells its marks the store is failing).
@@ -129,13 +127,9 @@ class Writer:
         self.open_spans = open_spans
         self.flush_interval = flush_interval
         self.max_queue_size = max_queue_size
-        self.max_unwritten_runs = max_unwritten_runs
         self.run_timeout = run_timeout
         self.journal = journal
         self.listeners: list[Listener] = []
-        #: Runs written, and runs dropped (unencodable, or beyond the bound while failing).
-        self.written_runs = 0
-        self.dropped_runs = 0
         self._once = once
         self._recover = recover_journal
         self._resume = resume_journal
@@ -151,10 +145,8 @@ class Writer:
         self._orphans_requested = False
         self._cancel_reason: str | None = None
         self._keep_journaled = False
-        self._unwritten: list[AssembledRun] = []
-        self._failing_since: float | None = None
-        self._retry_at = 0.0
-        self._dropped_while_failing = 0
+        #: The runs waiting for the store: kept, retried and dropped by its rule.
+        self._unwritten = UnwrittenRuns(max_unwritten_runs, once=once, log_once=self._log_once)
 
     # --- the interface ------------------------------------------------------------------
 
@@ -166,7 +158,25 @@ class Writer:
     @property
     def store_failing(self) -> bool:
         """The last write failed and the runs are kept for a retry."""
-        return self._failing_since is not None
+        return self._unwritten.failing
+
+    @property
+    def written_runs(self) -> int:
+        """Runs written to the store."""
+        return self._unwritten.written
+
+    @written_runs.setter
+    def written_runs(self, count: int) -> None:  # carried over to a forked child's writer
+        self._unwritten.written = count
+
+    @property
+    def dropped_runs(self) -> int:
+        """Runs dropped: unencodable, or beyond ``max_unwritten_runs`` while failing."""
+        return self._unwritten.dropped
+
+    @dropped_runs.setter
+    def dropped_runs(self, count: int) -> None:  # carried over to a forked child's writer
+        self._unwritten.dropped = count
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -348,12 +358,13 @@ class Writer:
         orphans_now, self._orphans_requested = self._orphans_requested, False
         runs.extend(assembler.take_orphan_runs(0.0 if orphans_now else self.run_timeout, now))
         journaled = self._write_journal(journal, runs) if journal else True
+        unwritten = self._unwritten
         if runs:
-            self._queue_for_writing(self._notify_listeners(runs) if self.listeners else runs)
-        if self._unwritten and (force or now >= self._retry_at):
-            self._write()
+            unwritten.add(self._notify_listeners(runs) if self.listeners else runs)
+        if unwritten.due(now, force=force):
+            unwritten.write(self.store)
         for mark in marks:
-            mark.store_failing = self._failing_since is not None or not journaled
+            mark.store_failing = unwritten.failing or not journaled
             mark.done.set()
 
     def _abandon_open_runs(self, now: float) -> None:
@@ -392,28 +403,6 @@ class Writer:
             return False
         return True
 
-    def _queue_for_writing(self, runs: Sequence[AssembledRun]) -> None:
-        self._unwritten.extend(runs)
-        if self._failing_since is not None:  # a healthy store takes them all this pass
-            self._trim_unwritten()
-
-    def _trim_unwritten(self) -> None:
-        """Drop the oldest runs beyond ``max_unwritten_runs`` (the store is failing)."""
-        overflow = len(self._unwritten) - self.max_unwritten_runs
-        if overflow <= 0:
-            return
-        del self._unwritten[:overflow]
-        self.dropped_runs += overflow
-        self._dropped_while_failing += overflow
-        if self._once.first("dropped"):  # once: a failing store must not flood logs
-            logger.error(
-                "decisiontrace: runs are being dropped (%d so far): the store keeps "
-                "failing and the queue of %d runs waiting to be written is full; "
-                "RunRecordProcessor.dropped_runs counts them",
-                overflow,
-                self.max_unwritten_runs,
-            )
-
     # --- the journal -------------------------------------------------------------------
 
     def _recover_journal(self) -> None:
@@ -440,7 +429,7 @@ class Writer:
                 len(runs),
                 getattr(self.store, "url", self.store),
             )
-            self._queue_for_writing(self._notify_listeners(runs) if self.listeners else runs)
+            self._unwritten.add(self._notify_listeners(runs) if self.listeners else runs)
 
     def _notify_listeners(self, runs: list[PendingRun]) -> list[AssembledRun]:
         """Hand the listeners the runs' records; the runs to write, reusing those records."""
@@ -461,56 +450,6 @@ class Writer:
             except Exception:  # expected: the listener's own failure (a user's callback)
                 self._log_once(f"listener {listener!r}", "listener failed")
         return assembled
-
-    def _write(self) -> None:
-        batch = self._unwritten
-        try:
-            self.store.save_assembled(batch)
-        except _UNENCODABLE:
-            # Some run cannot be encoded: no retry will fix it. Write the others one by
-            # one and drop (and count) the ones that fail this way.
-            self._write_one_by_one(batch)
-            return
-        except Exception as error:  # expected: the store failing; kept and retried
-            now = time.monotonic()
-            if self._failing_since is None:
-                self._failing_since = now
-                logger.error(
-                    "decisiontrace: could not write %d runs to %s (%s); they are kept and retried",
-                    len(batch),
-                    getattr(self.store, "url", self.store),
-                    error,
-                )
-            backoff = 0.1 * 2 ** min(6, int(now - self._failing_since))
-            self._retry_at = now + min(_MAX_BACKOFF, backoff)
-            self._trim_unwritten()
-            return
-        self.written_runs += len(batch)
-        self._unwritten = []
-        if self._failing_since is not None:
-            logger.warning(
-                "decisiontrace: the store is writable again; waiting runs written "
-                "(%d dropped meanwhile)",
-                self._dropped_while_failing,
-            )
-            self._failing_since = None
-            self._dropped_while_failing = 0
-            self._once.forget("dropped")
-
-    def _write_one_by_one(self, batch: list[AssembledRun]) -> None:
-        kept: list[AssembledRun] = []
-        dropped = 0
-        for run in batch:
-            try:
-                self.store.save_assembled([run])
-            except _UNENCODABLE:
-                dropped += 1
-                self._log_once("unencodable", "a run could not be encoded and was dropped")
-            except Exception:  # expected: the store failing; kept for the retry
-                kept.append(run)
-        self.dropped_runs += dropped
-        self.written_runs += len(batch) - len(kept) - dropped
-        self._unwritten = kept
 
 
 __all__ = ["Listener", "Writer"]
