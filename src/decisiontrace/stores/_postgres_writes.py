@@ -71,7 +71,7 @@ class PostgreSQLWrites:
             if fragment_id:
                 parts[(run_id, _key(fragment_id))] = (run_id, _key(fragment_id), *stored)
             else:
-                decisions[run_id] = [_decision_row(run_id, d) for d in decision_rows]
+                decisions[run_id] = _decision_rows(run_id, decision_rows)
                 roots[run_id] = (
                     run_id,
                     _key(row[1]),
@@ -137,7 +137,7 @@ class PostgreSQLWrites:
         self.replace_decisions(
             cursor,
             [run_id],
-            [_decision_row(run_id, row) for row in _rows.decision_rows(run_id, record)],
+            _decision_rows(run_id, _rows.decision_rows(run_id, record)),
             pipeline,
         )
         cursor.execute(
@@ -200,9 +200,11 @@ class PostgreSQLWrites:
                 cursor,
                 [key for key, _ in records],
                 [
-                    _decision_row(key, row)
+                    row
                     for key, record in records
-                    for row in _rows.decision_rows(_text(key), _rows.valid_text(record))
+                    for row in _decision_rows(
+                        key, _rows.decision_rows(_text(key), _rows.valid_text(record))
+                    )
                 ],
             )
         cursor.execute(f"SELECT run_id, fragment_id, record, record_format "
@@ -243,23 +245,28 @@ _MAX_KEYS = 4096
 
 def _cached_key(value: str) -> bytes:
     """``_key(value)``, remembered (see :data:`_KEYS`)."""
-    found = _KEYS.get(value)
-    if found is None:
-        if len(_KEYS) >= _MAX_KEYS:
-            _KEYS.clear()
-        found = _KEYS[value] = _key(value)
+    if len(_KEYS) >= _MAX_KEYS:
+        _KEYS.clear()
+    found = _KEYS[value] = _key(value)
     return found
 
 
-def _decision_row(run_id: bytes, row: _Row) -> _Row:
-    """A ``_facts`` row as PostgreSQL keeps it: ids as bytes, text without NUL."""
-    (_, seq, decision_id, node_id, kind, chosen, listed, confidence, option_ids, outcome,
-     tokens, latency, judged, text) = row  # fmt: skip
-    return (
-        run_id, seq, _cached_key(decision_id), _cached_key(node_id), _cached_key(kind),
-        _cached_key(chosen), listed, confidence, option_ids, outcome, tokens, latency, judged,
-        _rows.valid_text(text).replace("\x00", " "),
-    )  # fmt: skip
+def _decision_rows(run_id: bytes, rows: Sequence[_Row]) -> list[_Row]:
+    """``_facts`` rows as PostgreSQL keeps them: ids as bytes, text without NUL."""
+    keys = _KEYS
+    out = []
+    for (_, seq, decision_id, node_id, kind, chosen, listed, confidence, option_ids, outcome,
+         tokens, latency, judged, text) in rows:  # fmt: skip
+        out.append((
+            run_id, seq,
+            keys.get(decision_id) or _cached_key(decision_id),
+            keys.get(node_id) or _cached_key(node_id),
+            keys.get(kind) or _cached_key(kind),
+            keys.get(chosen) or _cached_key(chosen),
+            listed, confidence, option_ids, outcome, tokens, latency, judged,
+            (text if text.isascii() else _rows.valid_text(text)).replace("\x00", " "),
+        ))  # fmt: skip
+    return out
 
 
 def _stored_record(row: _Row) -> tuple[bytes, int]:

@@ -276,7 +276,7 @@ class PostgreSQLStore(RunStore):
 
     def search_decisions(self, **filters: Any) -> Generator[tuple[str, str], None, None] | None:
         """Decisions that may match, from the ``decisions`` table (see RunStore)."""
-        if filters.get("text"):  # as the column keeps it (see _postgres_writes._decision_row)
+        if filters.get("text"):  # as the column keeps it (see _postgres_writes._decision_rows)
             filters["text"] = _rows.valid_text(filters["text"]).replace("\x00", " ")
         runs, wanted = _analytics.split_filters(filters)
         return self._searching(runs, wanted)
