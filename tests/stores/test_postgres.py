@@ -252,3 +252,29 @@ def test_a_batch_the_server_fails_at_its_last_statement_is_not_written(postgres_
         assert store.load_record("run_root") == make_record("run_root")
     finally:
         store.close()
+
+
+def test_a_large_batch_with_fragments_and_roots_reads_its_own_answers(postgres_url: str) -> None:
+    # In a libpq pipeline, psycopg could hand a fetch on the cursor that had just sent
+    # a large executemany the answer of one of its INSERTs ("the last operation didn't
+    # produce records"): the batch's reads go through cursors of their own.
+    store = open_store(postgres_url)
+    try:
+        roots = [make_record(f"run_{n:04d}") for n in range(1000)]
+        store.save_records(roots)
+        again = [*roots[:500], *(make_record(f"run_new_{n:04d}") for n in range(500))]
+        fragment = make_record("run_0007")
+        fragment["fragment_id"] = "tool:1/0000000000000001"
+        store.save_records([*again, fragment])
+        assert len(store.list_runs()) == 1500
+        assert [f["fragment_id"] for f in store.load_fragments("run_0007")] == [
+            "tool:1/0000000000000001"
+        ]
+        tallies = store.decision_tallies()
+        assert tallies is not None  # counted once each, though 500 runs were saved twice
+        merged = store.load_record("run_0007")
+        assert merged is not None
+        expected = 1499 * len(roots[0]["decisions"]) + len(merged["decisions"])
+        assert sum(row[5] for row in tallies.counts) == expected
+    finally:
+        store.close()

@@ -108,9 +108,12 @@ class PostgreSQLWrites:
                     # still be held (and journaled) by this process.
                     cursor.executemany(*self._journal.clearing(ordered))
                 # The run rows are locked now: no other writer changes their decisions.
-                cursor.execute(self.sql.run_state, (ordered,))
+                # Read on a cursor of its own: in a pipeline, psycopg (3.3) can hand this
+                # cursor's fetch the answer of a statement the batch's executemany sent.
+                state = connection.cursor()
+                state.execute(self.sql.run_state, (ordered,))
                 stored_before = []
-                for run_id, fragmented, had_rows in cursor.fetchall():
+                for run_id, fragmented, had_rows in state.fetchall():
                     if fragmented:
                         touched.add(bytes(run_id))  # merged with its fragments below
                     elif had_rows:
@@ -224,14 +227,16 @@ def load_merged(
     cursor: psycopg.Cursor[Any], sql: Statements, run_id: bytes
 ) -> tuple[Record, int] | None:
     """A run written by several processes: its fragments and root merged, and how many
-    fragments it has; None if it has none."""
-    cursor.execute(sql.load_fragments, (run_id,))
-    parts = [decode(bytes(data), version) for data, version in cursor.fetchall()]
+    fragments it has; None if it has none. Read on a cursor of its own (see
+    :meth:`PostgreSQLWrites.write`), on ``cursor``'s connection."""
+    reader = cursor.connection.cursor()
+    reader.execute(sql.load_fragments, (run_id,))
+    parts = [decode(bytes(data), version) for data, version in reader.fetchall()]
     if not parts:
         return None
     count = len(parts)
-    cursor.execute(sql.load_root, (run_id,))
-    row = cursor.fetchone()
+    reader.execute(sql.load_root, (run_id,))
+    row = reader.fetchone()
     if row is not None and row[0] is not None:
         parts.append(decode(bytes(row[0]), row[1]))
     return _fragments.merge(parts), count
