@@ -300,16 +300,23 @@ def _completed_decisions(ingest: Ingest, run_id: str) -> list[tuple[str, str | N
     return [(d.intent, getattr(d, "service", None)) for d in stored.decisions]
 
 
-def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
-    ingest_any: Ingest,
-) -> None:
-    ingest = ingest_any
+def _answered_then_killed(ingest: Ingest) -> tuple[str, list[ReadableSpan]]:
+    """A run's decisions and a fragment sent to the service and answered, then the
+    service killed with SIGKILL: the run's id and its run span, not sent yet."""
     run_id, spans, tool_spans = _run_with_a_fragment("held")
     run_span = [s for s in spans if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_RUN]
     decisions = [s for s in spans if s not in run_span]
     # Answered: the run's decisions wait for its span, the fragment for nothing.
     assert _post_spans(ingest, decisions + tool_spans) == 200
     assert ingest.stop(signal.SIGKILL) == -signal.SIGKILL
+    return run_id, run_span
+
+
+def test_spans_answered_before_a_sigkill_complete_their_run_after_the_restart(
+    ingest_any: Ingest,
+) -> None:
+    ingest = ingest_any
+    run_id, run_span = _answered_then_killed(ingest)
     ingest.start()  # the same store
     assert _post_spans(ingest, run_span) == 200
     assert ingest.stop() == 0, "".join(ingest.log)
@@ -326,11 +333,7 @@ def test_a_service_restarted_with_the_pid_of_its_killed_predecessor_takes_back_i
     # the killed service's journal entries are given this process's pid, and a service
     # started here must take them back rather than take them for its own.
     ingest = ingest_any
-    run_id, spans, tool_spans = _run_with_a_fragment("held")
-    run_span = [s for s in spans if (s.attributes or {}).get(sc.SPAN_KIND) == sc.KIND_RUN]
-    decisions = [s for s in spans if s not in run_span]
-    assert _post_spans(ingest, decisions + tool_spans) == 200
-    assert ingest.stop(signal.SIGKILL) == -signal.SIGKILL
+    run_id, run_span = _answered_then_killed(ingest)
     journal = JournalTable(ingest.store_url)
     assert ingest.process is not None
     assert [pid for pid, _ in journal.writers()] == [ingest.process.pid]
