@@ -16,12 +16,13 @@ A run nobody records (no SDK installed, or sampled out) takes the same calls and
 only what its live view shows: each decision's id, intent, node, chosen option and
 success (:mod:`decisiontrace.tracking._unrecorded`, the one home of that behaviour).
 Problems are events or spans of their own (:mod:`decisiontrace.tracking._problems`).
+What a run's end says (status, narrative, totals) is worked out by
+:mod:`decisiontrace.tracking._run_end`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import sys
 import time
@@ -34,17 +35,17 @@ from opentelemetry.trace import Link, SpanKind
 
 from decisiontrace._internal.errors import Once, warn_once
 from decisiontrace.pipeline._tokens import LEDGER
-from decisiontrace.spanmodel import _codec, _decode, _packed, _records
+from decisiontrace.spanmodel import _codec, _decode
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._jsonsafe import safe_str
 from decisiontrace.spanmodel._kinds import RunStatus
-from decisiontrace.spanmodel._redact import redact_text
 from decisiontrace.tracking import (
     _arguments,
     _no_provider,
     _normalize,
     _problems,
     _remote,
+    _run_end,
     _unrecorded,
 )
 from decisiontrace.tracking import _context as ctx
@@ -54,7 +55,6 @@ from decisiontrace.tracking._live import (
     ROOT_CONTEXT,
     LiveDecision,
     LiveRun,
-    packed_attributes,
 )
 from decisiontrace.tracking._pauses import is_pause
 
@@ -64,8 +64,6 @@ _time_ns = time.time_ns
 _get_node = ctx.current_node.get
 _get_current_span = trace.get_current_span
 _get_current_context = otel_context.get_current
-_RUN_STATUSES = frozenset(s.value for s in RunStatus)
-_COMPLETED_TEXT = "Run completed successfully."
 
 
 class SpanEmitter:
@@ -169,12 +167,7 @@ class SpanEmitter:
             live.end_ns = end_ns
             decisions = list(live.decisions.values())
             ended = None if live.ended is None else live.ended.snapshot()
-            open_spans = []
-            for decision in decisions:
-                if decision.end_ns is None:
-                    decision.end_ns = end_ns
-                    if decision.span is not PENDING_SPAN and decision.span is not ENDED_SPAN:
-                        open_spans.append(decision.span)
+            open_spans = _end_open_decisions(decisions, end_ns)
             problems = [
                 (str(a[sc.PROBLEM_SEVERITY]), str(a[sc.PROBLEM_DESCRIPTION]))
                 for a, _ in live.problems
@@ -182,51 +175,13 @@ class SpanEmitter:
             nodes = list(live.nodes)
         for span in open_spans:
             span.end(end_time=end_ns)
-        if status is None:
-            status_value = _codec.ended_status(bool(success))
-        else:
-            status_value = _normalize.text(status, "end_run(): status")
-            if status_value not in _RUN_STATUSES:
-                _normalize.warn(f"end_run(): unknown status {status_value!r}; recorded as 'failed'")
-                status_value = "failed"
-        totals = _records.Totals()
-        intents_failed = []
-        kept: Iterable[tuple[_codec.Attributes | None, _codec.Attributes]] = (
-            (d.outcome, d.attributes) for d in decisions
-        )
-        if ended is not None:  # packed: ended with their outcome
-            kept = itertools.chain(
-                kept, ((a, a) for a in map(packed_attributes, _packed.unpacked(ended)))
-            )
-        for outcome, attributes in kept:
-            if outcome is None:
-                success_ = None
-                totals.add(None)
-            else:
-                success_ = bool(outcome[sc.OUTCOME_SUCCESS])
-                totals.add(success_, outcome.get(sc.OUTCOME_TOKENS, 0))
-            if _records.named_as_failed(success_, bool(attributes.get(sc.DECISION_PAUSED))):
-                intents_failed.append(str(attributes[sc.DECISION_INTENT]))
-        narrative = redact_text(
-            _normalize.text(narrative, "end_run(): narrative")
-        ) or _records.narrative(
-            status_value, totals.decisions, totals.successful, totals.failed, problems,
-            intents_failed,
-        )  # fmt: skip
-        if paused and narrative.startswith(_COMPLETED_TEXT):
-            narrative = "Run paused, resumable." + narrative[len(_COMPLETED_TEXT) :]
-        end_attributes = _codec.run_end_attributes(
-            status=status_value,
-            narrative=narrative,
-            totals=totals,
-            problem_count=len(problems),
-            nodes=nodes,
+        status_value = _run_end.status(success, status)
+        end_attributes = _run_end.end_attributes(
+            status_value, decisions, ended, problems, nodes, narrative, output_data,
             # LLM tokens that counted for the run but none of its decisions (see _tokens).
             llm_tokens=LEDGER.take_run(live.trace_id),
-            output_data=output_data,
-            end_reason=end_reason,
-            paused=paused,
-        )
+            end_reason=end_reason, paused=paused,
+        )  # fmt: skip
         live.end_attributes = end_attributes
         span = live.span
         span.set_attributes(end_attributes)
@@ -279,12 +234,7 @@ class SpanEmitter:
             if live.end_ns is not None:
                 return
             live.end_ns = end_ns
-            open_spans = []
-            for decision in live.decisions.values():
-                if decision.end_ns is None:
-                    decision.end_ns = end_ns
-                    if decision.span is not PENDING_SPAN and decision.span is not ENDED_SPAN:
-                        open_spans.append(decision.span)
+            open_spans = _end_open_decisions(live.decisions.values(), end_ns)
         for span in open_spans:
             span.end(end_time=end_ns)
 
@@ -494,6 +444,18 @@ class SpanEmitter:
             hook(**kwargs)
         except Exception:  # expected: the user's aggregator raised; logged, not raised
             logger.exception("decisiontrace: outcome_aggregator.%s raised", method)
+
+
+def _end_open_decisions(decisions: Iterable[LiveDecision], end_ns: int) -> list[Any]:
+    """Mark the decisions still open as ended at ``end_ns`` (under the run's lock); the
+    SDK spans to end (after it)."""
+    open_spans = []
+    for decision in decisions:
+        if decision.end_ns is None:
+            decision.end_ns = end_ns
+            if decision.span is not PENDING_SPAN and decision.span is not ENDED_SPAN:
+                open_spans.append(decision.span)
+    return open_spans
 
 
 def _is_cancellation(exc: BaseException) -> bool:
