@@ -36,6 +36,7 @@ from google.protobuf import (  # type: ignore[import-untyped]
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from decisiontrace._internal.memo import remember
 from decisiontrace.spanmodel import semconv as sc
 
 #: Keys of LLM token counts, read on spans that are not ours (see ``_tokens``).
@@ -319,9 +320,7 @@ def _read_pair(kv: bytes) -> tuple[str, Any] | None:
 
 
 def _remember(kv: bytes, pair: tuple[()] | tuple[str, Any]) -> None:
-    if len(_pairs) >= _MAX_PAIRS:
-        _pairs.clear()
-    _pairs[kv] = pair
+    remember(_pairs, _MAX_PAIRS, kv, pair)
 
 
 def _shareable(value: Any) -> bool:
@@ -346,9 +345,7 @@ def _new_key(raw_key: bytes) -> str | None:
     except UnicodeDecodeError:
         raise ValueError("an attribute key is not valid UTF-8") from None
     key = text if kept(text) else None
-    if len(_known_keys) >= _MAX_KNOWN_KEYS:
-        _known_keys.clear()
-    _known_keys[raw_key] = key
+    remember(_known_keys, _MAX_KNOWN_KEYS, raw_key, key)
     return key
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from decisiontrace._internal.memo import remember
 from decisiontrace.spanmodel import _codec, _ids, _records
 from decisiontrace.spanmodel import semconv as sc
 from decisiontrace.spanmodel._codec import Record
@@ -275,9 +276,7 @@ def _decision_order(decision: Record) -> tuple[int, str]:
         number = _ids.decision_number(decision_id)
         if number is None:
             return (1 << 62, decision["timestamp"])
-        if len(_ORDER_KEYS) >= _ORDER_KEYS_MAX:
-            _ORDER_KEYS.clear()
-        key = _ORDER_KEYS[decision_id] = (number, "")
+        key = remember(_ORDER_KEYS, _ORDER_KEYS_MAX, decision_id, (number, ""))
     return key
 
 

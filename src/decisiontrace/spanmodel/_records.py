@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from decisiontrace._internal.memo import remember
+
 #: Fields the original models compute; they are written to stored records (the schema
 #: requires them) and dropped again when a record is loaded.
 RUN_COMPUTED = ("duration_ms",)
@@ -32,9 +34,7 @@ def ns_to_datetime(time_ns: int) -> datetime:
     seconds, rest = divmod(int(time_ns), _EPOCH_NS)
     base = _SECOND_DATETIME.get(seconds)
     if base is None:
-        if len(_SECOND_DATETIME) >= _SECOND_ISO_MAX:
-            _SECOND_DATETIME.clear()
-        base = _SECOND_DATETIME[seconds] = datetime.fromtimestamp(seconds)
+        base = remember(_SECOND_DATETIME, _SECOND_ISO_MAX, seconds, datetime.fromtimestamp(seconds))
     return base + timedelta(microseconds=rest // 1000)
 
 
@@ -51,9 +51,9 @@ _SECOND_ISO_MAX = 4096
 def _second_iso(seconds: int) -> str:
     text = _SECOND_ISO.get(seconds)
     if text is None:
-        if len(_SECOND_ISO) >= _SECOND_ISO_MAX:
-            _SECOND_ISO.clear()
-        text = _SECOND_ISO[seconds] = datetime.fromtimestamp(seconds).isoformat()
+        text = remember(
+            _SECOND_ISO, _SECOND_ISO_MAX, seconds, datetime.fromtimestamp(seconds).isoformat()
+        )
     return text
 
 

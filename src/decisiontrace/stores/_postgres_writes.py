@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from decisiontrace._internal.memo import remember
 from decisiontrace.spanmodel import _records
 from decisiontrace.stores import _fragments
 from decisiontrace.stores import _sqlite_rows as _rows
@@ -250,10 +251,7 @@ _MAX_KEYS = 4096
 
 def _cached_key(value: str) -> bytes:
     """``_key(value)``, remembered (see :data:`_KEYS`)."""
-    if len(_KEYS) >= _MAX_KEYS:
-        _KEYS.clear()
-    found = _KEYS[value] = _key(value)
-    return found
+    return remember(_KEYS, _MAX_KEYS, value, _key(value))
 
 
 def _decision_rows(run_id: bytes, rows: Sequence[_Row]) -> list[_Row]:

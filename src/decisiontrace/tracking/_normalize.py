@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
+from decisiontrace._internal.memo import remember
 from decisiontrace.spanmodel._jsonsafe import describe_without_reading, is_plain, safe_str
 from decisiontrace.spanmodel._redact import active as active_redactor
 
@@ -272,7 +273,5 @@ def prepare_options(options: Any, where: str) -> PreparedOptions:
                 return seen[1]
     prepared = PreparedOptions(options, where)
     if type(options) is list and is_plain(options):
-        if len(_SEEN_OPTIONS) >= _MAX_SEEN_OPTIONS:
-            _SEEN_OPTIONS.clear()
-        _SEEN_OPTIONS[id(options)] = (copy.deepcopy(options), prepared)
+        remember(_SEEN_OPTIONS, _MAX_SEEN_OPTIONS, id(options), (copy.deepcopy(options), prepared))
     return prepared
